@@ -1,0 +1,93 @@
+"""Shared pieces of every attack: argument checks, norms and projections.
+
+All attacks work in pixel space: ``x`` is a float tensor ``N×C×H×W`` in [0, 1]
+(C = 1 for the course's grayscale X-rays) and ``x_adv`` stays in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+NORMS = ("inf", "2")
+_NORM_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "infinity": "inf",
+                 "2": "2", "l2": "2", "l_2": "2"}
+
+
+def parse_norm(norm) -> str:
+    """Return ``"inf"`` or ``"2"`` for the spellings people use (``inf``, ``"linf"``, ``2``, ``"l2"``...)."""
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        if math.isinf(norm):
+            return "inf"
+        if norm == 2:
+            return "2"
+    key = str(norm).strip().lower()
+    if key in _NORM_ALIASES:
+        return _NORM_ALIASES[key]
+    raise ValueError(f"unknown norm {norm!r}; use one of {NORMS} ('inf' for L∞, '2' for L2)")
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """Budgets are non-negative finite numbers in pixel units."""
+    eps = float(eps)
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (pixel units, [0,1] images); got {eps}")
+    return eps
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor | None = None, num_classes: int | None = None) -> None:
+    """Validate an attack's images and labels; raise ``ValueError`` with the fix.
+
+    ``x`` must be a floating tensor ``N×C×H×W`` with values in [0, 1]; ``y`` (optional)
+    a 1-D integer tensor of length N with labels in ``[0, num_classes)``.
+    """
+    if not torch.is_tensor(x) or x.dim() != 4:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"x must be a 4-D tensor N×C×H×W; got {shape}. Add a batch dim with x.unsqueeze(0).")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a float tensor in [0,1]; got dtype {x.dtype}. Divide uint8 images by 255.")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"x must lie in [0,1] (pixel space); got range [{x.min():.3g}, {x.max():.3g}]. "
+                         "Models carry their own normalisation, so pass raw pixels.")
+    if y is None:
+        return
+    if not torch.is_tensor(y) or y.dim() != 1 or y.dtype in (torch.float16, torch.float32, torch.float64):
+        raise ValueError(f"y must be a 1-D integer tensor of labels; got "
+                         f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"shape mismatch: x has {x.shape[0]} images but y has {y.shape[0]} labels")
+    if num_classes is not None and y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels out of range: got [{int(y.min())}, {int(y.max())}] for a model "
+                         f"with {num_classes} classes (valid: 0..{num_classes - 1})")
+
+
+def lp_norm(t: torch.Tensor, norm) -> torch.Tensor:
+    """Per-sample L∞ or L2 norm of ``t`` (``N×...`` → ``N``)."""
+    flat = t.flatten(1)
+    return flat.abs().amax(1) if parse_norm(norm) == "inf" else flat.norm(p=2, dim=1)
+
+
+def project(delta: torch.Tensor, eps, norm) -> torch.Tensor:
+    """Project each sample of ``delta`` (``N×...``) onto the ``norm`` ball of radius ``eps``.
+
+    ``eps`` is a float or a per-sample tensor of shape ``N``.  L∞: clamp; L2: rescale the
+    samples whose norm exceeds ``eps``.
+    """
+    norm = parse_norm(norm)
+    eps_t = torch.as_tensor(eps, dtype=delta.dtype, device=delta.device)
+    view = (-1,) + (1,) * (delta.dim() - 1)
+    if norm == "inf":
+        e = eps_t.view(view) if eps_t.dim() else eps_t
+        return torch.maximum(torch.minimum(delta, e), -e)
+    n = lp_norm(delta, "2")
+    factor = torch.clamp(eps_t / (n + 1e-12), max=1.0)
+    return delta * factor.view(view)
+
+
+def num_classes_of(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Number of output classes, from the model's ``num_classes`` attribute or one forward pass."""
+    n = getattr(model, "num_classes", None)
+    if n is not None:
+        return int(n)
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])

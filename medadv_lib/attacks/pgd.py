@@ -1,0 +1,101 @@
+"""Projected Gradient Descent (Madry et al.) in L∞ and L2, with random start and restarts."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ._common import check_eps, check_inputs, num_classes_of, parse_norm, project
+from .result import AttackResult, eval_mode, make_result
+
+
+def _random_start(x, eps, norm, gen):
+    """Uniform noise in the L∞ ball, or a uniform direction with radius U(0,1)·eps in L2."""
+    noise = torch.rand if norm == "inf" else torch.randn
+    d = noise(x.shape, generator=gen, device=gen.device if gen is not None else x.device)
+    if norm == "inf":
+        d = (2 * d - 1) * eps
+    else:
+        radius = torch.rand(x.shape[0], generator=gen, device=d.device) * eps
+        d = d * (radius / d.flatten(1).norm(dim=1).clamp_min(1e-12)).view(-1, 1, 1, 1)
+    return d.to(device=x.device, dtype=x.dtype)
+
+
+def _pgd_run(model, x, y, eps, alpha, steps, norm, x_start, targeted, bar):
+    x_adv = x_start.clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y, reduction="sum")  # per-sample grads, batch-size free
+        grad, = torch.autograd.grad(-loss if targeted else loss, x_adv)
+        if norm == "inf":
+            step = grad.sign()
+        else:
+            step = grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-10)
+        x_adv = (x + project(x_adv.detach() + alpha * step - x, eps, norm)).clamp(0, 1)
+        bar.update()
+    return x_adv.detach()
+
+
+def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float | None = None,
+        steps: int = 10, norm="inf", random_start: bool = True, targeted: bool = False,
+        restarts: int = 1, seed: int | None = None, progress: bool = False) -> AttackResult:
+    r"""PGD: ``steps`` gradient steps of size ``alpha``, each projected on the ``eps``-ball and [0,1].
+
+    'Towards Deep Learning Models Resistant to Adversarial Attacks' [https://arxiv.org/abs/1706.06083]
+
+    Distance measure: L∞ (sign steps, clamp projection) or L2 (normalised steps, rescaling
+    projection).  With ``random_start=False`` it equals ``torchattacks.PGD`` / ``PGDL2``.
+
+    Arguments:
+        model (nn.Module): classifier taking [0,1] pixels; run in eval mode.
+        x (Tensor): clean images ``N×C×H×W`` in [0, 1].
+        y (Tensor): ``N`` labels; the *target* labels when ``targeted=True``.
+        eps (float): budget in pixel units, ≥ 0.
+        alpha (float): step size. (Default: None → ``2.5·eps/steps``, Madry's rule)
+        steps (int): number of steps. (Default: 10)
+        norm (str | float): ``"inf"`` or ``"2"``. (Default: "inf")
+        random_start (bool): start from a random point of the ball. (Default: True)
+        targeted (bool): minimise the cross-entropy of the target ``y``. (Default: False)
+        restarts (int): random restarts; each later restart attacks only the samples not yet
+            fooled, and every sample keeps its best result (a success, otherwise the highest
+            loss). Restart 0 with a given ``seed`` equals a single run. (Default: 1)
+        seed (int): seeds the random starts (CPU generator, same noise on every device).
+            (Default: None → torch's global RNG)
+        progress (bool): tqdm bar over steps. (Default: False)
+    Returns:
+        :class:`AttackResult`; ``iterations`` = steps spent per sample, ``loss`` = attack loss.
+    Examples::
+        >>> res = pgd(model, x, y, eps=2/255, steps=20, restarts=3, seed=0)
+        >>> res.success_rate, res.norm.max()
+    """
+    norm, eps = parse_norm(norm), check_eps(eps)
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_eps(alpha, "alpha")
+    if int(steps) != steps or steps < 0 or int(restarts) != restarts or restarts < 1:
+        raise ValueError(f"steps must be an int >= 0 and restarts an int >= 1; got {steps}, {restarts}")
+    check_inputs(x, y, num_classes_of(model, x))
+    x, y = x.detach(), y.to(x.device)
+    restarts = restarts if random_start else 1           # without noise every restart is identical
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    best, todo = None, torch.arange(len(x), device=x.device)
+    with eval_mode(model), tqdm(total=restarts * steps, disable=not progress, desc="PGD") as bar:
+        for _ in range(restarts):
+            xs, ys = x[todo], y[todo]
+            start = xs + _random_start(xs, eps, norm, gen) if random_start else xs.clone()
+            x_adv = _pgd_run(model, xs, ys, eps, alpha, steps, norm, start, targeted, bar)
+            with torch.no_grad():
+                logits = model(x_adv)
+            ce = F.cross_entropy(logits, ys, reduction="none")
+            res = make_result(model, xs, x_adv, ys, norm, targeted, loss=-ce if targeted else ce,
+                              pred=logits.argmax(1))
+            res.iterations = torch.full_like(ys, steps)
+            if best is None:
+                best = res
+            else:
+                better = res.success | (res.loss > best.loss[todo])
+                for f in ("x_adv", "delta", "success", "norm", "pred", "loss"):
+                    getattr(best, f)[todo[better]] = getattr(res, f)[better]
+                best.iterations[todo] += steps
+            todo = todo[~best.success[todo]]
+            if todo.numel() == 0:
+                break
+    return best

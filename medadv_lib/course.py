@@ -1,0 +1,43 @@
+"""Course-wide settings, so every notebook trains (or reuses) the very same models.
+
+Notebook 01 trains the classifiers; notebooks 02+ call :func:`course_model` with the same
+arguments and get the cached checkpoint (or train it themselves when run standalone).
+"""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+from .train import TrainConfig, load_or_train
+
+# FAST: CPU-friendly (CI, laptops) — small images, few epochs.  FULL: the study for a GPU.
+FAST = SimpleNamespace(models=("resnet18", "mobilenet_v3_small"), image_size=96,
+                       epochs={"resnet18": 6, "mobilenet_v3_small": 10}, batch_size=32)
+FULL = SimpleNamespace(models=("vgg16", "resnet50", "densenet121"), image_size=224,
+                       epochs={"vgg16": 30, "resnet50": 30, "densenet121": 30}, batch_size=32)
+FULL_LR = {"vgg16": 3e-4}     # plain VGG (no batch norm) needs a smaller step from scratch
+
+
+def settings(fast: bool) -> SimpleNamespace:
+    """The FAST or FULL settings (models, image size, epochs per model)."""
+    return FAST if fast else FULL
+
+
+def model_config(name: str, fast: bool, image_size: int | None = None, epochs: int | None = None,
+                 seed: int = 0, **overrides) -> TrainConfig:
+    """The :class:`~medadv_lib.train.TrainConfig` the course uses for ``name``."""
+    s = settings(fast)
+    cfg = TrainConfig(model=name, image_size=image_size or s.image_size,
+                      epochs=epochs or s.epochs.get(name, max(s.epochs.values())),
+                      batch_size=s.batch_size, seed=seed)
+    if not fast and name in FULL_LR:
+        cfg = dataclasses.replace(cfg, lr=FULL_LR[name])
+    return dataclasses.replace(cfg, **overrides)
+
+
+def course_model(name: str, fast: bool, output_dir="../runs", data_dir=None, device=None, seed: int = 0,
+                 image_size: int | None = None, epochs: int | None = None, progress: bool = True, **overrides):
+    """Load the course's cached ``name`` model or train it; returns ``(model, info)`` like
+    :func:`~medadv_lib.train.load_or_train`."""
+    cfg = model_config(name, fast, image_size, epochs, seed, **overrides)
+    return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress)

@@ -1,0 +1,39 @@
+"""Clinical-style classification metrics: accuracy, per-class sensitivity and PPV, macro F1."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import LABELS
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int = len(LABELS)) -> np.ndarray:
+    """``C[i, j]`` = number of images of true class ``i`` predicted as ``j``."""
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def classification_report(y_true, y_pred, labels=LABELS) -> dict:
+    """Accuracy, macro F1, the confusion matrix and per-class sensitivity (recall), PPV
+    (precision), F1 and support, as plain Python types (JSON-ready).
+
+    Sensitivity of class c = TP / (images of class c); PPV = TP / (images predicted c).
+    A class never predicted has PPV 0 by convention (reported, not hidden).
+    """
+    k = len(labels)
+    cm = confusion_matrix(y_true, y_pred, k)
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(1), cm.sum(0)
+    sens = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    ppv = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    f1 = np.divide(2 * sens * ppv, sens + ppv, out=np.zeros(k), where=(sens + ppv) > 0)
+    total = cm.sum()
+    return {
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_f1": float(f1.mean()),
+        "balanced_accuracy": float(sens[support > 0].mean()) if (support > 0).any() else 0.0,
+        "per_class": {lab: {"sensitivity": float(sens[i]), "ppv": float(ppv[i]), "f1": float(f1[i]),
+                            "support": int(support[i])} for i, lab in enumerate(labels)},
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+        "n": int(total),
+    }

@@ -1,0 +1,169 @@
+"""Classifier architectures for 1-channel [0,1] chest X-rays.
+
+Every model built here is a :class:`MedModel`: a :class:`PixelNormalize` layer followed
+by a torchvision architecture whose first convolution takes one channel and whose head
+has ``num_classes`` outputs.  Because the normalisation is inside the model, attacks,
+norms and budgets are always in pixel units and clipping to [0, 1] is always valid.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .runtime import atomic_torch_save
+
+# name -> torchvision constructor name
+ARCHITECTURES = {
+    "resnet18": "resnet18",
+    "resnet50": "resnet50",
+    "vgg16": "vgg16",
+    "vgg16_bn": "vgg16_bn",
+    "densenet121": "densenet121",
+    "mobilenet_v3_small": "mobilenet_v3_small",
+    "mobilenet_v3_large": "mobilenet_v3_large",
+    "efficientnet_b0": "efficientnet_b0",
+}
+CHECKPOINT_FORMAT = "medadv-checkpoint/1"
+
+
+class PixelNormalize(nn.Module):
+    """``(x - mean) / std`` per channel; the first layer of every course model."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class MedModel(nn.Module):
+    """A classifier taking ``N×C×H×W`` pixels in [0, 1] and returning ``N×num_classes`` logits."""
+
+    def __init__(self, arch: str, net: nn.Module, num_classes: int, in_channels: int, mean, std):
+        super().__init__()
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.normalize = PixelNormalize(mean, std)
+        self.net = net
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, num_classes={self.num_classes}, in_channels={self.in_channels}"
+
+
+def _replace_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
+    """Give the first Conv2d ``in_channels`` inputs; pretrained RGB filters are summed over colour."""
+    name, conv = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels == in_channels:
+        return
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    with torch.no_grad():
+        w = conv.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels
+        new.weight.copy_(w)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    _replace_module(net, name, new)
+
+
+def _replace_head(net: nn.Module, num_classes: int) -> None:
+    name, lin = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+    if lin.out_features != num_classes:
+        _replace_module(net, name, nn.Linear(lin.in_features, num_classes))
+
+
+def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: str | None = None,
+                mean: float | None = None, std: float | None = None) -> MedModel:
+    """Build a course classifier.
+
+    Args:
+        name: one of :data:`ARCHITECTURES` (``resnet18``, ``resnet50``, ``vgg16``,
+            ``densenet121``, ``mobilenet_v3_small``, ...).
+        num_classes: number of output logits (3: normal, pneumonia, COVID-19).
+        in_channels: image channels (1 for grayscale X-rays).
+        weights: ``None`` for random initialisation (the default: nothing can be downloaded
+            on an offline machine), or a torchvision weight name such as ``"DEFAULT"`` or
+            ``"IMAGENET1K_V1"`` when online; RGB first-layer filters are summed to grayscale.
+        mean, std: pixel normalisation of the first layer; defaults 0.5/0.25, or the
+            grey value of ImageNet's statistics when ``weights`` is given.
+    Returns:
+        a :class:`MedModel` that takes ``N×in_channels×H×W`` tensors in [0, 1].
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
+    ctor = getattr(torchvision.models, ARCHITECTURES[name])
+    if weights is None:
+        net = ctor(weights=None, num_classes=num_classes)
+        default_mean, default_std = 0.5, 0.25
+    else:
+        net = ctor(weights=weights)
+        _replace_head(net, num_classes)
+        default_mean, default_std = 0.449, 0.226   # ImageNet RGB statistics averaged to grey
+    _adapt_first_conv(net, in_channels)
+    mean = default_mean if mean is None else mean
+    std = default_std if std is None else std
+    return MedModel(name, net, num_classes, in_channels, [mean] * in_channels, [std] * in_channels)
+
+
+def save_checkpoint(model: MedModel, path: str | os.PathLike, **meta) -> Path:
+    """Save ``model`` with its architecture and any JSON-like metadata, atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "num_classes": model.num_classes,
+               "in_channels": model.in_channels, "state_dict": model.state_dict(), "meta": meta}
+    return atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dictionary safely (``weights_only=True``) with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}. Train one first: "
+                                f"`medadv train --model resnet18 --out {path.parent}` or notebook 01.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {exc}. Delete it and train again.") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a medadv checkpoint (expected format {CHECKPOINT_FORMAT!r}). "
+                         "Save models with medadv_lib.models.save_checkpoint.")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
+                    device: torch.device | str | None = None) -> tuple[MedModel, dict]:
+    """Load a checkpoint into ``model`` (or a freshly built one); return ``(model, meta)``.
+
+    A checkpoint saved for another architecture or class count raises ``ValueError``
+    naming both, instead of PyTorch's long key-mismatch message.
+    """
+    ckpt = read_checkpoint(path)
+    if model is None:
+        model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"])
+    elif (model.arch, model.num_classes, model.in_channels) != (ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"]):
+        raise ValueError(
+            f"checkpoint {path} holds a {ckpt['arch']} with {ckpt['num_classes']} classes and "
+            f"{ckpt['in_channels']} channel(s), but the model is a {model.arch} with {model.num_classes} "
+            f"classes and {model.in_channels} channel(s). Build the model with "
+            f"build_model({ckpt['arch']!r}) or pick the checkpoint trained for {model.arch}.")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path} does not fit a {model.arch}: {str(exc).splitlines()[0]}") from exc
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return model, ckpt.get("meta", {})

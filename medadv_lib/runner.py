@@ -1,0 +1,107 @@
+"""Execute the course notebooks with papermill (``make tutorial`` and the notebook tests).
+
+    python -m medadv_lib.runner [--mode auto|fast|full] [--out build] [NOTEBOOK ...]
+
+Each notebook's ``parameters`` cell is overridden with ``FAST`` (fast on CPU, full size
+when CUDA is present, unless ``--mode`` says otherwise), ``OUTPUT_DIR`` (the shared
+checkpoint/results folder, so later notebooks reuse earlier models) and ``DATA_DIR``.
+Executed copies go to ``OUT/notebooks/`` and HTML renderings to ``OUT/html/``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook cell raised; the message names the notebook, the cell and the error."""
+
+
+def course_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The course notebooks in order (``NN_name.ipynb``)."""
+    return sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_mode(mode: str = "auto") -> bool:
+    """``True`` for FAST mode: ``fast``, or ``auto`` without CUDA."""
+    if mode not in ("auto", "fast", "full"):
+        raise ValueError(f"unknown mode {mode!r}; use auto, fast or full")
+    if mode == "auto":
+        import torch
+        return not torch.cuda.is_available()
+    return mode == "fast"
+
+
+def _describe_failure(nb_path: Path, exc) -> str:
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errs:
+            src = cell.source.strip().splitlines()
+            head = src[0] if src else ""
+            return (f"{nb_path.name}: code cell {i} (execution count {cell.get('execution_count')}, "
+                    f"starting {head!r}) failed: {errs[0]['ename']}: {errs[0]['evalue']}")
+    return f"{nb_path.name} failed: {exc}"
+
+
+def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | None = None,
+                 data_dir: str | None = None, html: bool = True, extra: dict | None = None,
+                 progress: bool = False) -> Path:
+    """Execute one notebook into ``out_dir/notebooks`` (and HTML into ``out_dir/html``); return its path."""
+    import papermill as pm
+    out_dir = Path(out_dir).resolve()
+    executed = out_dir / "notebooks" / nb.name
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    params = {"FAST": bool(fast), "OUTPUT_DIR": str((output_dir or out_dir / "runs").resolve())}
+    if data_dir:
+        params["DATA_DIR"] = str(Path(data_dir).resolve())
+    params.update(extra or {})
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
+                            kernel_name="python3", progress_bar=progress, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(_describe_failure(executed, exc)) from None
+    if html:
+        import nbconvert
+        import nbformat
+        body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        (out_dir / "html").mkdir(parents=True, exist_ok=True)
+        (out_dir / "html" / nb.with_suffix(".html").name).write_text(body)
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m medadv_lib.runner", description=__doc__.splitlines()[0])
+    ap.add_argument("notebooks", nargs="*", help="notebook files or name prefixes like 00 01 (default: all)")
+    ap.add_argument("--mode", default="auto", choices=["auto", "fast", "full"])
+    ap.add_argument("--out", default="build", help="folder for executed notebooks, HTML and runs/")
+    ap.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
+    ap.add_argument("--no-html", action="store_true")
+    args = ap.parse_args(argv)
+    fast = resolve_mode(args.mode)
+    notebooks = course_notebooks()
+    if args.notebooks:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(s) or nb.name == Path(s).name
+                                                     for s in args.notebooks)]
+    if not notebooks:
+        print("no notebooks matched", file=sys.stderr)
+        return 2
+    print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode -> {args.out}/")
+    for nb in notebooks:
+        t0 = time.time()
+        try:
+            run_notebook(nb, Path(args.out), fast, data_dir=args.data, html=not args.no_html, progress=True)
+        except NotebookFailed as exc:
+            print(f"FAILED {exc}", file=sys.stderr)
+            return 1
+        print(f"  {nb.name}: ok in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Training, evaluation and the checkpoint cache (load-or-train).
+
+``fit`` trains a :class:`~medadv_lib.models.MedModel` on in-memory tensors with AdamW (or
+SGD), a warm-up + cosine learning-rate schedule, class-balanced loss, batched augmentation,
+early stopping on validation macro-F1 (best weights restored), tqdm progress and, on CUDA,
+mixed precision and ``channels_last``.  ``load_or_train`` caches the result as a file
+keyed by the training configuration, so a later notebook reuses an earlier one's model.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import LABELS
+from .data import augment_batch, class_weights, find_data_dir, load_split
+from .metrics.classification import classification_report
+from .models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from .runtime import autocast, get_device, seed_everything
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a trained model (and so its cache key)."""
+    model: str = "resnet18"
+    image_size: int = 128
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"          # "adamw" or "sgd"
+    warmup_epochs: float = 0.5
+    balance: str = "loss"             # "loss" (weighted CE), "sampler" or "none"
+    augment: bool = True
+    label_smoothing: float = 0.05
+    patience: int | None = None       # early stopping on val macro-F1; None: run all epochs, keep best
+    crop_top: bool = False
+    train_limit: int | None = None    # class-stratified subset of the training split
+    weights: str | None = None        # torchvision weight name (needs internet), None = random init
+    seed: int = 0
+
+    def key(self, data_fingerprint: str = "") -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + data_fingerprint
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+    def filename(self, data_fingerprint: str = "") -> str:
+        return f"{self.model}-{self.image_size}px-e{self.epochs}-s{self.seed}-{self.key(data_fingerprint)}.pt"
+
+
+def data_fingerprint(data_dir=None) -> str:
+    """Short hash of the dataset's metadata.csv: a different dataset gives a different cache key."""
+    return hashlib.sha1((find_data_dir(data_dir) / "metadata.csv").read_bytes()).hexdigest()[:10]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128, device=None) -> torch.Tensor:
+    """Logits for ``x`` (``N×1×H×W`` in [0,1]), computed in batches on ``device``; returned on CPU."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device, non_blocking=True)
+        with autocast(device):
+            out.append(model(xb).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, getattr(model, "num_classes", len(LABELS)))
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, device=None) -> dict:
+    """Accuracy, macro F1, per-class sensitivity/PPV and the confusion matrix (see
+    :func:`medadv_lib.metrics.classification_report`), plus ``loss`` (mean cross-entropy)."""
+    logits = predict(model, x, batch_size, device)
+    report = classification_report(y.numpy(), logits.argmax(1).numpy())
+    report["loss"] = float(nn.functional.cross_entropy(logits, y))
+    return report
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
+        config: TrainConfig = TrainConfig(), device=None, progress: bool = True) -> list[dict]:
+    """Train ``model`` in place; return the per-epoch history (loss, val accuracy/macro-F1, lr, seconds).
+
+    The weights of the epoch with the best validation macro-F1 are restored at the end.
+    """
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    gen = seed_everything(config.seed)
+    x_tr, y_tr = train
+    model.to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    weight = class_weights(y_tr).to(device) if config.balance == "loss" else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=config.lr)
+    elif config.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'adamw' or 'sgd'")
+    steps_per_epoch = max(1, math.ceil(len(x_tr) / config.batch_size))
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_epochs * steps_per_epoch)))
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and not torch.cuda.is_bf16_supported())
+    if config.balance == "sampler":
+        sample_w = (1.0 / torch.bincount(y_tr).float())[y_tr]
+    history, best, best_score, bad_epochs = [], None, -1.0, 0
+    bar = tqdm(total=total, desc=f"train {getattr(model, 'arch', '')}", disable=not progress, leave=False)
+    for epoch in range(config.epochs):
+        t0 = time.time()
+        model.train()
+        if config.balance == "sampler":
+            order = torch.multinomial(sample_w, len(y_tr), replacement=True, generator=gen)
+        else:
+            order = torch.randperm(len(y_tr), generator=gen)
+        run_loss, seen = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+            if config.augment:
+                xb = augment_batch(xb, generator=gen)
+            if cuda:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                loss = loss_fn(model(xb).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            run_loss += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{run_loss / seen:.3f}")
+        rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "lr": sched.get_last_lr()[0]}
+        if val is not None:
+            ev = evaluate(model, *val, device=device)
+            rec.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_macro_f1=ev["macro_f1"])
+            score = ev["macro_f1"]
+            if score > best_score:
+                best_score, best, bad_epochs = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad_epochs += 1
+        rec["seconds"] = time.time() - t0
+        history.append(rec)
+        if progress:
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        if config.patience is not None and bad_epochs > config.patience:
+            break
+    bar.close()
+    if best is not None:
+        model.load_state_dict(best)
+    model.to(memory_format=torch.contiguous_format).eval()
+    return history
+
+
+def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=None, progress: bool = True,
+                  force: bool = False) -> tuple[nn.Module, dict]:
+    """Return ``(model, info)`` for ``config``: load the cached checkpoint, or train, test and cache it.
+
+    ``info`` holds ``checkpoint`` (path), ``cached`` (bool), ``config``, ``test`` and ``val``
+    reports (see :func:`evaluate`), ``history`` and ``train_seconds``.  The checkpoint name
+    carries the configuration's hash (and the dataset's), so changing any setting retrains.
+    """
+    device = get_device(device)
+    fp = data_fingerprint(data_dir)
+    path = Path(out_dir) / config.filename(fp)
+    if path.exists() and not force:
+        model, meta = load_checkpoint(path, device=device)
+        if meta.get("config") == dataclasses.asdict(config):
+            return model, {**meta, "checkpoint": str(path), "cached": True}
+    t0 = time.time()
+    train = load_split("train", config.image_size, data_dir, config.crop_top, limit=config.train_limit,
+                       seed=config.seed)
+    val = load_split("val", config.image_size, data_dir, config.crop_top)
+    test = load_split("test", config.image_size, data_dir, config.crop_top)
+    seed_everything(config.seed)
+    model = build_model(config.model, len(LABELS), 1, weights=config.weights)
+    history = fit(model, train, val, config, device, progress)
+    train_seconds = time.time() - t0
+    meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,
+            "train_seconds": train_seconds, "device": str(device), "torch": torch.__version__,
+            "val": evaluate(model, *val, device=device), "test": evaluate(model, *test, device=device)}
+    save_checkpoint(model, path, **meta)
+    return model, {**meta, "checkpoint": str(path), "cached": False}
+
+
+def checkpoint_info(path) -> dict:
+    """The metadata stored with a checkpoint (config, test metrics, history) without building the model."""
+    ckpt = read_checkpoint(path)
+    return {"arch": ckpt["arch"], **ckpt.get("meta", {})}

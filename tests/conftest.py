@@ -1,0 +1,33 @@
+"""Shared fixtures: real chest X-rays at a small size and a small model trained on them."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medadv_lib.data import load_split
+from medadv_lib.train import TrainConfig, load_or_train
+
+SMALL_SIZE = 64
+SMALL_CONFIG = TrainConfig(model="resnet18", image_size=SMALL_SIZE, epochs=3, train_limit=480, batch_size=32, seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def real_batch():
+    """32 real test-split chest X-rays at 64×64 (class-stratified, seeded) and their labels."""
+    return load_split("test", SMALL_SIZE, limit=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_model(request):
+    """A ResNet-18 trained for 3 epochs on 480 real training images at 64 px (CPU, eval mode).
+
+    Cached in pytest's cache folder, so only the first test session pays the ~15 s.
+    """
+    out = request.config.cache.mkdir("medadv-models")
+    model, _ = load_or_train(SMALL_CONFIG, out_dir=out, device="cpu", progress=False)
+    return model.eval()

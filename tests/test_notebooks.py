@@ -1,0 +1,47 @@
+"""Every course notebook executes under papermill in FAST mode, in order, sharing checkpoints."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from medadv_lib.runner import NOTEBOOK_DIR, NotebookFailed, course_notebooks, run_notebook
+
+NOTEBOOKS = course_notebooks()
+
+
+def test_there_are_course_notebooks():
+    names = [nb.name[:2] for nb in NOTEBOOKS]
+    assert names[:2] == ["00", "01"], names
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_one_parameters_cell_and_no_outputs(nb):
+    cells = nbformat.read(nb, as_version=4).cells
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    for name in ("FAST", "SEED", "DEVICE", "OUTPUT_DIR", "DATA_DIR"):
+        assert f"{name} =" in tagged[0].source, f"{nb.name}: parameters cell lacks {name}"
+    assert not any(c.get("outputs") for c in cells if c.cell_type == "code"), f"{nb.name} is committed with outputs"
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory):
+    """Checkpoint folder shared by the notebooks of one session (set MEDADV_TEST_RUNS to keep it)."""
+    keep = os.environ.get("MEDADV_TEST_RUNS")
+    return Path(keep) if keep else tmp_path_factory.mktemp("runs")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_in_fast_mode(nb, runs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp(nb.stem)
+    t0 = time.time()
+    try:
+        run_notebook(nb, out, fast=True, output_dir=runs_dir, html=False)
+    except NotebookFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"{nb.name}: {time.time() - t0:.0f} s")
