@@ -196,7 +196,7 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     history = fit(model, train, val, config, device, progress)
     train_seconds = time.time() - t0
     meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,
-            "train_seconds": train_seconds, "device": str(device), "torch": torch.__version__,
+            "train_seconds": train_seconds, "device": str(device), "torch": str(torch.__version__),
             "val": evaluate(model, *val, device=device), "test": evaluate(model, *test, device=device)}
     save_checkpoint(model, path, **meta)
     return model, {**meta, "checkpoint": str(path), "cached": False}

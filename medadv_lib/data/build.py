@@ -1036,7 +1036,7 @@ _RULES_TEXT = """## Rules applied
 """
 
 
-def sources_markdown(summary: Mapping, rows: Sequence[Mapping[str, str]]) -> str:
+def sources_markdown(summary: Mapping) -> str:
     """The ``SOURCES.md`` build report."""
     splits = [name for name, _ in SPLIT_SHARES]
     by_source = summary["counts_by_source"]
@@ -1188,7 +1188,7 @@ def build_dataset(sources: Mapping[str, Path] | Sequence[Path], out: Path, seed:
         write_metadata(staging, rows)
         summary = make_summary(rows, inputs, log, conflicts, links, out, seed, image_size,
                                max_file_mib)
-        (staging / "SOURCES.md").write_text(sources_markdown(summary, rows), encoding="utf-8")
+        (staging / "SOURCES.md").write_text(sources_markdown(summary), encoding="utf-8")
         (staging / "build_summary.json").write_text(json.dumps(summary, indent=1) + "\n",
                                                     encoding="utf-8")
         _replace_dir(staging, out)

@@ -25,8 +25,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping, Union
 
-LABELS: tuple[str, ...] = ("normal", "pneumonia", "COVID-19")
-"""Class names, in label-index order (same as :data:`medadv_lib.LABELS`)."""
+from .. import LABELS  # noqa: F401  (re-exported: class names in label-index order)
+
 
 GITHUB_ARCHIVE_URL = "https://codeload.github.com/{repo}/tar.gz/{commit}"
 """Default template for a repository archive (a ``.tar.gz`` of one commit)."""

@@ -1,2 +1,4 @@
 """Metrics: classification quality and robustness under attack."""
-from .classification import classification_report, confusion_matrix
+from .classification import classification_report, confusion_matrix, report_table
+from .robustness import (attack_success_rate, defense_rate, median_rho_adv, predict, rho_adv,
+                         robust_accuracy, robustness_curve)

@@ -37,3 +37,16 @@ def classification_report(y_true, y_pred, labels=LABELS) -> dict:
         "labels": list(labels),
         "n": int(total),
     }
+
+
+def report_table(reports: dict, labels=LABELS):
+    """One row per model: accuracy, macro F1, and per-class sensitivity and PPV (a pandas DataFrame)."""
+    import pandas as pd
+    rows = {}
+    for name, r in reports.items():
+        row = {"accuracy": r["accuracy"], "balanced acc.": r["balanced_accuracy"], "macro F1": r["macro_f1"]}
+        for lab in labels:
+            row[f"sens. {lab}"] = r["per_class"][lab]["sensitivity"]
+            row[f"PPV {lab}"] = r["per_class"][lab]["ppv"]
+        rows[name] = row
+    return pd.DataFrame(rows).T

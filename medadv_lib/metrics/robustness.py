@@ -1,0 +1,153 @@
+"""Robustness metrics: robust accuracy, attack success, defense rate, ρ_adv and ε-curves.
+
+Definitions (untargeted, labels ``y``; "clean-correct" = classified correctly without attack):
+
+* robust accuracy      = share of *all* images still classified correctly under the attack;
+* attack success rate  = share of images misclassified under the attack (targeted: predicted
+  as the target); with ``x`` given, only clean-correct images count (the "fooling rate");
+* defense rate         = among clean-correct images, the share still correct under the attack
+  (= 1 − attack success rate over clean-correct images);
+* ρ_adv                = ‖r‖₂ / ‖x‖₂ per image (DeepFool's robustness measure).
+
+Evaluation runs in chunks of ``batch_size`` on the model's device; results are on the CPU.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .. import LABELS
+
+
+def _device(model) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Arg-max predictions of ``model`` on ``x`` (``N×C×H×W``), in chunks; a CPU long tensor ``N``."""
+    dev, was = _device(model), model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, dtype=torch.long)
+    finally:
+        model.train(was)
+
+
+def _rate(mask: torch.Tensor) -> float:
+    return float(mask.float().mean()) if mask.numel() else math.nan
+
+
+def robust_accuracy(model, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Accuracy of ``model`` on the adversarial images ``x_adv`` against the true labels ``y``."""
+    return _rate(predict(model, x_adv, batch_size) == y.cpu())
+
+
+def attack_success_rate(model, x_adv: torch.Tensor, y: torch.Tensor, x: torch.Tensor | None = None,
+                        targeted: bool = False, batch_size: int = 256) -> float:
+    """Share of attacks that succeed.
+
+    Untargeted: prediction on ``x_adv`` ≠ ``y``; targeted: prediction = ``y`` (the targets).
+    With the clean images ``x``, only images the attack had to change count: clean-correct ones
+    (untargeted) or those not already predicted as the target (targeted).
+    """
+    y = y.cpu()
+    hit = predict(model, x_adv, batch_size) == y
+    success = hit if targeted else ~hit
+    if x is not None:
+        clean_hit = predict(model, x, batch_size) == y
+        success = success[~clean_hit if targeted else clean_hit]
+    return _rate(success)
+
+
+def defense_rate(model, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Among images classified correctly when clean, the share still correct under the attack."""
+    y = y.cpu()
+    correct = predict(model, x, batch_size) == y
+    return _rate((predict(model, x_adv, batch_size) == y)[correct])
+
+
+def rho_adv(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """ρ_adv = ‖r‖₂ / ‖x‖₂ per sample (``N×...`` → ``N``); 0/0 (black image, no change) gives 0."""
+    return r.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)
+
+
+def median_rho_adv(r: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
+                   mask: torch.Tensor | None = None, class_names=LABELS) -> dict:
+    """Median ρ_adv overall and per class of ``y`` (e.g. ``mask=res.success`` keeps successes only).
+
+    Returns ``{"overall": m, "<class name>": m_c, ...}``; NaN for an empty group.
+    """
+    rho = rho_adv(r, x).cpu()
+    keep = torch.ones_like(rho, dtype=torch.bool) if mask is None else mask.cpu().bool()
+    med = lambda sel: float(rho[sel].median()) if sel.any() else math.nan  # noqa: E731
+    out = {"overall": med(keep)}
+    if y is not None:
+        y = y.cpu()
+        names = list(class_names) if class_names else [str(c) for c in range(int(y.max()) + 1)]
+        for c, name in enumerate(names):
+            out[name] = med(keep & (y == c))
+    return out
+
+
+def _resolve_attack(attack):
+    if callable(attack):
+        return attack
+    from .. import attacks
+    if isinstance(attack, str) and attack.lower() in ("fgsm", "pgd", "deepfool"):
+        return getattr(attacks, attack.lower())
+    raise ValueError(f"unknown attack {attack!r}; pass a callable or one of 'fgsm', 'pgd', 'deepfool'")
+
+
+def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, batch_size: int = 64,
+                     progress: bool = False, **kw) -> pd.DataFrame:
+    """Clean/robust accuracy, attack success and defense rate for each budget ε in ``eps_list``.
+
+    ``attack`` is ``fgsm``/``pgd``-like (``attack(model, x, y, eps, **kw) -> AttackResult``) or a
+    minimal-norm attack such as ``deepfool`` (marked ``attack.minimal_norm = True``): that one
+    runs *once* and an image counts as fooled at ε when the attack succeeded with
+    ``norm ≤ ε`` (in the attack's norm).  Untargeted only.
+
+    Returns a DataFrame with one row per ε: ``eps, norm, n, n_clean_correct, clean_accuracy,
+    robust_accuracy, attack_success_rate`` (over clean-correct images), ``defense_rate``,
+    ``median_norm`` (of the successful perturbations on clean-correct images).
+
+    Example::
+        >>> robustness_curve(model, x, y, pgd, [0, 1/255, 2/255], steps=10)
+    """
+    attack = _resolve_attack(attack)
+    if kw.get("targeted"):
+        raise ValueError("robustness_curve is untargeted: drop targeted=True")
+    eps_list = [float(e) for e in eps_list]
+    if any(not math.isfinite(e) or e < 0 for e in eps_list):
+        raise ValueError(f"eps_list must hold finite numbers >= 0; got {eps_list}")
+    if len(x) != len(y):
+        raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
+    y = y.cpu()
+    dev, chunks = _device(model), range(0, len(x), batch_size)
+    correct = predict(model, x, batch_size) == y
+    minimal = getattr(attack, "minimal_norm", False)
+    runs = [None] if minimal else eps_list
+    rows = []
+    with tqdm(total=len(runs) * len(chunks), disable=not progress, desc=getattr(attack, "__name__", "attack")) as bar:
+        for eps in runs:
+            parts = []
+            for i in chunks:
+                args = (model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev))
+                parts.append((attack(*args, **kw) if minimal else attack(*args, eps, **kw)).cpu())
+                bar.update()
+            res = parts[0].cat(parts)
+            for e in (eps_list if minimal else [eps]):
+                fooled = res.success & (res.norm <= e * (1 + 1e-6)) if minimal else res.pred != y
+                ok = ~fooled   # clean errors: DeepFool reports them as successes at norm 0
+                sel = res.norm[correct & fooled]
+                rows.append({"eps": e, "norm": res.norm_type, "n": len(y), "n_clean_correct": int(correct.sum()),
+                             "clean_accuracy": _rate(correct), "robust_accuracy": _rate(ok),
+                             "attack_success_rate": _rate(fooled[correct]), "defense_rate": _rate(ok[correct]),
+                             "median_norm": float(sel.median()) if sel.numel() else math.nan})
+    return pd.DataFrame(rows)

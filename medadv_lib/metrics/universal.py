@@ -1,0 +1,177 @@
+"""Metrics of a universal adversarial perturbation: fooling rates, target success, confusion.
+
+Two fooling rates, because papers disagree on the reference (Hirano et al. 2020's scripts
+compare with the true labels, ART with the model's clean predictions):
+
+* ``fooling_rate``            – share of images whose prediction under ``x + v`` differs from
+  the model's *clean prediction* (Moosavi-Dezfooli et al.'s definition, ART's);
+* ``fooling_rate_vs_labels``  – share whose prediction under ``x + v`` differs from the *true
+  label* (Hirano et al.'s ``get_foolingrate_rate``; it counts clean mistakes too).
+
+Everything here is computed from three label vectors (``pred_clean``, ``pred_adv``, ``y``) by
+:func:`uap_metrics_from_predictions`, so it can be checked by hand; :func:`evaluate_uap` runs
+the model (batched) and returns the same plain-Python dict.
+
+Example::
+
+    >>> from medadv_lib.metrics import evaluate_uap
+    >>> m = evaluate_uap(model, x_test, y_test, res.v, target=LABELS.index("COVID-19"))
+    >>> m["fooling_rate"], m["fooling_rate_vs_labels"], m["target_success_rate"]
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import LABELS
+from ..attacks.uap import apply_uap, predict_uap  # noqa: F401  (apply_uap re-exported for convenience)
+from .classification import classification_report, confusion_matrix
+
+__all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap"]
+
+
+def _labels_for(num_classes: int) -> tuple:
+    return tuple(LABELS) if num_classes == len(LABELS) else tuple(str(i) for i in range(num_classes))
+
+
+def _np(a) -> np.ndarray:
+    if torch.is_tensor(a):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=int).ravel()
+
+
+def fooling_rate(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor, reference: str = "clean",
+                 y: torch.Tensor | None = None, batch_size: int = 256) -> float:
+    """Share of images whose prediction under ``apply_uap(x, v)`` differs from the reference.
+
+    ``reference="clean"``: the model's clean prediction (the ``fooling_rate`` of
+    :func:`evaluate_uap`); ``"labels"``: the true labels ``y`` (``fooling_rate_vs_labels``).
+    """
+    if reference not in ("clean", "labels"):
+        raise ValueError(f"reference must be 'clean' or 'labels'; got {reference!r}")
+    if reference == "labels" and y is None:
+        raise ValueError("reference='labels' needs the true labels y")
+    pred_adv = predict_uap(model, x, v, batch_size)
+    ref = predict_uap(model, x, None, batch_size) if reference == "clean" else y.to(pred_adv.device)
+    return float((pred_adv != ref).float().mean()) if len(ref) else float("nan")
+
+
+def target_success_rate(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor, target: int,
+                        batch_size: int = 256) -> float:
+    """Share of *all* images classified as ``target`` under ``apply_uap(x, v)`` (Hirano et al.'s definition)."""
+    pred_adv = predict_uap(model, x, v, batch_size)
+    return float((pred_adv == int(target)).float().mean()) if len(pred_adv) else float("nan")
+
+
+def _rate(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if mask.size else None
+
+
+def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | None = None,
+                                 target: int | None = None, labels=None) -> dict:
+    """All UAP metrics from label vectors; plain Python types (JSON-ready).
+
+    Arguments:
+        pred_clean, pred_adv, y: ``N`` integer labels – clean prediction, prediction under the
+            UAP, true label (tensors, arrays or lists).
+        num_classes: number of classes (default: 3, or ``len(labels)``).
+        target: the target class of a targeted UAP (adds the target success rates).
+        labels: class names (default :data:`medadv_lib.LABELS` for 3 classes).
+    Returns:
+        dict with
+
+        * ``n``, ``labels``, ``num_classes``;
+        * ``fooling_rate`` (vs clean predictions), ``fooling_rate_vs_labels`` (vs true labels);
+        * ``fooling_rate_per_class``: list, per *true* class, the fooling rate (vs clean
+          predictions) among that class's images (``None`` for a class with no image), and
+          ``fooling_rate_vs_labels_per_class`` likewise; ``fooling_rate_balanced``: the mean of
+          ``fooling_rate_per_class`` over classes present;
+        * ``clean_accuracy``, ``adv_accuracy``;
+        * ``confusion_clean_to_adv``: ``C[i][j]`` = images predicted ``i`` clean and ``j``
+          under the UAP; ``confusion_labels_to_adv``: true ``i`` → ``j`` under the UAP (the
+          matrix Hirano et al. print);
+        * ``sensitivity_adv`` / ``ppv_adv`` (and ``sensitivity_clean`` / ``ppv_clean``): per class,
+          TP / images of the class and TP / images predicted as the class (0 if never predicted);
+        * ``adv_prediction_share``: share of images predicted as each class under the UAP;
+        * targeted only: ``target``, ``target_success_rate`` (share of all images classified
+          as the target), ``target_success_rate_non_target`` (among images whose clean
+          prediction was not the target) and ``target_rate_clean`` (share already predicted
+          as the target without the UAP).
+    """
+    pc, pa, yt = _np(pred_clean), _np(pred_adv), _np(y)
+    if not (len(pc) == len(pa) == len(yt)):
+        raise ValueError(f"pred_clean, pred_adv and y must have the same length; got {len(pc)}, {len(pa)}, {len(yt)}")
+    if labels is None:
+        k = int(num_classes) if num_classes is not None else len(LABELS)
+        labels = _labels_for(k)
+    else:
+        labels = tuple(labels)
+        k = len(labels) if num_classes is None else int(num_classes)
+        if len(labels) != k:
+            raise ValueError(f"{len(labels)} labels given for {k} classes")
+    for name, a in (("pred_clean", pc), ("pred_adv", pa), ("y", yt)):
+        if a.size and (a.min() < 0 or a.max() >= k):
+            raise ValueError(f"{name} has labels outside 0..{k - 1}")
+    if target is not None and not 0 <= int(target) < k:
+        raise ValueError(f"target must be a class index in 0..{k - 1}; got {target!r}")
+
+    fooled, fooled_lab = pa != pc, pa != yt
+    per_class = [_rate(fooled[yt == c]) for c in range(k)]
+    per_class_lab = [_rate(fooled_lab[yt == c]) for c in range(k)]
+    present = [r for r in per_class if r is not None]
+    rep_adv = classification_report(yt, pa, labels)
+    rep_clean = classification_report(yt, pc, labels)
+    n = len(yt)
+    out = {
+        "n": int(n),
+        "num_classes": int(k),
+        "labels": list(labels),
+        "fooling_rate": _rate(fooled),
+        "fooling_rate_vs_labels": _rate(fooled_lab),
+        "fooling_rate_per_class": per_class,
+        "fooling_rate_vs_labels_per_class": per_class_lab,
+        "fooling_rate_balanced": float(np.mean(present)) if present else None,
+        "clean_accuracy": _rate(pc == yt),
+        "adv_accuracy": _rate(pa == yt),
+        "confusion_clean_to_adv": confusion_matrix(pc, pa, k).tolist(),
+        "confusion_labels_to_adv": confusion_matrix(yt, pa, k).tolist(),
+        "sensitivity_adv": [rep_adv["per_class"][lab]["sensitivity"] for lab in labels],
+        "ppv_adv": [rep_adv["per_class"][lab]["ppv"] for lab in labels],
+        "sensitivity_clean": [rep_clean["per_class"][lab]["sensitivity"] for lab in labels],
+        "ppv_clean": [rep_clean["per_class"][lab]["ppv"] for lab in labels],
+        "adv_prediction_share": [float(s) for s in (np.bincount(pa, minlength=k) / n if n else np.zeros(k))],
+    }
+    if target is not None:
+        t = int(target)
+        not_t = pc != t
+        out.update({
+            "target": t,
+            "target_success_rate": _rate(pa == t),
+            "target_success_rate_non_target": _rate(pa[not_t] == t),
+            "target_rate_clean": _rate(pc == t),
+        })
+    return out
+
+
+def evaluate_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
+                 target: int | None = None, batch_size: int = 256, norm: str | None = None) -> dict:
+    """Run the model on ``x`` and ``apply_uap(x, v)`` (batched) and return every UAP metric.
+
+    The dict is that of :func:`uap_metrics_from_predictions` plus ``v_linf`` and ``v_l2``
+    (the size of ``v``); all values are plain Python types (``json.dumps`` works).
+    ``norm`` is accepted for symmetry with the attacks and ignored (both norms are reported).
+    """
+    del norm
+    if not torch.is_tensor(v):
+        v = torch.as_tensor(v, dtype=x.dtype)
+    pred_clean = predict_uap(model, x, None, batch_size)
+    pred_adv = predict_uap(model, x, v, batch_size)
+    k = getattr(model, "num_classes", None)
+    if k is None:
+        with torch.no_grad():
+            k = int(model(x[:1].to(next(model.parameters()).device)).shape[1])
+    out = uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes=int(k), target=target)
+    vf = v.detach().double().flatten()
+    out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
+    out["v_l2"] = float(vf.norm())
+    return out

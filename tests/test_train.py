@@ -1,0 +1,78 @@
+"""Training loop, evaluation and the load-or-train checkpoint cache."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from medadv_lib import course
+from medadv_lib.metrics import classification_report
+from medadv_lib.models import build_model, load_checkpoint
+from medadv_lib.runtime import get_device, seed_everything
+from medadv_lib.train import TrainConfig, evaluate, fit, load_or_train, predict
+
+TINY = TrainConfig(model="resnet18", image_size=32, epochs=2, train_limit=96, batch_size=32, seed=0)
+
+
+def test_classification_report_by_hand():
+    r = classification_report([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0])
+    assert r["accuracy"] == pytest.approx(4 / 6)
+    assert r["per_class"]["normal"]["sensitivity"] == pytest.approx(0.5)
+    assert r["per_class"]["normal"]["ppv"] == pytest.approx(0.5)
+    assert r["per_class"]["pneumonia"]["ppv"] == pytest.approx(0.5)
+    assert r["per_class"]["COVID-19"]["sensitivity"] == pytest.approx(2 / 3)
+    assert r["confusion"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_device_helper_prefers_available_and_rejects_missing():
+    assert get_device().type in ("cuda", "mps", "cpu")
+    assert get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            get_device("cuda")
+
+
+def test_fit_learns_and_is_reproducible_on_cpu(real_batch):
+    x, y = real_batch
+    cfg = dataclasses.replace(TINY, image_size=64, epochs=3, augment=False, batch_size=16, lr=3e-3)
+    outs = []
+    for _ in range(2):
+        seed_everything(0)
+        m = build_model("resnet18")
+        hist = fit(m, (x, y), (x, y), cfg, device="cpu", progress=False)
+        outs.append(predict(m, x))
+    assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_load_or_train_caches_by_configuration(tmp_path):
+    m1, info1 = load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False)
+    assert not info1["cached"] and info1["test"]["n"] == 348
+    m2, info2 = load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False)
+    assert info2["cached"] and info2["checkpoint"] == info1["checkpoint"]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    other = dataclasses.replace(TINY, seed=1)
+    assert other.filename() != TINY.filename()
+    model, meta = load_checkpoint(info1["checkpoint"])
+    assert meta["config"] == dataclasses.asdict(TINY)
+    assert evaluate(model, *_test32())["accuracy"] == pytest.approx(info1["test"]["accuracy"])
+
+
+def _test32():
+    from medadv_lib.data import load_split
+    return load_split("test", 32)
+
+
+def test_course_settings_are_shared_between_notebooks():
+    a = course.model_config("resnet18", fast=True)
+    b = course.model_config("resnet18", fast=True)
+    assert a == b and a.image_size == course.FAST.image_size
+    assert course.model_config("vgg16", fast=False).image_size == 224
+
+
+def test_unknown_optimizer_is_rejected(real_batch):
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        fit(build_model("resnet18"), real_batch, None, dataclasses.replace(TINY, optimizer="lion"),
+            device="cpu", progress=False)
