@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .runtime import atomic_torch_save
+from .runtime import atomic_torch_save, autocast, eval_mode
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
@@ -167,3 +167,25 @@ def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
         model.to(device)
     model.eval()
     return model, ckpt.get("meta", {})
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None,
+            return_logits: bool = False) -> torch.Tensor:
+    """Predicted labels ``N`` (or logits ``N×K`` with ``return_logits``) of ``model`` on ``x``.
+
+    Runs in chunks of ``batch_size`` on ``device`` (default: the model's), in eval mode (the
+    model's train/eval flags are restored afterwards), with autocast on CUDA; the result is on
+    the CPU.
+    """
+    p = next(model.parameters(), None)
+    device = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            with autocast(device):
+                logits = model(x[i:i + batch_size].to(device, non_blocking=True)).float()
+            out.append((logits if return_logits else logits.argmax(1)).cpu())
+    if out:
+        return torch.cat(out)
+    return torch.empty(0, getattr(model, "num_classes", 0)) if return_logits else torch.empty(0, dtype=torch.long)

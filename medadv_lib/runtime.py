@@ -63,6 +63,19 @@ def autocast(device: torch.device | str, enabled: bool = True):
 
 
 @contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Run ``model`` in eval mode (BatchNorm/Dropout frozen) inside the block, then restore every
+    submodule's own train/eval flag."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 

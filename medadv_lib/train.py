@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import LABELS
 from .data import augment_batch, class_weights, find_data_dir, load_split
 from .metrics.classification import classification_report
-from .models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from .models import build_model, load_checkpoint, predict, read_checkpoint, save_checkpoint
 from .runtime import autocast, get_device, seed_everything
 
 
@@ -60,23 +60,10 @@ def data_fingerprint(data_dir=None) -> str:
     return hashlib.sha1((find_data_dir(data_dir) / "metadata.csv").read_bytes()).hexdigest()[:10]
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128, device=None) -> torch.Tensor:
-    """Logits for ``x`` (``N×1×H×W`` in [0,1]), computed in batches on ``device``; returned on CPU."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        with autocast(device):
-            out.append(model(xb).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, getattr(model, "num_classes", len(LABELS)))
-
-
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, device=None) -> dict:
     """Accuracy, macro F1, per-class sensitivity/PPV and the confusion matrix (see
     :func:`medadv_lib.metrics.classification_report`), plus ``loss`` (mean cross-entropy)."""
-    logits = predict(model, x, batch_size, device)
+    logits = predict(model, x, batch_size, device, return_logits=True)
     report = classification_report(y.numpy(), logits.argmax(1).numpy())
     report["loss"] = float(nn.functional.cross_entropy(logits, y))
     return report

@@ -23,11 +23,21 @@ def real_batch():
 
 
 @pytest.fixture(scope="session")
-def small_model(request):
+def _small(request):
+    out = request.config.cache.mkdir("medadv-models")
+    return load_or_train(SMALL_CONFIG, out_dir=out, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_model(_small):
     """A ResNet-18 trained for 3 epochs on 480 real training images at 64 px (CPU, eval mode).
 
     Cached in pytest's cache folder, so only the first test session pays the ~15 s.
     """
-    out = request.config.cache.mkdir("medadv-models")
-    model, _ = load_or_train(SMALL_CONFIG, out_dir=out, device="cpu", progress=False)
-    return model.eval()
+    return _small[0].eval()
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(_small) -> str:
+    """Path of the checkpoint file behind ``small_model`` (for CLI tests)."""
+    return _small[1]["checkpoint"]

@@ -7,13 +7,13 @@ from torch import nn
 
 from medadv_lib.attacks import AttackResult, deepfool, fgsm, lp_norm, pgd
 
-N = 12   # images per test: keeps the CPU suite fast
+N = 8    # images per test: keeps the CPU suite fast
 
 
 @pytest.fixture(scope="module")
 def batch(real_batch):
     x, y = real_batch
-    return x[:N].clone(), y[:N].clone()
+    return x[::4][:N].clone(), y[::4][:N].clone()     # every 4th image: all three classes
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +71,6 @@ def test_pgd_budget_range_and_flags(model, batch, norm, eps):
     assert (res.iterations == 3).all() and res.loss.shape == (len(x),)
 
 
-def test_pgd_is_at_least_as_strong_as_its_first_step_on_average(model, batch):
-    x, y = batch
-    eps = 1 / 255
-    assert pgd(model, x, y, eps, steps=5, random_start=False).success.sum() >= fgsm(model, x, y, eps).success.sum()
-
-
 def test_pgd_targeted_hits_the_target(model, batch):
     x, y = batch
     target = (_pred(model, x) + 1) % model.num_classes
@@ -97,15 +91,16 @@ def test_pgd_seed_reproducible(model, batch):
 def test_pgd_restarts_never_worse(model, batch):
     x, y = batch
     eps = 0.5 / 255                                     # small budget: some samples survive
-    one = pgd(model, x, y, eps, steps=3, restarts=1, seed=0)
-    many = pgd(model, x, y, eps, steps=3, restarts=3, seed=0)
+    one = pgd(model, x, y, eps, steps=2, restarts=1, seed=0)
+    many = pgd(model, x, y, eps, steps=2, restarts=3, seed=0)
+    assert one.success.any() and (~one.success).any(), "budget should fool some images, not all"
     _check_result(many, model, x, y, eps)
     assert not (one.success & ~many.success).any()      # every success of restart 0 is kept
     assert torch.equal(many.x_adv[one.success], one.x_adv[one.success])
     fail = ~many.success
     assert (many.loss[fail] >= one.loss[fail] - 1e-5).all()   # failures keep the highest loss
-    assert (many.iterations[one.success] == 3).all()    # fooled samples were not attacked again
-    assert (many.iterations[~one.success] > 3).all()
+    assert (many.iterations[one.success] == 2).all()    # fooled samples were not attacked again
+    assert (many.iterations[~one.success] > 2).all()
 
 
 def test_pgd_without_random_start_is_deterministic_and_ignores_restarts(model, batch):
@@ -169,6 +164,7 @@ class CountingModel(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model, self.num_classes, self.sizes = model, model.num_classes, []
+        self.eval()
 
     def forward(self, x):
         self.sizes.append(len(x))
@@ -179,10 +175,12 @@ def test_deepfool_early_stop_forwards_only_active_samples(model, batch):
     x, _ = batch
     counting = CountingModel(model)
     res = deepfool(counting, x, steps=50)
+    assert not any(m.training for m in model.modules())   # eval_mode restored every flag
     it = res.iterations
     assert it.max() > it.min(), "want samples that finish at different iterations"
-    # clean pass, then iteration j forwards exactly the samples that took ≥ j steps (j = 0..max)
-    expected = [len(x)] + [int((it >= j).sum()) for j in range(int(it.max()) + 1)]
+    # the clean pass doubles as iteration 0; iteration j ≥ 1 forwards exactly the samples that
+    # took ≥ j steps (the last of them finds the sample fooled)
+    expected = [len(x)] + [int((it >= j).sum()) for j in range(1, int(it.max()) + 1)]
     assert counting.sizes == expected
 
 
@@ -194,9 +192,7 @@ def test_deepfool_finished_samples_stay_put_and_cap_is_respected(model, batch):
     assert (capped.iterations == k).all()
     done = full.iterations == k                           # these finished exactly at the cap
     assert torch.allclose(capped.x_adv[done], full.x_adv[done], atol=1e-5)
-    longer = deepfool(model, x, steps=int(full.iterations.max()) + 5)
-    assert torch.equal(longer.iterations, full.iterations)
-    assert torch.allclose(longer.x_adv, full.x_adv, atol=1e-5)
+    assert full.iterations.max() < 50 and full.success.all()   # stopped by success, not by the cap
     none = deepfool(model, x, steps=0)
     assert (none.iterations == 0).all() and torch.equal(none.x_adv, x) and not none.success.any()
 
@@ -242,19 +238,19 @@ def test_bad_attack_parameters_raise_value_error():
 
 # ---------------------------------------------------------------- peers (CI installs the `peers` extra)
 @pytest.mark.peers
-@pytest.mark.parametrize("norm,eps,alpha", [("inf", 2 / 255, 0.5 / 255), ("2", 0.5, 0.1)])
-@pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("norm,eps,alpha,targeted", [("inf", 2 / 255, 0.5 / 255, False), ("2", 0.5, 0.1, False),
+                                                      ("inf", 2 / 255, 0.5 / 255, True)])
 def test_pgd_equals_torchattacks(model, batch, norm, eps, alpha, targeted):
     torchattacks = pytest.importorskip("torchattacks")
-    x, y = batch
+    x, y = batch[0][:4], batch[1][:4]
     if targeted:
         y = (y + 1) % model.num_classes
     cls = torchattacks.PGD if norm == "inf" else torchattacks.PGDL2
-    peer = cls(model, eps=eps, alpha=alpha, steps=4, random_start=False)
+    peer = cls(model, eps=eps, alpha=alpha, steps=3, random_start=False)
     if targeted:
         peer.set_mode_targeted_by_label(quiet=True)
     theirs = peer(x, y)
-    ours = pgd(model, x, y, eps, alpha=alpha, steps=4, norm=norm, random_start=False, targeted=targeted)
+    ours = pgd(model, x, y, eps, alpha=alpha, steps=3, norm=norm, random_start=False, targeted=targeted)
     # same algorithm; only float summation order differs (their loss is a batch mean, ours a sum)
     assert torch.allclose(ours.x_adv, theirs, atol=1e-5), (ours.x_adv - theirs).abs().max()
 
@@ -271,9 +267,12 @@ def test_deepfool_agrees_with_foolbox(model, batch):
     theirs, _, their_success = attack(fmodel, x, y, epsilons=None)
     ours = deepfool(model, x, y, steps=steps, candidates=candidates, overshoot=overshoot)
     correct = _pred(model, x) == y
-    # Same algorithm (top-k classes, logit gaps, overshoot on the accumulated perturbation).
-    # Tolerances: success rates within 1 image; median ρ_adv over clean-correct images within 2 %.
-    assert abs(int(ours.success.sum()) - int(their_success.sum())) <= 1
+    assert correct.any() and (~correct).any()
+    # Same algorithm (top-k classes, logit gaps, overshoot on the accumulated perturbation), so
+    # tolerances are tight: identical success flags, median ρ_adv over the clean-correct images
+    # within 1 % (relative), every adversarial image within 1e-4 per pixel.
+    assert torch.equal(ours.success, their_success.bool())
     ours_rho = rho_adv(ours.r, x)[correct].median()
     their_rho = rho_adv(theirs - x, x)[correct].median()
-    assert abs(ours_rho - their_rho) <= 0.02 * their_rho, (ours_rho, their_rho)
+    assert abs(ours_rho - their_rho) <= 0.01 * their_rho, (ours_rho, their_rho)
+    assert torch.allclose(ours.x_adv, theirs, atol=1e-4)

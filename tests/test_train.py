@@ -10,7 +10,8 @@ from medadv_lib import course
 from medadv_lib.metrics import classification_report
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
-from medadv_lib.train import TrainConfig, evaluate, fit, load_or_train, predict
+from medadv_lib.models import predict
+from medadv_lib.train import TrainConfig, evaluate, fit, load_or_train
 
 TINY = TrainConfig(model="resnet18", image_size=32, epochs=2, train_limit=96, batch_size=32, seed=0)
 
@@ -41,7 +42,7 @@ def test_fit_learns_and_is_reproducible_on_cpu(real_batch):
         seed_everything(0)
         m = build_model("resnet18")
         hist = fit(m, (x, y), (x, y), cfg, device="cpu", progress=False)
-        outs.append(predict(m, x))
+        outs.append(predict(m, x, return_logits=True))
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert torch.equal(outs[0], outs[1])
 

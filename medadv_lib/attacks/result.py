@@ -16,7 +16,8 @@ size ``N`` as first dimension and live on the device of ``x``:
 * ``pred``    – ``N`` long, the model's prediction on ``x_adv`` (``success`` is derived from it);
 * ``y``       – ``N`` long, the labels (untargeted) or targets (targeted) the attack used;
 * ``iterations`` – ``N`` long, gradient steps spent per sample (``None`` for one-step attacks);
-* ``loss``    – ``N`` float, the attack loss at ``x_adv`` where the attack computes one.
+* ``loss``    – ``N`` float, the attack objective at ``x_adv``, higher = stronger (PGD: the
+  cross-entropy of ``y``, or minus that of the target when targeted); ``None`` elsewhere.
 
 Example::
 
@@ -25,10 +26,11 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, fields, replace
 
 import torch
+
+from ..runtime import eval_mode  # noqa: F401  (attacks run the model in eval mode)
 
 
 @dataclass
@@ -86,7 +88,7 @@ class AttackResult:
         out = {"n": len(self), "targeted": self.targeted, "norm": self.norm_type,
                "success_rate": self.success_rate,
                "mean_norm": float(ok.mean()) if ok.numel() else float("nan"),
-               "median_norm": float(ok.median()) if ok.numel() else float("nan"),
+               "median_norm": float(ok.quantile(0.5)) if ok.numel() else float("nan"),
                "max_norm": float(self.norm.max()) if len(self) else float("nan")}
         if self.iterations is not None and len(self):
             out["mean_iterations"] = float(self.iterations.float().mean())
@@ -107,14 +109,3 @@ def make_result(model, x, x_adv, y, norm_type, targeted=False, iterations=None, 
     return AttackResult(x_adv=x_adv, delta=delta, success=success, norm=lp_norm(delta, norm_type),
                         pred=pred, y=y, norm_type=norm_type, targeted=targeted,
                         iterations=iterations, loss=loss)
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Run an attack with the model in eval mode (BatchNorm/Dropout frozen), then restore its mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)

@@ -147,6 +147,8 @@ class UAPResult:
         seconds: wall-clock time of the whole run.
         passes: passes (iterative) or epochs (SGD) actually run.
         converged: the stopping rate ``1 - delta`` was reached before ``max_iter``/``epochs``.
+        stop_reason: ``"fooling_rate"`` (converged), ``"max_iter"``/``"epochs"`` (all passes run) or
+            ``"stalled"`` (iterative: a pass changed nothing, so later passes would repeat it).
         reference: ``"clean"`` (fooling = prediction differs from the clean prediction)
             or ``"labels"`` (differs from the true label).
     """
@@ -162,6 +164,7 @@ class UAPResult:
     converged: bool = False
     reference: str = "clean"
     params: dict = field(default_factory=dict)
+    stop_reason: str = ""
 
     @property
     def fooling_rate(self) -> float:
@@ -179,7 +182,7 @@ class UAPResult:
                 "reference": self.reference, "v_norm": float(lp_norm(self.v, self.norm)[0]),
                 "fooling_rate": self.fooling_rate, "target_success_rate": self.target_success_rate,
                 "seconds": float(self.seconds), "passes": int(self.passes), "converged": bool(self.converged),
-                "params": dict(self.params), "history": list(self.history)}
+                "stop_reason": self.stop_reason, "params": dict(self.params), "history": list(self.history)}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save ``v`` to ``path`` (``.npy``) and :meth:`summary` beside it as ``.json``."""
@@ -283,8 +286,9 @@ def _log_pass(history, k, rates, v, norm, updates, t0):
 # Iterative UAP (Moosavi-Dezfooli et al. 2017; FGSM inner attacker as in Hirano et al. 2020)
 # --------------------------------------------------------------------------------------------
 
-def _fgsm_steps(model, xv, ref, target, step, inner_norm):
-    """One FGSM step for each image of ``xv`` (already ``x + v`` clamped); returns the steps ``u``."""
+def _fgsm_steps(model, xv, ref, target, step, inner_norm, with_pred=False):
+    """One FGSM step for each image of ``xv`` (already ``x + v`` clamped); returns the steps ``u``
+    (and the predictions on ``xv`` when ``with_pred``: the gradient's forward gives them for free)."""
     xv = xv.detach().requires_grad_(True)
     logits = model(xv)
     if target is None:
@@ -293,13 +297,20 @@ def _fgsm_steps(model, xv, ref, target, step, inner_norm):
         loss = -F.cross_entropy(logits, torch.full_like(ref, target), reduction="sum")
     grad, = torch.autograd.grad(loss, xv)
     if inner_norm == "inf":
-        return step * grad.sign()
-    return step * grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
+        u = step * grad.sign()
+    else:
+        u = step * grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
+    return (logits.detach().argmax(1), u) if with_pred else u
+
+
+def _deepfool_fn():
+    """The sibling per-image DeepFool (``medadv_lib.attacks.deepfool.deepfool``)."""
+    import importlib
+    return importlib.import_module(__package__ + ".deepfool").deepfool
 
 
 def _deepfool_steps(model, xv, ref, kwargs):
-    from . import deepfool as _df_mod   # the sibling module; ImportError handled by the caller
-    res = _df_mod.deepfool(model, xv.detach(), ref, **kwargs)
+    res = _deepfool_fn()(model, xv.detach(), ref, **kwargs)
     return res.x_adv - xv.detach()
 
 
@@ -307,8 +318,8 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
                   norm="inf", target: int | None = None, step: float = 0.001, max_iter: int = 15,
                   delta: float = 1e-6, batch_size: int = 64, inner: str = "fgsm", aggregate: str = "sum",
                   accept: str = "flipped", inner_norm="inf", reference: str = "clean",
-                  deepfool_kwargs: dict | None = None, eval_batch_size: int = 256, seed: int = 0,
-                  progress: bool = False) -> UAPResult:
+                  deepfool_kwargs: dict | None = None, stop_stalled: bool = True, eval_batch_size: int = 256,
+                  seed: int = 0, progress: bool = False) -> UAPResult:
     r"""Iterative UAP of Moosavi-Dezfooli et al. (2017), batched, with an FGSM (or DeepFool) inner step.
 
     'Universal adversarial perturbations' [https://arxiv.org/abs/1610.08401]; the setting of
@@ -343,7 +354,8 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     * *Stale v inside a mini-batch* (Jacobi instead of Gauss–Seidel): in the original, image
       ``i+1`` is tested and stepped from the ``v`` already updated by image ``i``; here all
       images of a mini-batch are tested and stepped from the ``v`` at the start of the
-      mini-batch.  With ``batch_size=1`` the order of updates is the original's.
+      mini-batch.  With ``batch_size=1`` this and the next point vanish (tested against a
+      hand-written per-sample loop).
     * *One projection per mini-batch* instead of one after every accepted image.  For L∞,
       ``clip(clip(v+u₁)+u₂) ≠ clip(v+u₁+u₂)`` when steps of opposite sign meet a face of the box.
     * *No per-image truncation of v*: the original sets ``v := clip(x_i + v + u_i) − x_i``, which
@@ -351,7 +363,16 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
       on pixels where ``x_i`` is saturated white).  Summed over many images that truncation
       would overshoot, so it is dropped; ``x + v`` is clamped to [0, 1] whenever it is applied.
     * ART's original predicts on ``x_i + v`` *unclamped*; here the model always sees ``clamp(x_i + v)``.
-    * The stopping test runs after each pass over all images, as in the original.
+    * Cost per pass: one batched forward+backward over the mini-batches (it also tells which
+      images are still unfooled; once more than half of the images are fooled, a no-grad forward
+      picks them first and only they are back-propagated), one forward of the unfooled images
+      (the accept test) and one forward of all images (the stopping test).  The original does
+      the same passes per image at batch size 1, plus one more forward per image.
+    * The stopping test runs after each pass over all images, as in the original; in addition
+      (``stop_stalled=True``) the run stops after a pass that changed nothing: every test and
+      inner step depends only on the image and ``v``, so all later passes would repeat it and
+      the ``v`` returned is the one ``max_iter`` passes give (up to floating-point differences
+      between batch compositions).  The per-sample original spends those passes anyway.
 
     Arguments:
         model (nn.Module): classifier on [0,1] pixels (a ``MedModel``); run in eval mode.
@@ -369,13 +390,14 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
         batch_size (int): images per batched inner step. (Default: 64)
         inner (str): ``"fgsm"`` (default) or ``"deepfool"`` (the original paper's inner attacker,
             :func:`medadv_lib.attacks.deepfool`, non-targeted only; ``deepfool_kwargs`` go to it,
-            e.g. ``{"steps": 50, "overshoot": 0.02, "norm": "2"}``).
+            default ``{"steps": 50, "overshoot": 0.02, "candidates": 3, "norm": norm}``).
         aggregate (str): ``"sum"`` (default) or ``"mean"`` of the kept steps, see above.
         accept (str): ``"flipped"`` (default, as the original) or ``"all"``.
         inner_norm (str): the FGSM step's norm: ``"inf"`` (sign step; ART's FGSM default,
             which Hirano et al. used for both L∞ and L2 UAPs) or ``"2"`` (``step·∇/‖∇‖₂``).
         reference (str): non-targeted "fooled" means the prediction differs from the clean
             prediction (``"clean"``, default, as ART) or from the true label ``y`` (``"labels"``).
+        stop_stalled (bool): stop after a pass without any update (see above). (Default: True)
         eval_batch_size (int): batch size of the per-pass evaluation. (Default: 256)
         seed (int): seeds the shuffling; same seed, same inputs → same ``v`` (on CPU bit for bit).
         progress (bool): tqdm bar over passes. (Default: False)
@@ -403,11 +425,11 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
         if target is not None:
             raise ValueError("inner='deepfool' is non-targeted only (DeepFool has no target); use inner='fgsm'")
         try:
-            from . import deepfool as _df_mod  # noqa: F401
-        except ImportError as exc:
+            _deepfool_fn()
+        except (ImportError, AttributeError) as exc:
             raise NotImplementedError("inner='deepfool' needs medadv_lib.attacks.deepfool.deepfool, which is "
                                       "not available; use inner='fgsm'") from exc
-        df_kwargs = {"steps": 50, "overshoot": 0.02, "candidates": 3, "norm": "2", **(deepfool_kwargs or {})}
+        df_kwargs = {"steps": 50, "overshoot": 0.02, "candidates": 3, "norm": norm, **(deepfool_kwargs or {})}
 
     t0 = time.perf_counter()
     dev = _model_device(model, x.device)
@@ -418,6 +440,8 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     history: list = []
     converged = False
     bar = tqdm(range(int(max_iter)), desc="iterative UAP", disable=not progress)
+    stop_reason = "max_iter"
+    merged = True            # one forward with grad for "not yet fooled?" and the FGSM gradient
     with eval_mode(model):
         for k in bar:
             perm = torch.randperm(n, generator=gen)
@@ -426,16 +450,23 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
                 idx = perm[i:i + batch_size].to(x.device)
                 xb, rb = x[idx].to(dev), ref[idx].to(dev)
                 xv = apply_uap(xb, v)
-                with torch.no_grad():
-                    pred = model(xv).argmax(1)
-                active = pred == rb if target is None else pred != target
-                if not bool(active.any()):
-                    continue
-                xa, ra = xv[active], rb[active]
-                if inner == "fgsm":
-                    u = _fgsm_steps(model, xa, ra, target, step, inner_norm)
+                if inner == "fgsm" and merged:
+                    pred, u_all = _fgsm_steps(model, xv, rb, target, step, inner_norm, with_pred=True)
+                    active = pred == rb if target is None else pred != target
+                    if not bool(active.any()):
+                        continue
+                    u = u_all[active]
                 else:
-                    u = _deepfool_steps(model, xa, ra, df_kwargs)
+                    with torch.no_grad():
+                        pred = model(xv).argmax(1)
+                    active = pred == rb if target is None else pred != target
+                    if not bool(active.any()):
+                        continue
+                    if inner == "fgsm":
+                        u = _fgsm_steps(model, xv[active], rb[active], target, step, inner_norm)
+                    else:
+                        u = _deepfool_steps(model, xv[active], rb[active], df_kwargs)
+                ra = rb[active]
                 u = u.mean(1, keepdim=True)                   # one grey step per image (C = 1: identity)
                 if accept == "flipped":
                     with torch.no_grad():
@@ -451,18 +482,25 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
             rec = _log_pass(history, k + 1, rates, v, norm, updates, t0)
             bar.set_postfix(fr=f"{rec['fooling_rate']:.3f}", **({"tsr": f"{rec['target_success_rate']:.3f}"}
                                                                    if target is not None else {}))
+            # cheaper variant for the next pass: skip the backward of already-fooled images
+            merged = _stop_rate(rates, target) < 0.5
             if _stop_rate(rates, target) >= 1.0 - delta:
-                converged = True
+                converged, stop_reason = True, "fooling_rate"
+                break
+            if updates == 0 and stop_stalled:
+                # v did not change during a whole pass.  Every test and inner step depends only on
+                # (image, v), so every further pass would repeat this one: stop (same v as max_iter).
+                stop_reason = "stalled"
                 break
     bar.close()
     params = {"step": step, "max_iter": int(max_iter), "delta": delta, "batch_size": int(batch_size),
               "inner": inner, "aggregate": aggregate, "accept": accept, "inner_norm": inner_norm, "seed": int(seed),
-              "n": int(n)}
+              "n": int(n), "stop_reason": stop_reason}
     if inner == "deepfool":
         params["deepfool"] = df_kwargs
     return UAPResult(v=v.detach().to(x.device), eps=eps, norm=norm, method="iterative", target=target,
                      history=history, seconds=time.perf_counter() - t0, passes=len(history),
-                     converged=converged, reference=reference, params=params)
+                     converged=converged, reference=reference, params=params, stop_reason=stop_reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,6 +558,7 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
     v = torch.zeros(1, 1, h, w, dtype=x.dtype, device=dev)
     history: list = []
     converged = False
+    stop_reason = "epochs"
     bar = tqdm(range(int(epochs)), desc="SGD UAP", disable=not progress)
     with eval_mode(model):
         for e in bar:
@@ -545,17 +584,17 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
                 steps += 1
             rates = _rates(model, x, v, ref, target, eval_batch_size)
             rec = _log_pass(history, e + 1, rates, v, norm, steps, t0)
-            rec["lr"] = lr_e
+            rec["epoch"], rec["lr"] = e + 1, lr_e
             bar.set_postfix(fr=f"{rec['fooling_rate']:.3f}")
             if _stop_rate(rates, target) >= 1.0 - delta:
-                converged = True
+                converged, stop_reason = True, "fooling_rate"
                 break
     bar.close()
     params = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr), "lr_decay": float(lr_decay),
               "loss_clip": float(loss_clip), "delta": delta, "seed": int(seed), "n": int(n)}
     return UAPResult(v=v.detach().to(x.device), eps=eps, norm=norm, method="sgd", target=target,
                      history=history, seconds=time.perf_counter() - t0, passes=len(history),
-                     converged=converged, reference=reference, params=params)
+                     converged=converged, reference=reference, params=params, stop_reason=stop_reason)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,23 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import LABELS
+from ..models import predict  # noqa: F401  (re-exported: labels predicted in chunks)
 
 
 def _device(model) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Arg-max predictions of ``model`` on ``x`` (``N×C×H×W``), in chunks; a CPU long tensor ``N``."""
-    dev, was = _device(model), model.training
-    model.eval()
-    try:
-        return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, dtype=torch.long)
-    finally:
-        model.train(was)
 
 
 def _rate(mask: torch.Tensor) -> float:
@@ -79,13 +68,13 @@ def rho_adv(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def median_rho_adv(r: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None, class_names=LABELS) -> dict:
-    """Median ρ_adv overall and per class of ``y`` (e.g. ``mask=res.success`` keeps successes only).
+    """Median (mean of the two middle values for even counts) ρ_adv overall and per class of ``y`` (e.g. ``mask=res.success`` keeps successes only).
 
     Returns ``{"overall": m, "<class name>": m_c, ...}``; NaN for an empty group.
     """
     rho = rho_adv(r, x).cpu()
     keep = torch.ones_like(rho, dtype=torch.bool) if mask is None else mask.cpu().bool()
-    med = lambda sel: float(rho[sel].median()) if sel.any() else math.nan  # noqa: E731
+    med = lambda sel: float(rho[sel].quantile(0.5)) if sel.any() else math.nan  # noqa: E731
     out = {"overall": med(keep)}
     if y is not None:
         y = y.cpu()
@@ -105,7 +94,7 @@ def _resolve_attack(attack):
 
 
 def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, batch_size: int = 64,
-                     progress: bool = False, **kw) -> pd.DataFrame:
+                     progress: bool = False, return_results: bool = False, **kw):
     """Clean/robust accuracy, attack success and defense rate for each budget ε in ``eps_list``.
 
     ``attack`` is ``fgsm``/``pgd``-like (``attack(model, x, y, eps, **kw) -> AttackResult``) or a
@@ -116,6 +105,10 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
     Returns a DataFrame with one row per ε: ``eps, norm, n, n_clean_correct, clean_accuracy,
     robust_accuracy, attack_success_rate`` (over clean-correct images), ``defense_rate``,
     ``median_norm`` (of the successful perturbations on clean-correct images).
+
+    With ``return_results=True`` it returns ``(DataFrame, results)`` where ``results`` lists the
+    :class:`~medadv_lib.attacks.AttackResult` of each run (one for a minimal-norm attack, else
+    one per ε, on the CPU), so callers can reuse the adversarial images without re-attacking.
 
     Example::
         >>> robustness_curve(model, x, y, pgd, [0, 1/255, 2/255], steps=10)
@@ -133,7 +126,7 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
     correct = predict(model, x, batch_size) == y
     minimal = getattr(attack, "minimal_norm", False)
     runs = [None] if minimal else eps_list
-    rows = []
+    rows, results = [], []
     with tqdm(total=len(runs) * len(chunks), disable=not progress, desc=getattr(attack, "__name__", "attack")) as bar:
         for eps in runs:
             parts = []
@@ -142,6 +135,7 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
                 parts.append((attack(*args, **kw) if minimal else attack(*args, eps, **kw)).cpu())
                 bar.update()
             res = parts[0].cat(parts)
+            results.append(res)
             for e in (eps_list if minimal else [eps]):
                 fooled = res.success & (res.norm <= e * (1 + 1e-6)) if minimal else res.pred != y
                 ok = ~fooled   # clean errors: DeepFool reports them as successes at norm 0
@@ -149,5 +143,6 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
                 rows.append({"eps": e, "norm": res.norm_type, "n": len(y), "n_clean_correct": int(correct.sum()),
                              "clean_accuracy": _rate(correct), "robust_accuracy": _rate(ok),
                              "attack_success_rate": _rate(fooled[correct]), "defense_rate": _rate(ok[correct]),
-                             "median_norm": float(sel.median()) if sel.numel() else math.nan})
-    return pd.DataFrame(rows)
+                             "median_norm": float(sel.quantile(0.5)) if sel.numel() else math.nan})
+    df = pd.DataFrame(rows)
+    return (df, results) if return_results else df

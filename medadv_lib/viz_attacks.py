@@ -1,0 +1,171 @@
+"""Plots for per-image attacks: robustness curves, ρ_adv histograms, clean/perturbation/adversarial strips.
+
+Matplotlib only; every function draws on an ``ax`` you pass (or a new figure) and returns it, so a
+notebook cell stays one call long.  Budgets follow the library's conventions: pixels in [0, 1],
+L∞ budgets shown in grey levels (ε·255), L2 budgets in pixel units.
+
+Example::
+
+    >>> from medadv_lib.metrics import robustness_curve
+    >>> curves = {"PGD": robustness_curve(model, x, y, "pgd", [1/255, 2/255]),
+    ...           "FGSM": robustness_curve(model, x, y, "fgsm", [1/255, 2/255])}
+    >>> plot_robustness_curves(curves)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import LABELS
+
+__all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_robustness_curves(curves: dict, metric: str = "robust_accuracy", scale: float | None = None,
+                           ax=None, title: str = "", xlabel: str | None = None, clean: bool = True, **plot_kw):
+    """One line per entry of ``curves``: ``metric`` against the budget ε.
+
+    Arguments:
+        curves: ``{label: DataFrame}`` as returned by
+            :func:`medadv_lib.metrics.robustness_curve` (columns ``eps``, ``norm``, ``metric``,
+            ``clean_accuracy``).
+        metric: the column on the y axis: ``"robust_accuracy"`` (default), ``"defense_rate"``
+            or ``"attack_success_rate"``.
+        scale: multiply ε by this for the x axis. (Default: None → 255 for L∞ curves, so the axis
+            reads in grey levels, 1 for L2)
+        ax: the axes to draw on. (Default: a new 4.8×3.2 in figure)
+        title, xlabel: labels (a default x label names the norm and the unit).
+        clean: with ``metric="robust_accuracy"``, start each line at ε = 0 with the clean
+            accuracy (no attack needed there). (Default: True)
+        plot_kw: passed to ``ax.plot`` (e.g. ``linestyle="--"``).
+    Returns:
+        the matplotlib ``Axes``.
+    Raises:
+        ValueError: empty ``curves`` or a ``metric`` that is not a column.
+    """
+    if not curves:
+        raise ValueError("curves is empty: pass {label: robustness_curve(...)}")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.2))
+    norm = None
+    for label, df in curves.items():
+        if metric not in df.columns:
+            raise ValueError(f"{label!r} has no column {metric!r}; columns: {list(df.columns)}")
+        norm = str(df["norm"].iloc[0]) if "norm" in df.columns and len(df) else "inf"
+        s = scale if scale is not None else (255.0 if norm == "inf" else 1.0)
+        eps, val = list(df["eps"] * s), list(df[metric])
+        if clean and metric == "robust_accuracy" and len(df) and eps[0] > 0:
+            eps, val = [0.0] + eps, [float(df["clean_accuracy"].iloc[0])] + val
+        ax.plot(eps, val, marker="o", ms=4, label=label, **plot_kw)
+    if xlabel is None:
+        s = scale if scale is not None else (255.0 if norm == "inf" else 1.0)
+        xlabel = ("L∞ budget ε (grey levels, ×1/255)" if norm == "inf" and s == 255
+                  else f"{'L∞' if norm == 'inf' else 'L2'} budget ε" + ("" if s == 1 else f" (×{s:g})"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_rho_hist(rho, y, mask=None, labels=LABELS, bins: int = 20, ax=None, title: str = "", percent: bool = True):
+    """Histogram of ρ_adv = ‖r‖₂/‖x‖₂ per true class (log-spaced bins), median marked per class.
+
+    Arguments:
+        rho: ``N`` values of ρ_adv (:func:`medadv_lib.metrics.rho_adv`).
+        y: ``N`` true labels (indices into ``labels``).
+        mask: optional ``N`` bool: keep only these images (e.g. clean-correct and fooled).
+        labels: class names. (Default: :data:`medadv_lib.LABELS`)
+        bins: number of log-spaced bins over the kept values. (Default: 20)
+        ax: the axes to draw on. (Default: a new figure)
+        title: axes title.
+        percent: show ρ_adv in percent. (Default: True)
+    Returns:
+        the matplotlib ``Axes``; the legend gives each class's n and median.
+    Raises:
+        ValueError: ``rho`` and ``y`` (or ``mask``) differ in length.
+    """
+    plt = _plt()
+    rho = torch.as_tensor(rho).detach().cpu().double().numpy().ravel()
+    y = torch.as_tensor(y).detach().cpu().numpy().ravel()
+    keep = np.ones_like(rho, dtype=bool) if mask is None else torch.as_tensor(mask).cpu().numpy().astype(bool).ravel()
+    if not (len(rho) == len(y) == len(keep)):
+        raise ValueError(f"rho, y and mask must have the same length; got {len(rho)}, {len(y)}, {len(keep)}")
+    f = 100.0 if percent else 1.0
+    vals = rho[keep & (rho > 0)] * f
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.2))
+    edges = (np.geomspace(vals.min(), vals.max(), bins + 1) if vals.size and vals.max() > vals.min()
+             else bins)
+    for c, name in enumerate(labels):
+        v = rho[keep & (y == c) & (rho > 0)] * f
+        if not v.size:
+            continue
+        med = float(np.median(v))
+        line = ax.hist(v, bins=edges, histtype="step", lw=1.6, color=f"C{c}",
+                       label=f"{name} (n={v.size}, median {med:.2g}{'%' if percent else ''})")
+        ax.axvline(med, color=line[2][0].get_edgecolor(), ls="--", lw=1)
+    if vals.size:
+        ax.set_xscale("log")
+    ax.set_xlabel("ρ_adv = ‖r‖₂ / ‖x‖₂" + (" (%)" if percent else ""))
+    ax.set_ylabel("images")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify: float | None = None,
+                      size: float = 1.9, suptitle: str | None = None):
+    """Columns of images; rows: clean (true / predicted label), perturbation ``x_adv − x``, adversarial.
+
+    Unlike :func:`medadv_lib.viz.triplets` (which stretches every perturbation to full contrast)
+    the perturbation row can use one fixed ``amplify`` factor, so a slider over ε shows the
+    perturbation *growing*.
+
+    Arguments:
+        x, x_adv: ``n×1×H×W`` clean and adversarial images in [0, 1].
+        y, pred_clean, pred_adv: ``n`` true labels, clean and adversarial predictions.
+        labels: class names. (Default: :data:`medadv_lib.LABELS`)
+        amplify: the perturbation is shown as ``0.5 + amplify·(x_adv − x)``. (Default: None →
+            ``0.5 / max|x_adv − x|`` over the strip, or 1 when nothing changed)
+        size: inches per image.
+        suptitle: figure title.
+    Returns:
+        the matplotlib ``Figure`` (3 rows × n columns; red titles mark changed predictions).
+    """
+    plt = _plt()
+    x, x_adv = (torch.as_tensor(t).detach().cpu().float() for t in (x, x_adv))
+    y, pred_clean, pred_adv = (torch.as_tensor(t).cpu().view(-1) for t in (y, pred_clean, pred_adv))
+    n = len(x)
+    delta = x_adv - x
+    if amplify is None:
+        m = float(delta.abs().max()) if delta.numel() else 0.0
+        amplify = 0.5 / m if m > 0 else 1.0
+    fig, axes = plt.subplots(3, max(n, 1), figsize=(size * max(n, 1), size * 3 + (0.4 if suptitle else 0.1)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        imgs = (x[i, 0], (0.5 + amplify * delta[i, 0]).clamp(0, 1), x_adv[i, 0])
+        caps = (f"true {labels[int(y[i])]}\npred {labels[int(pred_clean[i])]}",
+                f"perturbation ×{amplify:.0f}",
+                f"adv. pred {labels[int(pred_adv[i])]}")
+        for r in range(3):
+            ax = axes[r, i]
+            ax.imshow(imgs[r].numpy(), cmap="gray", vmin=0, vmax=1)
+            changed = r == 2 and int(pred_adv[i]) != int(pred_clean[i])
+            ax.set_title(caps[r], fontsize=7, color="crimson" if changed else "black")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,94 @@
+"""The PGD ε-slider: its plain view function agrees with a direct `pgd` call; the widget builds."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from medadv_lib.attacks import pgd  # noqa: E402
+from medadv_lib.metrics import predict  # noqa: E402
+from medadv_lib.widgets.attack_widget import eps_from_255, pgd_view, pgd_widget  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def batch(real_batch):
+    x, y = real_batch
+    return x[:12], y[:12]
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_view_summary_matches_a_direct_pgd_call(small_model, batch, norm):
+    import matplotlib.pyplot as plt
+    x, y = batch
+    cache = {}
+    s, fig = pgd_view(small_model, x, y, eps_255=2, norm=norm, n_show=3, cache=cache, steps=5, seed=0)
+    eps = 2 / 255 if norm == "inf" else 2 / 255 * math.sqrt(x[0].numel())
+    assert s["eps"] == pytest.approx(eps)
+    ref = pgd(small_model, x, y, eps, steps=5, norm=norm, seed=0)
+    still = ref.pred.cpu() == y
+    correct = predict(small_model, x) == y
+    assert s["robust_accuracy"] == pytest.approx(float(still.float().mean()))
+    assert s["clean_accuracy"] == pytest.approx(float(correct.float().mean()))
+    assert s["n_clean_correct"] == int(correct.sum())
+    assert s["defense_rate"] == pytest.approx(float(still[correct].float().mean()))
+    assert s["defense_rate"] + s["attack_success_rate"] == pytest.approx(1.0)
+    assert sum(s["adv_pred_counts"].values()) == len(y)
+    assert len(fig.axes) == 9                                   # 3 rows × n_show columns
+    plt.close(fig)
+    # a second call is served from the cache (same numbers, no new entries)
+    n_entries = len(cache)
+    s2, _ = pgd_view(small_model, x, y, eps_255=2, norm=norm, cache=cache, steps=5, seed=0, show=False)
+    assert s2 == s and len(cache) == n_entries
+
+
+def test_eps_zero_is_the_clean_model(small_model, batch):
+    x, y = batch
+    s, fig = pgd_view(small_model, x, y, eps_255=0, show=False)
+    assert fig is None and s["steps"] == 0
+    assert s["robust_accuracy"] == pytest.approx(s["clean_accuracy"]) and s["defense_rate"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [-1, 256, float("nan"), float("inf"), "two"])
+def test_bad_eps_raises(small_model, batch, bad):
+    x, y = batch
+    with pytest.raises(ValueError, match="eps_255"):
+        pgd_view(small_model, x, y, eps_255=bad, show=False)
+    with pytest.raises(ValueError, match="eps_255"):
+        pgd_widget(small_model, x, y, eps_grid=(0, 1, bad))
+
+
+def test_bad_norm_and_shapes_raise(small_model, batch):
+    x, y = batch
+    with pytest.raises(ValueError, match="norm"):
+        pgd_view(small_model, x, y, 1, norm="l7", show=False)
+    with pytest.raises(ValueError, match="mismatch"):
+        pgd_view(small_model, x, y[:-1], 1, show=False)
+
+
+def test_eps_units():
+    assert eps_from_255(255, "inf") == pytest.approx(1.0)
+    assert eps_from_255(1, "2", (1, 10, 10)) == pytest.approx(10 / 255)
+
+
+def test_widget_builds_and_reuses_the_view_cache(small_model, batch):
+    import ipywidgets as w
+    x, y = batch
+    cache = {}
+    pgd_view(small_model, x, y, eps_255=1, cache=cache, steps=2, show=False)
+    n_entries = len(cache)
+    box = pgd_widget(small_model, x, y, eps_grid=(0, 1, 2), value=1, cache=cache, steps=2, n_show=2)
+    assert isinstance(box, w.VBox) and box.cache is cache
+    assert len(cache) == n_entries                  # the initial view came from the cache
+    slider, toggle = box.children[0].children
+    assert slider.value == 1.0 and toggle.value == "inf"
+    assert "robust accuracy" in box.children[1].value
+    slider.value = 2.0                              # the callback runs PGD at the new ε and caches it
+    assert len(cache) == n_entries + 1 and "ε = 2/255" in box.children[1].value
+    with pytest.raises(ValueError, match="grid"):
+        pgd_widget(small_model, x, y, eps_grid=(0, 1), value=3, cache=cache)
+    with pytest.raises(ValueError, match="empty"):
+        pgd_widget(small_model, x, y, eps_grid=())
