@@ -46,7 +46,8 @@ def load_model(args, device):
                           batch_size=32, seed=0)
         model, info = load_or_train(cfg, out_dir=args.cache_dir, data_dir=args.data_dir, device=device,
                                     progress=False)
-        return model.eval(), f"small {args.model} ({'cached' if info.get('cached') else 'trained'}: {info['checkpoint']})"
+        how = "cached" if info.get("cached") else "trained"
+        return model.eval(), f"small {args.model} ({how}: {info['checkpoint']})"
     print("note: random weights (pass --checkpoint or --train-small for a trained course model)")
     return build_model(args.model).to(device).eval(), "random weights"
 
@@ -92,10 +93,11 @@ def main(argv=None):
     eps = uap_budget(args.zeta, args.norm, stats)
     clean = predict_uap(model, x)
     print(f"device={device} model={getattr(model, 'arch', args.model)} ({source}) threads={torch.get_num_threads()}")
+    nl = "L∞" if args.norm == "inf" else "L2"
     print(f"images={len(x)} train (+{0 if xt is None else len(xt)} test) at {args.image_size}px, "
-          f"clean acc={float((clean == y).float().mean()):.3f}; zeta={args.zeta} norm=L{'∞' if args.norm == 'inf' else '2'} "
-          f"→ eps={eps:.5g} (mean {'L∞' if args.norm == 'inf' else 'L2'} norm {eps / args.zeta:.4g} over {stats['n']} "
-          f"training images); FGSM step={args.step}, max_iter={args.max_iter}")
+          f"clean acc={float((clean == y).float().mean()):.3f}; zeta={args.zeta} norm={nl} → eps={eps:.5g} "
+          f"(mean {nl} norm {eps / args.zeta:.4g} over {stats['n']} training images); "
+          f"FGSM step={args.step}, max_iter={args.max_iter}")
 
     rows = []
 
@@ -155,7 +157,6 @@ def main(argv=None):
         add("ART UniversalPerturbation (fgsm)", secs, args.max_iter if not art.converged else -1, v_art, cpu)
 
     art_row = next((r for r in rows if r["name"].startswith("ART")), None)
-    nl = "L∞" if args.norm == "inf" else "L2"
     print(f"\n{'method':<42} {'wall s':>8} {'CPU s':>8} {'passes':>6} {'FR clean':>9} {'FR labels':>9} "
           f"{'FR test':>8} {'‖v‖' + nl:>8} {'ART/ours wall':>14} {'CPU':>7}")
     for r in rows:
@@ -174,7 +175,7 @@ def main(argv=None):
               f"({'equal or better' if ours['fr'] >= art_row['fr'] else 'WORSE'})")
     print("CPU s: process CPU time (all threads); on a shared machine it tracks the work better than wall time.")
     print("FR clean: fooling rate vs the clean predictions (ART's definition) on the UAP's own images; "
-          "FR labels: vs the true labels (Hirano et al.'s scripts); FR test: vs clean predictions on held-out images.")
+          "FR labels: vs the true labels (Hirano et al.'s scripts); FR test: vs clean predictions, held-out images.")
 
 
 if __name__ == "__main__":

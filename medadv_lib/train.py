@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -170,9 +171,13 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     fp = data_fingerprint(data_dir)
     path = Path(out_dir) / config.filename(fp)
     if path.exists() and not force:
-        model, meta = load_checkpoint(path, device=device)
-        if meta.get("config") == dataclasses.asdict(config):
-            return model, {**meta, "checkpoint": str(path), "cached": True}
+        try:
+            model, meta = load_checkpoint(path, device=device)
+        except ValueError as exc:      # unreadable or stale cache entry: train again and replace it
+            warnings.warn(f"ignoring cached checkpoint: {exc}; training again", stacklevel=2)
+        else:
+            if meta.get("config") == dataclasses.asdict(config):
+                return model, {**meta, "checkpoint": str(path), "cached": True}
     t0 = time.time()
     train = load_split("train", config.image_size, data_dir, config.crop_top, limit=config.train_limit,
                        seed=config.seed)

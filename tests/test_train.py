@@ -11,7 +11,7 @@ from medadv_lib.metrics import classification_report
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
 from medadv_lib.models import predict
-from medadv_lib.train import TrainConfig, evaluate, fit, load_or_train
+from medadv_lib.train import TrainConfig, data_fingerprint, evaluate, fit, load_or_train
 
 TINY = TrainConfig(model="resnet18", image_size=32, epochs=2, train_limit=96, batch_size=32, seed=0)
 
@@ -77,3 +77,11 @@ def test_unknown_optimizer_is_rejected(real_batch):
     with pytest.raises(ValueError, match="unknown optimizer"):
         fit(build_model("resnet18"), real_batch, None, dataclasses.replace(TINY, optimizer="lion"),
             device="cpu", progress=False)
+
+
+def test_unreadable_cache_entry_is_retrained_not_fatal(tmp_path):
+    path = tmp_path / TINY.filename(data_fingerprint())
+    path.write_bytes(b"garbage from an interrupted copy")
+    with pytest.warns(UserWarning, match="ignoring cached checkpoint"):
+        _, info = load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False)
+    assert not info["cached"] and load_checkpoint(path)[1]["config"]["seed"] == TINY.seed

@@ -1,0 +1,140 @@
+"""Plots for universal adversarial perturbations (notebook 02): fooling rate vs ζ, UAP build curves,
+the perturbations themselves.
+
+Matplotlib only.  Inputs are what the library returns: the table of
+:func:`medadv_lib.widgets.uap_widget.evaluate_grid` (one row per grid point and kind, ``"UAP"`` or
+``"random"``) and :class:`medadv_lib.attacks.UAPResult` objects (whose ``history`` holds one row per
+pass or epoch).
+
+Example::
+
+    >>> table = evaluate_grid(model, x_test, y_test, uaps)
+    >>> plot_fooling_vs_zeta(table)                                  # one panel per norm
+    >>> plot_uap_history({"iterative": res_it, "SGD": res_sgd})      # fooling rate vs seconds
+    >>> show_perturbations({"non-targeted": res.v, "→ COVID-19": res_t.v})
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["plot_fooling_vs_zeta", "plot_uap_history", "show_perturbations"]
+
+_NAMES = {"fooling_rate": "fooling rate (vs clean predictions)",
+          "fooling_rate_balanced": "balanced fooling rate (mean over classes)",
+          "fooling_rate_vs_labels": "fooling rate vs true labels",
+          "target_success_rate": "target success rate"}
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"), target: str = "none",
+                         axes=None, title: str = ""):
+    """Fooling rate against ζ (in %), UAP (solid) and random control (dashed), one panel per norm.
+
+    Arguments:
+        table: a DataFrame with columns ``zeta``, ``norm``, ``target``, ``kind`` and the ``metrics``
+            (as returned by :func:`medadv_lib.widgets.uap_widget.evaluate_grid`).
+        metrics: the columns to draw, one colour each. (Default: plain and balanced fooling rate)
+        target: which rows: ``"none"`` (non-targeted, default) or a class name (then draw
+            ``metrics=("target_success_rate",)``).
+        axes: a sequence of axes, one per norm in the table (default: a new figure).
+        title: figure title.
+    Returns:
+        the matplotlib ``Figure``.
+    Raises:
+        ValueError: no row for ``target``, a missing column, or too few ``axes``.
+    """
+    plt = _plt()
+    rows = table[table["target"] == target]
+    if rows.empty:
+        raise ValueError(f"no rows with target {target!r}; targets in the table: {sorted(set(table['target']))}")
+    for m in metrics:
+        if m not in rows.columns:
+            raise ValueError(f"the table has no column {m!r}; columns: {list(rows.columns)}")
+    norms = [n for n in ("inf", "2") if (rows["norm"] == n).any()]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.3), squeeze=False)
+        axes = list(axes[0])
+    else:
+        axes = list(axes)
+        if len(axes) < len(norms):
+            raise ValueError(f"{len(norms)} norms in the table but {len(axes)} axes given")
+        fig = axes[0].figure
+    for ax, norm in zip(axes, norms):
+        sub = rows[rows["norm"] == norm]
+        for i, m in enumerate(metrics):
+            for kind, style in (("UAP", "o-"), ("random", "s--")):
+                d = sub[sub["kind"] == kind].sort_values("zeta")
+                if not d.empty:
+                    ax.plot(100 * d["zeta"], d[m], style, color=f"C{i}", alpha=1.0 if kind == "UAP" else 0.7,
+                            label=f"{kind}: {_NAMES.get(m, m)}")
+        ax.set_xlabel("ζ = ‖v‖ / mean image norm (%)")
+        ax.set_ylabel("rate on the evaluation images")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{'L∞' if norm == 'inf' else 'L2'} UAPs" + ("" if target == "none" else f" → {target}"))
+    axes[0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seconds", ax=None, title: str = ""):
+    """How a UAP's rate on its build images grows per pass/epoch, one line per :class:`UAPResult`.
+
+    Arguments:
+        results: ``{label: UAPResult}`` (e.g. ``{"iterative (FGSM step)": r1, "SGD": r2}``).
+        metric: ``"fooling_rate"`` (default) or ``"target_success_rate"`` (targeted UAPs).
+        x: ``"seconds"`` (cumulative wall-clock time, default) or ``"pass"`` (pass / epoch number).
+        ax: the axes to draw on (default: a new figure). title: the axes title.
+    Returns:
+        the matplotlib ``Axes``.
+    Raises:
+        ValueError: empty ``results``, an unknown ``x``, or a history without ``metric``.
+    """
+    if not results:
+        raise ValueError("results is empty: pass {label: UAPResult}")
+    if x not in ("seconds", "pass"):
+        raise ValueError(f"x must be 'seconds' or 'pass'; got {x!r}")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.2))
+    for label, res in results.items():
+        hist = res.history
+        if not hist or hist[0].get(metric) is None:
+            raise ValueError(f"{label!r} has no {metric!r} in its history")
+        xs = [0.0] + [float(h[x]) for h in hist]
+        ax.plot(xs, [0.0] + [h[metric] for h in hist], "o-", ms=3, label=label)
+    ax.set_xlabel("seconds (cumulative)" if x == "seconds" else "pass / epoch")
+    ax.set_ylabel(_NAMES.get(metric, metric) + "\non the build images")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return ax
+
+
+def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2, suptitle: str | None = None):
+    """The perturbations themselves, grey 0.5 = no change, all at the same contrast.
+
+    Arguments:
+        vs: ``{title: v}`` with each ``v`` a ``1×1×H×W`` (or ``H×W``) tensor or a ``UAPResult``.
+        amplify: contrast factor; default ``0.5 / max |v|`` over all of them, so the strongest pixel
+            reaches black or white and the panels can be compared.
+        size: inches per panel. suptitle: figure title.
+    Returns:
+        the matplotlib ``Figure``.
+    """
+    from .viz import show_images
+    if not vs:
+        raise ValueError("vs is empty: pass {title: v}")
+    vv = [torch.as_tensor(getattr(v, "v", v)).detach().cpu().float().reshape(1, *torch.as_tensor(
+        getattr(v, "v", v)).shape[-2:]) for v in vs.values()]
+    scale = amplify or 0.5 / max(max(float(v.abs().max()) for v in vv), 1e-12)
+    imgs = torch.stack([(0.5 + scale * v).clamp(0, 1) for v in vv])
+    titles = [f"{t}\n(×{scale:.0f})" for t in vs]
+    return show_images(imgs, titles, ncols=len(vv), size=size, suptitle=suptitle)

@@ -1,0 +1,441 @@
+"""A ζ slider for universal perturbations: one noise image, the whole test set, the fooling rate.
+
+Three pieces, following the rule of :mod:`medadv_lib.widgets` (the widget's callback is a plain
+function the notebook also calls once, so papermill runs the same code the slider runs):
+
+* :func:`precompute_uaps` – build UAPs on a small grid of (ζ, norm, target) once, return them as
+  a dict ``{(zeta, norm, target): UAPResult}`` (optionally cached as files, written atomically);
+* :func:`uap_view` – one grid point: every metric of :func:`medadv_lib.metrics.evaluate_uap`
+  (plus the random control of the same norm) and a figure of clean / amplified perturbation /
+  perturbed images;
+* :func:`uap_widget` – an ipywidgets ζ slider, L∞/L2 toggle and target dropdown whose callback is
+  :func:`uap_view`.  Nothing is attacked while the slider moves: it only evaluates precomputed UAPs,
+  so it stays responsive on a CPU.
+
+:func:`evaluate_grid` runs the same evaluation for every grid point at once and returns a table
+(the "fooling rate vs ζ" curves of notebook 02).
+
+Keys.  A grid key is ``(zeta, norm, target)`` with ``zeta`` a float (0.02 = 2%), ``norm`` ``"inf"``
+or ``"2"`` and ``target`` ``None`` (non-targeted) or a class index; :func:`uap_key` normalises
+anything the user types (``"linf"``, ``"COVID-19"``...) into that form.
+
+Example::
+
+    >>> uaps = precompute_uaps(model, x_train, zetas=(0.01, 0.02), norms=("inf",), targets=(None, 2),
+    ...                        stats=image_norm_stats(96), epochs=5)
+    >>> metrics, fig = uap_view(model, x_test, y_test, uaps, zeta=0.02, norm="inf")
+    >>> metrics["fooling_rate"], metrics["fooling_rate_balanced"], metrics["random_fooling_rate"]
+    >>> uap_widget(model, x_test, y_test, uaps)        # in Jupyter: displays the controls
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from .. import LABELS
+from ..attacks import apply_uap, iterative_uap, parse_norm, random_uap, sgd_uap, uap_budget
+from ..attacks.uap import UAPResult, load_uap, predict_uap
+from ..metrics.universal import uap_metrics_from_predictions
+
+__all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "uap_widget"]
+
+ZETA_GRID = (0.005, 0.01, 0.02, 0.04)
+"""Default ζ values (norm ratios: 0.02 = 2% of the mean image norm, Hirano et al.'s headline)."""
+
+_METHODS = {"sgd": sgd_uap, "iterative": iterative_uap}
+
+
+# --------------------------------------------------------------------------------------------
+# Keys and argument checks
+# --------------------------------------------------------------------------------------------
+
+def _check_zeta(zeta) -> float:
+    try:
+        z = float(zeta)
+    except (TypeError, ValueError):
+        raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖, a number with 0 < zeta < 1 "
+                         f"(e.g. 0.02 for 2%); got {zeta!r}") from None
+    if not math.isfinite(z) or not 0.0 < z < 1.0:
+        raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖, a number with 0 < zeta < 1 "
+                         f"(e.g. 0.02 for 2%); got {zeta!r}")
+    return round(z, 10)          # 0.1 + 0.2 style float noise must not make two keys
+
+
+def _check_target(target, labels=LABELS) -> int | None:
+    if target is None or (isinstance(target, str) and target.lower() in ("none", "", "non-targeted")):
+        return None
+    if isinstance(target, str):
+        if target in labels:
+            return list(labels).index(target)
+        raise ValueError(f"unknown target class {target!r}; use None (non-targeted), one of {list(labels)} "
+                         f"or an index 0..{len(labels) - 1}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or int(target) != target \
+            or not 0 <= int(target) < len(labels):
+        raise ValueError(f"unknown target {target!r}; use None (non-targeted), one of {list(labels)} "
+                         f"or an index 0..{len(labels) - 1}")
+    return int(target)
+
+
+def uap_key(zeta, norm="inf", target=None, labels=LABELS) -> tuple:
+    """The grid key ``(zeta, norm, target)`` in canonical form.
+
+    Arguments:
+        zeta (float): norm ratio, 0 < ζ < 1.
+        norm: ``"inf"``/``"linf"``/``inf`` or ``"2"``/``"l2"``/``2``.
+        target: ``None`` (or ``"none"``) for a non-targeted UAP, a class name or a class index.
+    Raises:
+        ValueError: ζ outside (0, 1) or not a number, an unknown norm or target.
+    """
+    return _check_zeta(zeta), parse_norm(norm), _check_target(target, labels)
+
+
+def _target_name(target, labels=LABELS) -> str:
+    return "none" if target is None else str(labels[target])
+
+
+def _pct(zeta: float) -> str:
+    return f"{100 * zeta:g}%"
+
+
+# --------------------------------------------------------------------------------------------
+# Precomputing the grid (with an optional file cache)
+# --------------------------------------------------------------------------------------------
+
+def _fingerprint(model: torch.nn.Module, x: torch.Tensor, extra: dict) -> str:
+    """Short hash of the model weights, the build images and the attack settings (file-cache key)."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:10]
+
+
+def _load_result(path: Path, device) -> UAPResult:
+    s = json.loads(path.with_suffix(".json").read_text())
+    params = dict(s.get("params", {}))
+    params["loaded_from"] = str(path)
+    return UAPResult(v=load_uap(path, device=device), eps=s["eps"], norm=s["norm"], method=s["method"],
+                     target=s["target"], history=s["history"], seconds=s["seconds"], passes=s["passes"],
+                     converged=s["converged"], reference=s["reference"], params=params,
+                     stop_reason=s.get("stop_reason", ""))
+
+
+def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, norms=("inf", "2"),
+                    targets=(None,), stats=None, method: str = "sgd", uaps: dict | None = None,
+                    cache_dir=None, seed: int = 0, progress: bool = False, labels=LABELS,
+                    **attack_kwargs) -> dict:
+    """Build one UAP per grid point ``(ζ, norm, target)``; return ``{key: UAPResult}``.
+
+    Every combination of ``zetas × norms × targets`` is built with the same ``method`` and
+    settings on the same images ``x`` (the training images, never the test images).  Keys already
+    in ``uaps`` are kept, not rebuilt, so a grid can be extended in steps.
+
+    Arguments:
+        model (nn.Module): the classifier (on its device; ``x`` may stay on the CPU).
+        x (Tensor): ``N×C×H×W`` images in [0, 1] the UAPs are built on.
+        zetas: norm ratios ζ, each in (0, 1). (Default: :data:`ZETA_GRID`)
+        norms: ``"inf"`` and/or ``"2"``. (Default: both)
+        targets: ``None`` (non-targeted) and/or class indices or names. (Default: ``(None,)``)
+        stats: the mean image norm behind ``eps = ζ · mean‖x‖``: a dict from
+            :func:`medadv_lib.data.image_norm_stats` (the whole training split, Hirano et al.)
+            or a tensor of images. (Default: None → the build images ``x``)
+        method (str): ``"sgd"`` (:func:`~medadv_lib.attacks.sgd_uap`, default) or
+            ``"iterative"`` (:func:`~medadv_lib.attacks.iterative_uap`).
+        uaps (dict): an existing grid to extend (modified in place and returned).
+        cache_dir: a folder; each UAP is saved there as ``.npy`` + ``.json`` (atomic writes)
+            under a name holding a hash of the model weights, ``x``, ``method`` and its settings,
+            and loaded instead of rebuilt next time (its ``params["loaded_from"]`` says so).
+            (Default: None, no files)
+        seed (int): seed of the attack's shuffling.
+        progress (bool): a tqdm bar per attack.
+        labels: class names (target names and file names). (Default: :data:`medadv_lib.LABELS`)
+        attack_kwargs: passed to the attack (e.g. ``epochs=5`` for SGD, ``max_iter=15`` iterative).
+    Returns:
+        the dict ``uaps`` with a :class:`~medadv_lib.attacks.UAPResult` per key.
+    Raises:
+        ValueError: an empty grid, a bad ζ, norm or target, or an unknown method.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}; got {method!r}")
+    keys = [uap_key(z, n, t, labels) for z in zetas for n in norms for t in targets]
+    if not keys:
+        raise ValueError("the grid is empty: give at least one zeta, one norm and one target (None = non-targeted)")
+    uaps = {} if uaps is None else uaps
+    stats = x if stats is None else stats
+    todo = [k for k in dict.fromkeys(keys) if k not in uaps]
+    fp = None
+    if cache_dir is not None and todo:
+        fp = _fingerprint(model, x, {"method": method, "seed": int(seed), "kwargs": attack_kwargs})
+    for key in todo:
+        zeta, norm, target = key
+        eps = uap_budget(zeta, norm, stats)
+        path = None
+        if fp is not None:
+            tname = _target_name(target, labels).replace("-", "").lower()
+            path = Path(cache_dir) / (f"{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
+                                      f"{tname}-eps{eps:.6g}-{fp}.npy")
+            if path.is_file() and path.with_suffix(".json").is_file():
+                uaps[key] = _load_result(path, x.device)
+                continue
+        res = _METHODS[method](model, x, eps=eps, norm=norm, target=target, seed=seed, progress=progress,
+                               **attack_kwargs)
+        res.params["zeta"] = zeta
+        if path is not None:
+            res.save(path)
+        uaps[key] = res
+    return uaps
+
+
+# --------------------------------------------------------------------------------------------
+# One grid point: metrics and figure
+# --------------------------------------------------------------------------------------------
+
+def _lookup(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
+    if key in uaps:
+        return uaps[key]
+    have = ", ".join(f"(ζ={_pct(z)}, {n}, {_target_name(t, labels)})" for z, n, t in sorted(
+        uaps, key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0])))
+    raise ValueError(f"no UAP precomputed for ζ={_pct(key[0])}, norm={key[1]}, target="
+                     f"{_target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
+                     "(extend it with precompute_uaps(..., uaps=uaps))")
+
+
+def _clean_predictions(model, x, cache):
+    ck = ("clean", id(model), id(x))
+    if cache is not None and ck in cache:
+        return cache[ck]
+    pred = predict_uap(model, x)
+    if cache is not None:
+        cache[ck] = pred
+    return pred
+
+
+def _metrics(model, x, y, v, target, pred_clean) -> dict:
+    """Exactly :func:`~medadv_lib.metrics.evaluate_uap` (same dict), with the clean predictions given."""
+    pred_adv = predict_uap(model, x, v)
+    k = getattr(model, "num_classes", None)
+    if k is None:                                     # as evaluate_uap: one forward on the model's device
+        with torch.no_grad():
+            k = int(model(x[:1].to(next(model.parameters()).device)).shape[1])
+    out = uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes=int(k), target=target)
+    vf = v.detach().double().flatten()
+    out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
+    out["v_l2"] = float(vf.norm())
+    return out, pred_adv
+
+
+def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
+    return random_uap(res.v, res.eps, res.norm, kind=kind, seed=seed)
+
+
+def _show_indices(y: torch.Tensor, n_show: int) -> list:
+    """First image of each class, then the second of each class, ... (``n_show`` in all)."""
+    y = y.detach().cpu()
+    pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
+    out, r = [], 0
+    while len(out) < min(n_show, len(y)):
+        for p in pools:
+            if r < len(p) and len(out) < n_show:
+                out.append(p[r])
+        r += 1
+    return out
+
+
+def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
+             target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
+             seed: int = 0, cache: dict | None = None, labels=LABELS, amplify: float | None = None,
+             show: bool = True):
+    """Evaluate the precomputed UAP of one grid point on ``(x, y)``; return ``(metrics, figure)``.
+
+    Arguments:
+        model (nn.Module): the classifier (the one the UAPs were built on, or another one: transfer).
+        x (Tensor): ``N×C×H×W`` evaluation images in [0, 1] (the test split), ``y`` their labels.
+        uaps (dict): ``{(zeta, norm, target): UAPResult}`` from :func:`precompute_uaps`.
+        zeta (float): the norm ratio, e.g. 0.02; ``norm``: ``"inf"`` or ``"2"``;
+        target: ``None`` (non-targeted), a class name or index.
+        n_show (int): images in the figure, one per class in turn. (Default: 3)
+        random_control (bool): also evaluate random noise of exactly the same norm
+            (:func:`~medadv_lib.attacks.random_uap`). (Default: True)
+        random_kind (str): its distribution, ``"uniform"`` (default), ``"sign"`` or ``"gaussian"``.
+        seed (int): seed of the random control.
+        cache (dict): clean predictions and results are stored here and reused (the widget passes
+            the same dict to every call). (Default: None)
+        labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
+        show (bool): build the figure; ``False`` returns ``(metrics, None)``.
+    Returns:
+        ``(metrics, fig)``.  ``metrics`` holds every key of
+        :func:`~medadv_lib.metrics.evaluate_uap` for this UAP, with the same values — among them
+        ``fooling_rate`` (vs the clean predictions), ``fooling_rate_balanced`` (mean over the
+        true classes), ``fooling_rate_vs_labels`` and, targeted, ``target_success_rate`` — plus
+        ``zeta``, ``norm``, ``eps``, ``target_name``, ``method`` and, with the control,
+        ``random_fooling_rate``, ``random_fooling_rate_balanced`` (targeted:
+        ``random_target_success_rate``).
+    Raises:
+        ValueError: ζ not a number in (0, 1), an unknown norm or target, a grid point that was not
+        precomputed (the message lists the grid), or ``x``/``y`` of different lengths.
+    """
+    key = uap_key(zeta, norm, target, labels)
+    if len(x) != len(y):
+        raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
+    res = _lookup(uaps, key, labels)
+    zeta, norm, target = key
+    mkey = ("metrics", id(model), id(x), key, bool(random_control), random_kind, int(seed))
+    if cache is not None and mkey in cache:
+        metrics, pred_adv = cache[mkey]
+    else:
+        pred_clean = _clean_predictions(model, x, cache)
+        metrics, pred_adv = _metrics(model, x, y, res.v, target, pred_clean)
+        metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
+                        "method": res.method})
+        if random_control:
+            rnd, _ = _metrics(model, x, y, _random_v(res, random_kind, seed), target, pred_clean)
+            metrics["random_fooling_rate"] = rnd["fooling_rate"]
+            metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
+            if target is not None:
+                metrics["random_target_success_rate"] = rnd["target_success_rate"]
+        if cache is not None:
+            cache[mkey] = (metrics, pred_adv)
+    fig = None
+    if show:
+        from ..viz import triplets
+        idx = _show_indices(y, int(n_show))
+        pred_clean = _clean_predictions(model, x, cache)
+        xs = x[idx].detach().cpu()
+        v = res.v.detach().cpu()
+        titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
+                   labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else ""))
+                  for i in idx]
+        fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify)
+        head = (f"{'L∞' if norm == 'inf' else 'L2'} UAP, ζ = {_pct(zeta)} (‖v‖ ≤ {res.eps:.3g}), "
+                f"target {_target_name(target, labels)}\n")
+        if target is None:
+            head += (f"fooling rate {metrics['fooling_rate']:.2f} (balanced {metrics['fooling_rate_balanced']:.2f})"
+                     + (f" · random {metrics['random_fooling_rate']:.2f}" if random_control else ""))
+        else:
+            head += (f"target success rate {metrics['target_success_rate']:.2f}"
+                     + (f" · random {metrics['random_target_success_rate']:.2f}" if random_control else ""))
+        fig.suptitle(head + f" (n = {metrics['n']})", fontsize=9)
+        fig.tight_layout()
+    return metrics, fig
+
+
+def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, keys=None,
+                  random_control: bool = True, random_kind: str = "uniform", seed: int = 0,
+                  cache: dict | None = None, labels=LABELS):
+    """:func:`uap_view`'s metrics for every grid point, as a table (one row per UAP and per control).
+
+    Arguments:
+        model, x, y, uaps, random_kind, seed, cache, labels: as :func:`uap_view`.
+        keys: the grid points to evaluate (default: all of ``uaps``, sorted).
+        random_control (bool): add a ``kind="random"`` row per grid point. (Default: True)
+    Returns:
+        a ``pandas.DataFrame`` with columns ``zeta``, ``norm``, ``target`` (class name or
+        ``"none"``), ``kind`` (``"UAP"`` or ``"random"``), ``eps``, ``fooling_rate``,
+        ``fooling_rate_balanced``, ``fooling_rate_vs_labels``, ``target_success_rate`` (NaN when
+        non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
+        images predicted as each class under the perturbation).
+    """
+    import pandas as pd
+    cache = {} if cache is None else cache
+    keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
+                  key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
+    pred_clean = _clean_predictions(model, x, cache)
+    rows = []
+    for key in keys:
+        res = _lookup(uaps, key, labels)
+        kinds = [("UAP", res.v)] + ([("random", _random_v(res, random_kind, seed))] if random_control else [])
+        for kind, v in kinds:
+            m, _ = _metrics(model, x, y, v, key[2], pred_clean)
+            row = {"zeta": key[0], "norm": key[1], "target": _target_name(key[2], labels), "kind": kind,
+                   "eps": float(res.eps), "fooling_rate": m["fooling_rate"],
+                   "fooling_rate_balanced": m["fooling_rate_balanced"],
+                   "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
+                   "target_success_rate": m.get("target_success_rate", float("nan"))}
+            row.update({f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])})
+            row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The widget
+# --------------------------------------------------------------------------------------------
+
+def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, n_show: int = 3,
+               value=None, cache: dict | None = None, random_kind: str = "uniform", seed: int = 0,
+               labels=LABELS):
+    """A ζ slider, an L∞/L2 toggle and a target dropdown whose callback is :func:`uap_view`.
+
+    Only the precomputed grid is shown (ζ values and norms present in ``uaps``); a combination
+    that was not precomputed (e.g. a targeted UAP at a ζ the grid lacks) shows a message instead
+    of attacking, so the widget never blocks.
+
+    Arguments:
+        model, x, y, uaps, n_show, random_kind, seed, labels: as :func:`uap_view`.
+        value: the initial ζ (default: 0.02 if on the grid, else the middle value).
+        cache (dict): shared with earlier :func:`uap_view` calls, so their results are reused.
+    Returns:
+        an ``ipywidgets.VBox`` (controls, a metrics line, the figure); ``.cache`` is the result cache
+        and ``.update()`` redraws (what a control change calls).
+    Raises:
+        ValueError: an empty grid, or ``value`` not on it.
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    if not uaps:
+        raise ValueError("uaps is empty: build a grid first with precompute_uaps(model, x_train, ...)")
+    zetas = sorted({k[0] for k in uaps})
+    norms = [n for n in ("inf", "2") if any(k[1] == n for k in uaps)]
+    if value is None:
+        value = 0.02 if 0.02 in zetas else zetas[len(zetas) // 2]
+    if _check_zeta(value) not in zetas:
+        raise ValueError(f"value {value!r} is not on the ζ grid {zetas}")
+    cache = {} if cache is None else cache
+    amp = {n: 0.5 / max(max(float(r.v.abs().max()) for k, r in uaps.items() if k[1] == n), 1e-12) for n in norms}
+
+    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=_check_zeta(value),
+                               description="ζ", continuous_update=False)
+    toggle = w.ToggleButtons(options=[("L∞" if n == "inf" else "L2", n) for n in norms], value=norms[0],
+                             description="norm")
+    drop = w.Dropdown(options=[("none (non-targeted)", None)] + [(lab, i) for i, lab in enumerate(labels)],
+                      value=None, description="target")
+    info = w.HTML()
+    out = w.Output()
+
+    def _update(_change=None):
+        key = (slider.value, toggle.value, drop.value)
+        if key not in uaps:
+            info.value = (f"<i>not precomputed: ζ = {_pct(key[0])}, {key[1]}, target "
+                          f"{_target_name(key[2], labels)}</i> — extend the grid with precompute_uaps(..., uaps=uaps)")
+            with out:
+                out.clear_output()
+            return
+        m, fig = uap_view(model, x, y, uaps, *key, n_show=n_show, cache=cache, random_kind=random_kind,
+                          seed=seed, labels=labels, amplify=amp[key[1]])
+        line = (f"<b>ζ = {_pct(m['zeta'])}</b> ({'L∞' if m['norm'] == 'inf' else 'L2'}, ‖v‖ ≤ {m['eps']:.3g}) · "
+                f"fooling rate {m['fooling_rate']:.2f} · balanced {m['fooling_rate_balanced']:.2f} · "
+                f"vs labels {m['fooling_rate_vs_labels']:.2f} · random control {m['random_fooling_rate']:.2f}")
+        if m.get("target") is not None:
+            line += (f" · <b>target success rate ({m['target_name']}) {m['target_success_rate']:.2f}</b> "
+                     f"(random {m['random_target_success_rate']:.2f})")
+        info.value = line
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    for c in (slider, toggle, drop):
+        c.observe(_update, names="value")
+    _update()
+    box = w.VBox([w.HBox([slider, toggle, drop]), info, out])
+    box.cache = cache
+    box.update = _update
+    return box

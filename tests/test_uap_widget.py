@@ -1,0 +1,136 @@
+"""The UAP ζ-slider: its view function reports exactly evaluate_uap's metrics, the precomputed grid
+respects every budget, the file cache round-trips, the widget builds, bad inputs raise clearly."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from medadv_lib.attacks import lp_norm, uap_budget  # noqa: E402
+from medadv_lib.metrics import evaluate_uap  # noqa: E402
+from medadv_lib.widgets.uap_widget import (evaluate_grid, precompute_uaps, uap_key, uap_view,  # noqa: E402
+                                           uap_widget)
+
+ZETAS = (0.02, 0.04)
+KW = {"epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def data(real_batch):
+    x, y = real_batch
+    return x[:16], y[:16], x[16:], y[16:]          # build on 16 images, evaluate on the other 16
+
+
+@pytest.fixture(scope="module")
+def grid(small_model, data):
+    xb, _, _, _ = data
+    uaps = precompute_uaps(small_model, xb, zetas=ZETAS, norms=("inf", "2"), targets=(None,), **KW)
+    return precompute_uaps(small_model, xb, zetas=(0.02,), norms=("inf",), targets=("COVID-19",), uaps=uaps, **KW)
+
+
+def test_grid_has_every_key_and_respects_each_budget(grid, data):
+    xb = data[0]
+    assert set(grid) == {(z, n, None) for z in ZETAS for n in ("inf", "2")} | {(0.02, "inf", 2)}
+    for (zeta, norm, target), res in grid.items():
+        eps = uap_budget(zeta, norm, xb)                   # default stats: the build images
+        assert res.eps == pytest.approx(eps)
+        assert res.norm == norm and res.target == target and res.v.shape == (1, 1, *xb.shape[-2:])
+        assert float(lp_norm(res.v, norm)[0]) <= eps * (1 + 1e-5)
+    # the L2 ball at the same ζ is much wider per image than L∞ (different units, same ratio)
+    assert grid[(0.02, "2", None)].eps > grid[(0.02, "inf", None)].eps
+
+
+@pytest.mark.parametrize("key", [(0.02, "inf", None), (0.04, "2", None), (0.02, "inf", 2)])
+def test_view_metrics_equal_evaluate_uap(small_model, grid, data, key):
+    import matplotlib.pyplot as plt
+    _, _, x, y = data
+    cache = {}
+    m, fig = uap_view(small_model, x, y, grid, *key, n_show=3, cache=cache)
+    ref = evaluate_uap(small_model, x, y, grid[key].v, target=key[2])
+    for k, v in ref.items():
+        assert m[k] == (pytest.approx(v) if isinstance(v, float) else v), k
+    assert m["zeta"] == key[0] and m["norm"] == key[1] and m["eps"] == pytest.approx(grid[key].eps)
+    assert 0.0 <= m["random_fooling_rate"] <= 1.0
+    assert len(fig.axes) == 9                                       # 3 rows: clean / v / perturbed
+    plt.close(fig)
+    m2, fig2 = uap_view(small_model, x, y, grid, *key, cache=cache, show=False)     # from the cache
+    assert fig2 is None and m2 == m
+
+
+def test_view_accepts_names_and_evaluate_grid_agrees(small_model, grid, data):
+    _, _, x, y = data
+    m, _ = uap_view(small_model, x, y, grid, "0.02", "linf", "COVID-19", show=False)
+    assert m["target"] == 2 and m["target_name"] == "COVID-19"
+    table = evaluate_grid(small_model, x, y, grid)
+    assert len(table) == 2 * len(grid) and set(table["kind"]) == {"UAP", "random"}
+    row = table[(table.zeta == 0.02) & (table.norm == "inf") & (table.target == "COVID-19") & (table.kind == "UAP")]
+    assert float(row["target_success_rate"].iloc[0]) == pytest.approx(m["target_success_rate"])
+    assert float(row["fooling_rate_balanced"].iloc[0]) == pytest.approx(m["fooling_rate_balanced"])
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.02, float("nan"), "two", None])
+def test_bad_zeta_raises(small_model, grid, data, bad):
+    _, _, x, y = data
+    with pytest.raises(ValueError, match="zeta"):
+        uap_view(small_model, x, y, grid, bad, "inf", show=False)
+
+
+@pytest.mark.parametrize("bad", ["cat", 3, -1, 1.5, True])
+def test_unknown_target_raises(small_model, grid, data, bad):
+    _, _, x, y = data
+    with pytest.raises(ValueError, match="target"):
+        uap_view(small_model, x, y, grid, 0.02, "inf", bad, show=False)
+
+
+def test_point_not_on_the_grid_and_bad_arguments_raise(small_model, grid, data):
+    xb, _, x, y = data
+    with pytest.raises(ValueError, match="no UAP precomputed.*the grid has"):
+        uap_view(small_model, x, y, grid, 0.03, "inf", show=False)
+    with pytest.raises(ValueError, match="no UAP precomputed"):
+        uap_view(small_model, x, y, grid, 0.04, "inf", "normal", show=False)
+    with pytest.raises(ValueError, match="norm"):
+        uap_key(0.02, "l7")
+    with pytest.raises(ValueError, match="method"):
+        precompute_uaps(small_model, xb, method="deepfool")
+    with pytest.raises(ValueError, match="empty"):
+        precompute_uaps(small_model, xb, zetas=())
+    with pytest.raises(ValueError, match="mismatch"):
+        uap_view(small_model, x, y[:-1], grid, 0.02, show=False)
+
+
+def test_file_cache_round_trips(small_model, data, tmp_path):
+    xb = data[0][:8]
+    a = precompute_uaps(small_model, xb, zetas=(0.02,), norms=("inf",), cache_dir=tmp_path, **KW)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".npy")   # no temp files left
+    b = precompute_uaps(small_model, xb, zetas=(0.02,), norms=("inf",), cache_dir=tmp_path, **KW)
+    (key,) = a
+    assert "loaded_from" in b[key].params and "loaded_from" not in a[key].params
+    assert torch.equal(a[key].v, b[key].v) and b[key].eps == a[key].eps
+    assert b[key].fooling_rate == a[key].fooling_rate and b[key].seconds == a[key].seconds
+    c = precompute_uaps(small_model, xb, zetas=(0.02,), norms=("inf",), cache_dir=tmp_path, epochs=2, batch_size=16)
+    assert "loaded_from" not in c[key].params                  # other settings, other file
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_widget_builds_and_reacts(small_model, grid, data):
+    pytest.importorskip("ipywidgets")
+    _, _, x, y = data
+    box = uap_widget(small_model, x, y, grid, n_show=2)
+    (slider, toggle, drop), info, _ = box.children[0].children, box.children[1], box.children[2]
+    assert [v for _, v in slider.options] == list(ZETAS) and slider.value == 0.02
+    assert "fooling rate" in info.value and not math.isnan(float(info.value.split("fooling rate ")[1][:4]))
+    drop.value = 2
+    assert "target success rate (COVID-19)" in info.value
+    slider.value = 0.04                      # targeted at 4% was not precomputed: a message, no attack
+    assert "not precomputed" in info.value
+    drop.value, toggle.value = None, "2"
+    assert "L2" in info.value and "fooling rate" in info.value
+    with pytest.raises(ValueError, match="not on the ζ grid"):
+        uap_widget(small_model, x, y, grid, value=0.03)
+    with pytest.raises(ValueError, match="empty"):
+        uap_widget(small_model, x, y, {})

@@ -1,0 +1,83 @@
+"""UAP plots draw what they are given (no model needed: hand-made tables and histories)."""
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from medadv_lib.attacks import UAPResult  # noqa: E402
+from medadv_lib.viz_uap import plot_fooling_vs_zeta, plot_uap_history, show_perturbations  # noqa: E402
+
+
+def _table():
+    rows = []
+    for norm in ("inf", "2"):
+        for z in (0.01, 0.02, 0.04):
+            for kind, fr in (("UAP", 10 * z), ("random", z)):
+                rows.append({"zeta": z, "norm": norm, "target": "none", "kind": kind, "fooling_rate": fr,
+                             "fooling_rate_balanced": fr / 2, "target_success_rate": float("nan")})
+    rows.append({"zeta": 0.02, "norm": "inf", "target": "COVID-19", "kind": "UAP", "fooling_rate": 0.5,
+                 "fooling_rate_balanced": 0.4, "target_success_rate": 0.9})
+    return pd.DataFrame(rows)
+
+
+def test_fooling_vs_zeta_one_panel_per_norm():
+    import matplotlib.pyplot as plt
+    fig = plot_fooling_vs_zeta(_table())
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4                                   # 2 metrics × (UAP, random)
+    xs, ys = ax.lines[0].get_data()
+    assert list(xs) == pytest.approx([1, 2, 4]) and list(ys) == pytest.approx([0.1, 0.2, 0.4])
+    plt.close(fig)
+    fig = plot_fooling_vs_zeta(_table(), metrics=("target_success_rate",), target="COVID-19")
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
+    plt.close(fig)
+
+
+def test_fooling_vs_zeta_errors():
+    with pytest.raises(ValueError, match="no rows"):
+        plot_fooling_vs_zeta(_table(), target="cat")
+    with pytest.raises(ValueError, match="no column"):
+        plot_fooling_vs_zeta(_table(), metrics=("accuracy",))
+    import matplotlib.pyplot as plt
+    _, ax = plt.subplots()
+    with pytest.raises(ValueError, match="axes"):
+        plot_fooling_vs_zeta(_table(), axes=[ax])
+    plt.close("all")
+
+
+def _res(rates, seconds):
+    hist = [{"pass": i + 1, "fooling_rate": r, "seconds": s} for i, (r, s) in enumerate(zip(rates, seconds))]
+    return UAPResult(v=torch.zeros(1, 1, 4, 4), eps=0.1, norm="inf", method="sgd", history=hist)
+
+
+def test_uap_history_lines_start_at_zero():
+    import matplotlib.pyplot as plt
+    ax = plot_uap_history({"a": _res([0.2, 0.3], [1.0, 2.0]), "b": _res([0.1], [5.0])})
+    xs, ys = ax.lines[0].get_data()
+    assert list(xs) == [0.0, 1.0, 2.0] and list(ys) == [0.0, 0.2, 0.3]
+    ax = plot_uap_history({"a": _res([0.2, 0.3], [1.0, 2.0])}, x="pass")
+    assert list(ax.lines[0].get_data()[0]) == [0, 1, 2]
+    with pytest.raises(ValueError, match="seconds"):
+        plot_uap_history({"a": _res([0.2], [1.0])}, x="epoch")
+    with pytest.raises(ValueError, match="target_success_rate"):
+        plot_uap_history({"a": _res([0.2], [1.0])}, metric="target_success_rate")
+    with pytest.raises(ValueError, match="empty"):
+        plot_uap_history({})
+    plt.close("all")
+
+
+def test_show_perturbations_shares_one_contrast():
+    import matplotlib.pyplot as plt
+    v1, v2 = torch.full((1, 1, 4, 4), 0.01), torch.full((1, 1, 4, 4), -0.02)
+    fig = show_perturbations({"a": v1, "b": UAPResult(v=v2, eps=0.02, norm="inf", method="sgd")})  # tensor or result
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(shown) == 2
+    assert float(shown[1].min()) == pytest.approx(0.0) and float(shown[0].max()) == pytest.approx(0.75)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        show_perturbations({})
