@@ -111,9 +111,9 @@ def plot_rho_hist(rho, y, mask=None, labels=LABELS, bins: int = 20, ax=None, tit
         if not v.size:
             continue
         med = float(np.median(v))
-        line = ax.hist(v, bins=edges, histtype="step", lw=1.6, color=f"C{c}",
-                       label=f"{name} (n={v.size}, median {med:.2g}{'%' if percent else ''})")
-        ax.axvline(med, color=line[2][0].get_edgecolor(), ls="--", lw=1)
+        ax.hist(v, bins=edges, histtype="step", lw=1.6, color=f"C{c}",
+                label=f"{name} (n={v.size}, median {med:.2g}{'%' if percent else ''})")
+        ax.axvline(med, color=f"C{c}", ls="--", lw=1)
     if vals.size:
         ax.set_xscale("log")
     ax.set_xlabel("ρ_adv = ‖r‖₂ / ‖x‖₂" + (" (%)" if percent else ""))

@@ -17,7 +17,7 @@ from medadv_lib.widgets.attack_widget import eps_from_255, pgd_view, pgd_widget 
 @pytest.fixture(scope="module")
 def batch(real_batch):
     x, y = real_batch
-    return x[:12], y[:12]
+    return x[:8], y[:8]
 
 
 @pytest.mark.parametrize("norm", ["inf", "2"])
@@ -25,10 +25,10 @@ def test_view_summary_matches_a_direct_pgd_call(small_model, batch, norm):
     import matplotlib.pyplot as plt
     x, y = batch
     cache = {}
-    s, fig = pgd_view(small_model, x, y, eps_255=2, norm=norm, n_show=3, cache=cache, steps=5, seed=0)
+    s, fig = pgd_view(small_model, x, y, eps_255=2, norm=norm, n_show=3, cache=cache, steps=3, seed=0)
     eps = 2 / 255 if norm == "inf" else 2 / 255 * math.sqrt(x[0].numel())
     assert s["eps"] == pytest.approx(eps)
-    ref = pgd(small_model, x, y, eps, steps=5, norm=norm, seed=0)
+    ref = pgd(small_model, x, y, eps, steps=3, norm=norm, seed=0)
     still = ref.pred.cpu() == y
     correct = predict(small_model, x) == y
     assert s["robust_accuracy"] == pytest.approx(float(still.float().mean()))
@@ -41,7 +41,7 @@ def test_view_summary_matches_a_direct_pgd_call(small_model, batch, norm):
     plt.close(fig)
     # a second call is served from the cache (same numbers, no new entries)
     n_entries = len(cache)
-    s2, _ = pgd_view(small_model, x, y, eps_255=2, norm=norm, cache=cache, steps=5, seed=0, show=False)
+    s2, _ = pgd_view(small_model, x, y, eps_255=2, norm=norm, cache=cache, steps=3, seed=0, show=False)
     assert s2 == s and len(cache) == n_entries
 
 
@@ -67,6 +67,12 @@ def test_bad_norm_and_shapes_raise(small_model, batch):
         pgd_view(small_model, x, y, 1, norm="l7", show=False)
     with pytest.raises(ValueError, match="mismatch"):
         pgd_view(small_model, x, y[:-1], 1, show=False)
+
+
+def test_figure_takes_the_classes_in_turn():
+    from medadv_lib.widgets.attack_widget import _show_order
+    assert _show_order(torch.tensor([2, 2, 2, 0, 1, 2, 0]), 5).tolist() == [3, 4, 0, 6, 1]
+    assert _show_order(torch.tensor([1, 1]), 4).tolist() == [0, 1]
 
 
 def test_eps_units():

@@ -66,6 +66,16 @@ def _device(model):
     return p.device if p is not None else torch.device("cpu")
 
 
+def _show_order(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of ``k`` images taking the classes in turn (first image of each class, then the
+    second...), so a figure of a few images shows every diagnosis."""
+    per_class = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
+    order = []
+    for rank in range(max(map(len, per_class), default=0)):
+        order += [idx[rank] for idx in per_class if rank < len(idx)]
+    return torch.tensor(order[:k], dtype=torch.long)
+
+
 def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: float, norm="inf",
              n_show: int = 4, cache: dict | None = None, steps: int = 10, seed: int = 0, labels=LABELS,
              amplify: float | None = None, show: bool = True):
@@ -77,7 +87,7 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
         y (Tensor): ``N`` true labels.
         eps_255 (float): budget in grey levels (see the module docstring for L2).
         norm (str): ``"inf"`` (default) or ``"2"``.
-        n_show (int): images in the figure (clipped to N). (Default: 4)
+        n_show (int): images in the figure (clipped to N), taking the classes in turn. (Default: 4)
         cache (dict): results are stored here under ``(id(model), id(x), eps_255, norm, steps,
             seed)`` and reused; pass the same dict to every call (the widget does).
             (Default: None, no caching)
@@ -133,12 +143,12 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
     fig = None
     if show:
         from ..viz_attacks import adversarial_strip
-        k = max(0, min(int(n_show), len(y_cpu)))
+        sel = _show_order(y_cpu, max(0, min(int(n_show), len(y_cpu))))
         title = (f"PGD {'L∞' if norm == 'inf' else 'L2'} ε = {e255:g}/255"
                  + ("" if norm == "inf" else f" RMS (‖δ‖₂ ≤ {eps:.3g})")
                  + f": robust accuracy {summary['robust_accuracy']:.2f}, defense rate {summary['defense_rate']:.2f}"
                  + f" (n = {summary['n']})")
-        fig = adversarial_strip(x[:k], res.x_adv[:k], y_cpu[:k], pred_clean[:k], res.pred[:k], labels=labels,
+        fig = adversarial_strip(x.cpu()[sel], res.x_adv[sel], y_cpu[sel], pred_clean[sel], res.pred[sel], labels=labels,
                                 amplify=amplify, suptitle=title)
     return summary, fig
 
