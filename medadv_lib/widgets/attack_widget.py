@@ -79,7 +79,7 @@ def _show_order(y: torch.Tensor, k: int) -> torch.Tensor:
 def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: float, norm="inf",
              n_show: int = 4, cache: dict | None = None, steps: int = 10, seed: int = 0, labels=LABELS,
              amplify: float | None = None, show: bool = True):
-    """PGD at one budget: a summary of the whole batch and a figure of its first ``n_show`` images.
+    """PGD at one budget: a summary of the whole batch and a figure of ``n_show`` of its images.
 
     Arguments:
         model (nn.Module): classifier taking [0, 1] pixels.
