@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 
 from medadv_lib.attacks import lp_norm, uap_budget  # noqa: E402
 from medadv_lib.metrics import evaluate_uap  # noqa: E402
-from medadv_lib.widgets.uap_widget import (evaluate_grid, precompute_uaps, uap_key, uap_view,  # noqa: E402
-                                           uap_widget)
+from medadv_lib.widgets.uap_widget import (evaluate_grid, evaluate_uap_cached, precompute_uaps,  # noqa: E402
+                                           uap_key, uap_view, uap_widget)
 
 ZETAS = (0.02, 0.04)
 KW = {"epochs": 1, "batch_size": 8}
@@ -62,6 +62,21 @@ def test_view_metrics_equal_evaluate_uap(small_model, grid, data, key):
         plt.close(fig)
     m2, fig2 = uap_view(small_model, x, y, grid, *key, cache=cache, show=False)     # from the cache
     assert fig2 is None and m2 == m
+
+
+def test_cache_keeps_different_perturbations_apart(small_model, grid, data):
+    _, _, x, y = data
+    cache = {}
+    v_other = grid[(0.04, "inf", None)].v
+    a, _ = uap_view(small_model, x, y, grid, 0.02, cache=cache, show=False)
+    b, _ = uap_view(small_model, x, y, {(0.02, "inf", None): grid[(0.04, "inf", None)]}, 0.02, cache=cache,
+                    show=False)                                     # another v under the same key
+    ref = evaluate_uap(small_model, x, y, v_other)
+    assert b["v_linf"] == pytest.approx(ref["v_linf"]) and b["v_linf"] != pytest.approx(a["v_linf"])
+    assert b["confusion_clean_to_adv"] == ref["confusion_clean_to_adv"]
+    n_entries = len(cache)
+    c = evaluate_uap_cached(small_model, x, y, v_other, cache=cache)
+    assert len(cache) == n_entries and c == ref                     # served from the cache, same dict
 
 
 def test_view_accepts_names_and_evaluate_grid_agrees(small_model, grid, data):

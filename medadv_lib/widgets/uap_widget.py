@@ -41,7 +41,8 @@ from ..attacks import apply_uap, iterative_uap, parse_norm, random_uap, sgd_uap,
 from ..attacks.uap import UAPResult, load_uap, predict_uap
 from ..metrics.universal import uap_metrics_from_predictions
 
-__all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "uap_widget"]
+__all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
+           "uap_widget"]
 
 ZETA_GRID = (0.005, 0.01, 0.02, 0.04)
 """Default ζ values (norm ratios: 0.02 = 2% of the mean image norm, Hirano et al.'s headline)."""
@@ -206,19 +207,31 @@ def _lookup(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
                      "(extend it with precompute_uaps(..., uaps=uaps))")
 
 
-def _clean_predictions(model, x, cache):
-    ck = ("clean", id(model), id(x))
+def _predict(model, x, v, cache):
+    """Predictions on ``apply_uap(x, v)`` (clean when ``v`` is None), memoised in ``cache``.
+
+    The key holds the model and image tensors by identity and ``v`` by content (a hash of its
+    bytes), so the same noise evaluated twice — e.g. the random control shared by the
+    non-targeted and the targeted UAPs of one budget — costs one pass over ``x``.
+    """
+    vk = None if v is None else hashlib.sha1(v.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+    ck = ("pred", id(model), id(x), vk)
     if cache is not None and ck in cache:
         return cache[ck]
-    pred = predict_uap(model, x)
+    pred = predict_uap(model, x, v)
     if cache is not None:
         cache[ck] = pred
     return pred
 
 
-def _metrics(model, x, y, v, target, pred_clean) -> dict:
-    """Exactly :func:`~medadv_lib.metrics.evaluate_uap` (same dict), with the clean predictions given."""
-    pred_adv = predict_uap(model, x, v)
+def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
+                        target: int | None = None, cache: dict | None = None) -> dict:
+    """:func:`medadv_lib.metrics.evaluate_uap` (the same dict, the same values) with predictions memoised.
+
+    Pass the same ``cache`` dict to every call: the clean predictions of ``(model, x)`` and the
+    predictions under each distinct ``v`` are computed once.
+    """
+    pred_clean, pred_adv = _predict(model, x, None, cache), _predict(model, x, v, cache)
     k = getattr(model, "num_classes", None)
     if k is None:                                     # as evaluate_uap: one forward on the model's device
         with torch.no_grad():
@@ -227,7 +240,7 @@ def _metrics(model, x, y, v, target, pred_clean) -> dict:
     vf = v.detach().double().flatten()
     out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
     out["v_l2"] = float(vf.norm())
-    return out, pred_adv
+    return out
 
 
 def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
@@ -264,8 +277,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
             (:func:`~medadv_lib.attacks.random_uap`). (Default: True)
         random_kind (str): its distribution, ``"uniform"`` (default), ``"sign"`` or ``"gaussian"``.
         seed (int): seed of the random control.
-        cache (dict): clean predictions and results are stored here and reused (the widget passes
-            the same dict to every call). (Default: None)
+        cache (dict): predictions are memoised here (clean ones, and one entry per distinct
+            perturbation); pass the same dict to every call, as the widget does. (Default: None)
         labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
         show (bool): build the figure; ``False`` returns ``(metrics, None)``.
     Returns:
@@ -285,27 +298,21 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
     res = _lookup(uaps, key, labels)
     zeta, norm, target = key
-    mkey = ("metrics", id(model), id(x), key, bool(random_control), random_kind, int(seed))
-    if cache is not None and mkey in cache:
-        metrics, pred_adv = cache[mkey]
-    else:
-        pred_clean = _clean_predictions(model, x, cache)
-        metrics, pred_adv = _metrics(model, x, y, res.v, target, pred_clean)
-        metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
-                        "method": res.method})
-        if random_control:
-            rnd, _ = _metrics(model, x, y, _random_v(res, random_kind, seed), target, pred_clean)
-            metrics["random_fooling_rate"] = rnd["fooling_rate"]
-            metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
-            if target is not None:
-                metrics["random_target_success_rate"] = rnd["target_success_rate"]
-        if cache is not None:
-            cache[mkey] = (metrics, pred_adv)
+    cache = {} if cache is None else cache          # a local one still shares the clean predictions
+    metrics = evaluate_uap_cached(model, x, y, res.v, target, cache)
+    metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
+                    "method": res.method})
+    if random_control:
+        rnd = evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed), target, cache)
+        metrics["random_fooling_rate"] = rnd["fooling_rate"]
+        metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
+        if target is not None:
+            metrics["random_target_success_rate"] = rnd["target_success_rate"]
     fig = None
     if show:
         from ..viz import triplets
         idx = _show_indices(y, int(n_show))
-        pred_clean = _clean_predictions(model, x, cache)
+        pred_clean, pred_adv = _predict(model, x, None, cache), _predict(model, x, res.v, cache)
         xs = x[idx].detach().cpu()
         v = res.v.detach().cpu()
         titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
@@ -345,13 +352,12 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
     cache = {} if cache is None else cache
     keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
                   key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
-    pred_clean = _clean_predictions(model, x, cache)
     rows = []
     for key in keys:
         res = _lookup(uaps, key, labels)
         kinds = [("UAP", res.v)] + ([("random", _random_v(res, random_kind, seed))] if random_control else [])
         for kind, v in kinds:
-            m, _ = _metrics(model, x, y, v, key[2], pred_clean)
+            m = evaluate_uap_cached(model, x, y, v, key[2], cache)
             row = {"zeta": key[0], "norm": key[1], "target": _target_name(key[2], labels), "kind": kind,
                    "eps": float(res.eps), "fooling_rate": m["fooling_rate"],
                    "fooling_rate_balanced": m["fooling_rate_balanced"],
