@@ -27,7 +27,7 @@ from .. import LABELS
 from ..attacks.uap import apply_uap, predict_uap  # noqa: F401  (apply_uap re-exported for convenience)
 from .classification import classification_report, confusion_matrix
 
-__all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap"]
+__all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap", "uap_report"]
 
 
 def _labels_for(num_classes: int) -> tuple:
@@ -164,8 +164,13 @@ def evaluate_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: to
     del norm
     if not torch.is_tensor(v):
         v = torch.as_tensor(v, dtype=x.dtype)
-    pred_clean = predict_uap(model, x, None, batch_size)
-    pred_adv = predict_uap(model, x, v, batch_size)
+    return uap_report(model, x, y, v, predict_uap(model, x, None, batch_size), predict_uap(model, x, v, batch_size),
+                      target)
+
+
+def uap_report(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, pred_clean, pred_adv,
+               target: int | None = None) -> dict:
+    """:func:`evaluate_uap`'s dict from predictions already computed (clean and under ``v``)."""
     k = getattr(model, "num_classes", None)
     if k is None:
         with torch.no_grad():

@@ -39,7 +39,7 @@ import torch
 from .. import LABELS
 from ..attacks import apply_uap, iterative_uap, parse_norm, random_uap, sgd_uap, uap_budget
 from ..attacks.uap import UAPResult, load_uap, predict_uap
-from ..metrics.universal import uap_metrics_from_predictions
+from ..metrics.universal import uap_report
 
 __all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
            "uap_widget"]
@@ -231,16 +231,7 @@ def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     Pass the same ``cache`` dict to every call: the clean predictions of ``(model, x)`` and the
     predictions under each distinct ``v`` are computed once.
     """
-    pred_clean, pred_adv = _predict(model, x, None, cache), _predict(model, x, v, cache)
-    k = getattr(model, "num_classes", None)
-    if k is None:                                     # as evaluate_uap: one forward on the model's device
-        with torch.no_grad():
-            k = int(model(x[:1].to(next(model.parameters()).device)).shape[1])
-    out = uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes=int(k), target=target)
-    vf = v.detach().double().flatten()
-    out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
-    out["v_l2"] = float(vf.norm())
-    return out
+    return uap_report(model, x, y, v, _predict(model, x, None, cache), _predict(model, x, v, cache), target)
 
 
 def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
