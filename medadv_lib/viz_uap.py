@@ -110,6 +110,9 @@ def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seco
         xs = [0.0] + [float(h[x]) for h in hist]
         ax.plot(xs, [0.0] + [h[metric] for h in hist], "o-", ms=3, label=label)
     ax.set_xlabel("seconds (cumulative)" if x == "seconds" else "pass / epoch")
+    if x == "pass":
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_NAMES.get(metric, metric) + "\non the build images")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

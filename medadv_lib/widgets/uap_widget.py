@@ -150,7 +150,8 @@ def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, no
             ``"iterative"`` (:func:`~medadv_lib.attacks.iterative_uap`).
         uaps (dict): an existing grid to extend (modified in place and returned).
         cache_dir: a folder; each UAP is saved there as ``.npy`` + ``.json`` (atomic writes)
-            under a name holding a hash of the model weights, ``x``, ``method`` and its settings,
+            under a name holding the architecture, method, norm, ζ, target, ``eps`` and a hash of
+            the model weights, ``x``, ``method`` and its settings,
             and loaded instead of rebuilt next time (its ``params["loaded_from"]`` says so).
             (Default: None, no files)
         seed (int): seed of the attack's shuffling.
@@ -179,7 +180,8 @@ def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, no
         path = None
         if fp is not None:
             tname = _target_name(target, labels).replace("-", "").lower()
-            path = Path(cache_dir) / (f"{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
+            arch = str(getattr(model, "arch", type(model).__name__))
+            path = Path(cache_dir) / (f"{arch}-{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
                                       f"{tname}-eps{eps:.6g}-{fp}.npy")
             if path.is_file() and path.with_suffix(".json").is_file():
                 uaps[key] = _load_result(path, x.device)
