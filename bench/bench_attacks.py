@@ -56,6 +56,25 @@ def pass_times(model, x, device, repeats=3):
     return timed(fwd, device, repeats)[0], timed(fwd_bwd, device, repeats)[0]
 
 
+def batching_gain(model, x, device, backward_passes, repeats=3):
+    """How much faster one batched DeepFool step is than the same step looped over single images.
+
+    A step is one forward and ``backward_passes`` input-gradient backward passes.  This ratio is
+    the most that batching alone can buy over a per-image loop (torchattacks' DeepFool) on this
+    device and model; the rest of any speed-up must come from doing fewer passes.
+    """
+    def step(xb):
+        xa = xb.clone().requires_grad_(True)
+        out = model(xa)
+        for j in range(backward_passes):
+            torch.autograd.grad(out[:, j].sum(), xa, retain_graph=j < backward_passes - 1)
+
+    step(x), step(x[:1])                              # warm-up
+    t_batch = timed(lambda: step(x), device, repeats)[0]
+    t_loop = timed(lambda: [step(x[i:i + 1]) for i in range(len(x))], device, repeats)[0]
+    return t_loop / t_batch
+
+
 def deepfool_floor(iterations, n, candidates, t_f, t_fb):
     """Cost of our DeepFool's work if passes scaled linearly with the number of samples in them.
 
@@ -135,6 +154,12 @@ def main(argv=None):
                                        candidates=k), device, args.repeats)
     add(name, "medadv", secs, res.x_adv, deepfool_floor(res.iterations, n, k, t_f, t_fb))
     print(f"our DeepFool iterations per image: mean {res.iterations.float().mean():.2f}, max {int(res.iterations.max())}")
+    gain = batching_gain(model, x, device, k - 1, args.repeats)
+    n_cls, t_b = model.num_classes, t_fb - t_f
+    more = (t_f + n_cls * t_b) / (t_f + (k - 1) * t_b)
+    print(f"batching gain on this device (one batched step vs the same step per image): {gain:.1f}×; "
+          f"torchattacks' per-image step back-propagates all {n_cls} logits, ours {k - 1} gaps, so its step "
+          f"costs ≈ {more:.2f}× ours → expected DeepFool speed-up ≈ {gain * more:.1f}× at equal iterations")
     if "torchattacks-deepfool" not in args.skip:
         ta = torchattacks.DeepFool(model, steps=args.df_steps, overshoot=args.overshoot)
         secs, adv = timed(lambda: ta(x, y), device, 1)

@@ -17,10 +17,37 @@ FULL = SimpleNamespace(models=("vgg16", "resnet50", "densenet121"), image_size=2
                        epochs={"vgg16": 30, "resnet50": 30, "densenet121": 30}, batch_size=32)
 FULL_LR = {"vgg16": 3e-4}     # plain VGG (no batch norm) needs a smaller step from scratch
 
+# The course's SGD UAPs (Shafahi et al.), shared by notebooks 02 and 03 (and any later one), so that
+# "the ζ = 2% UAP" is the same perturbation everywhere (and loaded from 02's cache in 03).
+# train: class-stratified training images the UAP is built on (None: the whole training split).
+UAP_FAST = SimpleNamespace(train=128, epochs=3, batch_size=16)
+UAP_FULL = SimpleNamespace(train=None, epochs=10, batch_size=32)
+
 
 def settings(fast: bool) -> SimpleNamespace:
     """The FAST or FULL settings (models, image size, epochs per model)."""
     return FAST if fast else FULL
+
+
+def uap_settings(fast: bool, train: int | None = None, epochs: int | None = None,
+                 batch_size: int | None = None) -> SimpleNamespace:
+    """The course's SGD-UAP settings for the mode, with any argument given overriding its default.
+
+    Returns a namespace with ``train`` (number of build images, ``None`` = the whole training split),
+    ``epochs``, ``batch_size`` and ``sgd``: the keyword arguments for
+    :func:`~medadv_lib.widgets.uap_widget.precompute_uaps` (``method="sgd"``, epochs, batch size).
+
+    Example::
+        >>> course.uap_settings(True).sgd
+        {'method': 'sgd', 'epochs': 3, 'batch_size': 16}
+    """
+    d = UAP_FAST if fast else UAP_FULL
+    if train is not None and train < 1:
+        raise ValueError(f"train must be a positive number of images or None (all); got {train}")
+    out = SimpleNamespace(train=d.train if train is None else int(train), epochs=int(epochs or d.epochs),
+                          batch_size=int(batch_size or d.batch_size))
+    out.sgd = {"method": "sgd", "epochs": out.epochs, "batch_size": out.batch_size}
+    return out
 
 
 def model_config(name: str, fast: bool, image_size: int | None = None, epochs: int | None = None,

@@ -10,6 +10,7 @@ Executed copies go to ``OUT/notebooks/`` and HTML renderings to ``OUT/html/``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,8 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
                  progress: bool = False) -> Path:
     """Execute one notebook into ``out_dir/notebooks`` (and HTML into ``out_dir/html``); return its path."""
     import papermill as pm
+
+    from .runtime import available_cpus
     out_dir = Path(out_dir).resolve()
     executed = out_dir / "notebooks" / nb.name
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +64,8 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     if data_dir:
         params["DATA_DIR"] = str(Path(data_dir).resolve())
     params.update(extra or {})
+    # the kernel inherits this: numpy/sklearn/torch then use the CPUs the container grants, not the host's
+    os.environ.setdefault("OMP_NUM_THREADS", str(available_cpus()))
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
                             kernel_name="python3", progress_bar=progress, log_output=False)

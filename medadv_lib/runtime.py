@@ -11,6 +11,43 @@ import numpy as np
 import torch
 
 
+def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
+    """CPUs this process may really use: the smaller of its CPU affinity and its cgroup CPU quota.
+
+    ``os.cpu_count()`` (and so torch's default thread count) reports the host's cores even in a
+    container limited to two; running 32 threads on 2 CPUs makes training many times slower.
+    Reads cgroup v2 ``cpu.max`` or cgroup v1 ``cpu/cpu.cfs_quota_us`` under ``cgroup_root``.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    root = Path(cgroup_root)
+    for quota_file, period_file in ((root / "cpu.max", None),
+                                    (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us")):
+        try:
+            fields = quota_file.read_text().split()
+            quota = fields[0]
+            period = fields[1] if period_file is None else period_file.read_text().strip()
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, int(quota) // int(period)))
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return max(1, n)
+
+
+def limit_cpu_threads(max_threads: int | None = None) -> int:
+    """Cap torch's intra-op CPU threads at :func:`available_cpus` (or ``max_threads``); never raises it.
+
+    Returns the thread count in force.  Called by :func:`get_device`, so every notebook and CLI
+    command runs with a sane thread count inside CPU-limited containers (CI, Colab, Docker).
+    """
+    cap = max(1, max_threads or available_cpus())
+    if torch.get_num_threads() > cap:
+        torch.set_num_threads(cap)
+    return torch.get_num_threads()
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """Pick the compute device: ``cuda`` → ``mps`` → ``cpu``.
 
@@ -18,7 +55,10 @@ def get_device(prefer: str | None = None) -> torch.device:
         prefer: ``None`` or ``"auto"`` for the first available device, or an explicit
             device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).  An explicit
             device that is not available raises ``RuntimeError`` naming the fix.
+
+    Also caps torch's CPU threads at the CPUs really available (:func:`limit_cpu_threads`).
     """
+    limit_cpu_threads()
     if prefer in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -11,6 +11,20 @@ SMALL_SIZE = 64
 SMALL_CONFIG = TrainConfig(model="resnet18", image_size=SMALL_SIZE, epochs=3, train_limit=480, batch_size=32, seed=0)
 
 
+def pytest_report_header(config):
+    import os
+
+    from medadv_lib.runtime import available_cpus
+    return (f"medadv: cpus available {available_cpus()} (os.cpu_count {os.cpu_count()}), "
+            f"torch {torch.__version__} threads {torch.get_num_threads()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the slow notebook executions last, so every unit test reports even if time runs short."""
+    items.sort(key=lambda item: item.get_closest_marker("notebook") is not None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

@@ -132,6 +132,12 @@ def test_robustness_curve_runs_deepfool_once_and_thresholds(small_model, batch):
     assert acc == sorted(acc, reverse=True)                        # more budget, fewer survivors
     assert acc[0] == pytest.approx(df["clean_accuracy"][0]) and acc[-1] == 0.0
     assert (df["norm"] == "2").all()
+    # an existing minimal-norm result gives the same curve without attacking again, in any batching
+    for bs in (3, 64):
+        again = robustness_curve(small_model, x, y, res, eps_list, batch_size=bs)
+        pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
+    with pytest.raises(ValueError, match="AttackResult holds"):
+        robustness_curve(small_model, x[:4], y[:4], res, eps_list)
 
 
 def test_robustness_curve_bad_inputs(small_model, batch):

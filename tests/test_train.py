@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -66,6 +67,18 @@ def _test32():
     return load_split("test", 32)
 
 
+def test_course_uap_settings_defaults_and_overrides():
+    s = course.uap_settings(True)
+    assert (s.train, s.epochs, s.batch_size) == (course.UAP_FAST.train, course.UAP_FAST.epochs,
+                                                 course.UAP_FAST.batch_size)
+    assert s.sgd == {"method": "sgd", "epochs": s.epochs, "batch_size": s.batch_size}
+    assert course.uap_settings(False).train is None                  # full study: the whole training split
+    o = course.uap_settings(True, train=64, epochs=7, batch_size=8)
+    assert (o.train, o.sgd["epochs"], o.sgd["batch_size"]) == (64, 7, 8)
+    with pytest.raises(ValueError, match="train must be"):
+        course.uap_settings(True, train=0)
+
+
 def test_course_settings_are_shared_between_notebooks():
     a = course.model_config("resnet18", fast=True)
     b = course.model_config("resnet18", fast=True)
@@ -85,3 +98,28 @@ def test_unreadable_cache_entry_is_retrained_not_fatal(tmp_path):
     with pytest.warns(UserWarning, match="ignoring cached checkpoint"):
         _, info = load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False)
     assert not info["cached"] and load_checkpoint(path)[1]["config"]["seed"] == TINY.seed
+
+
+def test_available_cpus_reads_cgroup_quota(tmp_path):
+    from medadv_lib.runtime import available_cpus
+    host = available_cpus(tmp_path)                     # no cgroup files: affinity only
+    assert 1 <= host <= (os.cpu_count() or 1)
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # cgroup v2: one CPU
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")     # no quota
+    assert available_cpus(tmp_path) == host
+    v1 = tmp_path / "cpu"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("50000\n")       # cgroup v1: half a CPU rounds up to one
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(tmp_path) == 1
+
+
+def test_limit_cpu_threads_only_lowers():
+    from medadv_lib.runtime import limit_cpu_threads
+    n = torch.get_num_threads()
+    try:
+        assert limit_cpu_threads(1) == 1
+        assert limit_cpu_threads(64) == 1          # never raises the count
+    finally:
+        torch.set_num_threads(n)

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import LABELS
+from ..attacks.result import AttackResult
 from ..models import predict  # noqa: F401  (re-exported: labels predicted in chunks)
 
 
@@ -93,6 +94,16 @@ def _resolve_attack(attack):
     raise ValueError(f"unknown attack {attack!r}; pass a callable or one of 'fgsm', 'pgd', 'deepfool'")
 
 
+def _replay(result):
+    """A minimal-norm 'attack' that returns the slices of an existing result (see robustness_curve)."""
+    def replay(model, x, y, **kw):
+        start = replay.offset
+        replay.offset += len(x)
+        return result[start:start + len(x)]
+    replay.offset, replay.minimal_norm, replay.__name__ = 0, True, "replay"
+    return replay
+
+
 def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, batch_size: int = 64,
                      progress: bool = False, return_results: bool = False, **kw):
     """Clean/robust accuracy, attack success and defense rate for each budget ε in ``eps_list``.
@@ -113,6 +124,12 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
     Example::
         >>> robustness_curve(model, x, y, pgd, [0, 1/255, 2/255], steps=10)
     """
+    done = attack if isinstance(attack, AttackResult) else None
+    if done is not None:
+        if len(done.norm) != len(x):
+            raise ValueError(f"the AttackResult holds {len(done.norm)} images but x has {len(x)}; "
+                             "pass the result of a minimal-norm attack run on these very images")
+        attack = _replay(done)
     attack = _resolve_attack(attack)
     if kw.get("targeted"):
         raise ValueError("robustness_curve is untargeted: drop targeted=True")
