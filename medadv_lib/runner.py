@@ -50,6 +50,38 @@ def _describe_failure(nb_path: Path, exc) -> str:
     return f"{nb_path.name} failed: {exc}"
 
 
+def _poll_reply_channels_periodically() -> None:
+    """Work around a lost wake-up that can hang headless notebook execution for ever.
+
+    nbclient waits for a cell's ``execute_reply`` with ``shell_channel.get_msg(timeout=None)``
+    while it polls IOPub the same way.  With widget cells on a busy CPU the asyncio poll of the
+    zmq socket sometimes never wakes up although the reply has arrived (the kernel sits idle;
+    jupyter/nbclient#312).  Reproduced here: a notebook of six Output-widget cells, executed 15
+    times while two busy loops held both CPUs, hung 6 times; with this patch, 0 of 15.  The patch
+    makes an unbounded wait a loop of 1-second polls, so a missed wake-up costs at most a second.
+    Idempotent; affects only jupyter_client's asyncio channels in this process.
+    """
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    if getattr(AsyncZMQSocketChannel.get_msg, "_medadv_polling", False):
+        return
+    original = AsyncZMQSocketChannel.get_msg
+
+    async def get_msg(self, timeout=None):
+        if timeout is not None:
+            return await original(self, timeout)
+        while True:
+            try:
+                return await original(self, 1.0)
+            except Empty:
+                continue
+
+    get_msg._medadv_polling = True
+    AsyncZMQSocketChannel.get_msg = get_msg
+
+
 def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | None = None,
                  data_dir: str | None = None, html: bool = True, extra: dict | None = None,
                  progress: bool = False) -> Path:
@@ -66,6 +98,7 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     params.update(extra or {})
     # the kernel inherits this: numpy/sklearn/torch then use the CPUs the container grants, not the host's
     os.environ.setdefault("OMP_NUM_THREADS", str(available_cpus()))
+    _poll_reply_channels_periodically()
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
                             kernel_name="python3", progress_bar=progress, log_output=False)
