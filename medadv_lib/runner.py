@@ -101,7 +101,8 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     _poll_reply_channels_periodically()
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
-                            kernel_name="python3", progress_bar=progress, log_output=False)
+                            kernel_name="python3", progress_bar=progress, log_output=False,
+                            iopub_timeout=30)   # nbclient's 4 s wait for a cell's last output is short on a busy CI CPU
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(_describe_failure(executed, exc)) from None
     if html:
