@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from medadv_lib.data import load_split
+from medadv_lib.runtime import limit_cpu_threads
 from medadv_lib.train import TrainConfig, load_or_train
 
 SMALL_SIZE = 64
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    limit_cpu_threads(2)
 
 
 @pytest.fixture(scope="session")
