@@ -99,6 +99,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default=None, help="precision policy of the model: auto, fp32, bf16 (default "
+                   "$MEDADV_PRECISION or auto); the peers call the same model, so they run under it too")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--pgd-norm", default="inf", choices=["inf", "2"])
     p.add_argument("--eps", type=float, default=None, help="PGD budget (default 2/255 for L∞, 0.5 for L2)")
@@ -118,6 +120,8 @@ def main(argv=None):
     else:
         model = build_model(args.model).to(device).eval()
         print("note: random weights (pass --checkpoint for a trained course model)")
+    model.set_precision(args.precision)
+    print(f"precision policy: {model.precision} ({model.precision.reason})")
     from medadv_lib.data import load_split
     x, y = load_split("test", image_size=args.image_size, data_dir=args.data_dir, limit=args.batch_size, seed=0)
     x, y = x.to(device), y.to(device)

@@ -25,7 +25,8 @@ import time
 import numpy as np
 import torch
 
-from medadv_lib.attacks.uap import iterative_uap, predict_uap, random_uap, sgd_uap, uap_budget
+from medadv_lib.attacks.uap import iterative_uap, random_uap, sgd_uap, uap_budget
+from medadv_lib.models import predict
 from medadv_lib.metrics.universal import fooling_rate
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
@@ -70,6 +71,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="our iterative UAP's mini-batch")
     p.add_argument("--epochs", type=int, default=10, help="SGD UAP epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default=None, help="precision policy of the model: auto, fp32, bf16 (default "
+                   "$MEDADV_PRECISION or auto); the peers call the same model, so they run under it too")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
@@ -82,6 +85,8 @@ def main(argv=None):
     seed_everything(args.seed)
     device = get_device(args.device)
     model, source = load_model(args, device)
+    model.set_precision(args.precision)
+    print(f"precision policy: {model.precision} ({model.precision.reason})")
     from medadv_lib.data import image_norm_stats, load_split
     x, y = load_split("train", args.image_size, args.data_dir, limit=args.n, seed=args.seed)
     x, y = x.to(device), y.to(device)
@@ -91,11 +96,11 @@ def main(argv=None):
         xt, yt = xt.to(device), yt.to(device)
     stats = image_norm_stats(args.image_size, args.data_dir)
     eps = uap_budget(args.zeta, args.norm, stats)
-    clean = predict_uap(model, x)
+    clean = predict(model, x)
     print(f"device={device} model={getattr(model, 'arch', args.model)} ({source}) threads={torch.get_num_threads()}")
     nl = "L∞" if args.norm == "inf" else "L2"
     print(f"images={len(x)} train (+{0 if xt is None else len(xt)} test) at {args.image_size}px, "
-          f"clean acc={float((clean == y).float().mean()):.3f}; zeta={args.zeta} norm={nl} → eps={eps:.5g} "
+          f"clean acc={float((clean == y.cpu()).float().mean()):.3f}; zeta={args.zeta} norm={nl} → eps={eps:.5g} "
           f"(mean {nl} norm {eps / args.zeta:.4g} over {stats['n']} training images); "
           f"FGSM step={args.step}, max_iter={args.max_iter}")
 

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .runtime import atomic_torch_save, autocast, eval_mode
+from .runtime import FP32, Precision, atomic_torch_save, eval_mode, model_device, resolve_precision
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
@@ -42,8 +42,29 @@ class PixelNormalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Float32Linear(nn.Linear):
+    """A ``Linear`` that always computes in fp32, even under autocast: the classifier head.
+
+    Under bf16 autocast the logits would be rounded to 8 bits of mantissa (a logit of 5 moves in
+    steps of 0.03); decisions that depend on small logit differences (DeepFool's linearised
+    distances, "is it fooled yet" checks) then become coarse.  The head costs nothing in fp32.
+    Same parameters and state-dict keys as ``nn.Linear``.
+    """
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return nn.functional.linear(x.float(), self.weight, self.bias)
+
+
 class MedModel(nn.Module):
-    """A classifier taking ``N×C×H×W`` pixels in [0, 1] and returning ``N×num_classes`` logits."""
+    """A classifier taking ``N×C×H×W`` pixels in [0, 1] and returning ``N×num_classes`` fp32 logits.
+
+    Every forward (and so every backward) runs under the model's precision policy
+    (:class:`~medadv_lib.runtime.Precision`, set with :meth:`set_precision`; fp32 by default):
+    autocast to its dtype and inputs converted to its memory format at the boundary, so training,
+    attacks, UAPs, evaluation and widgets all run the same way and a model never reports two clean
+    accuracies in one run.  Weights stay fp32.
+    """
 
     def __init__(self, arch: str, net: nn.Module, num_classes: int, in_channels: int, mean, std):
         super().__init__()
@@ -52,12 +73,27 @@ class MedModel(nn.Module):
         self.in_channels = in_channels
         self.normalize = PixelNormalize(mean, std)
         self.net = net
+        self.precision: Precision = FP32
+
+    def set_precision(self, precision: str | Precision | None = None) -> "MedModel":
+        """Apply the precision policy (``"auto"``, ``"fp32"``, ``"bf16"``, a :class:`Precision`, or
+        ``None`` for ``$MEDADV_PRECISION``/auto) on the model's device; converts the weights' memory
+        format to match. Returns the model."""
+        self.precision = resolve_precision(precision, model_device(self))
+        self.to(memory_format=torch.channels_last if self.precision.channels_last else torch.contiguous_format)
+        return self
 
     def forward(self, x):
-        return self.net(self.normalize(x))
+        p = self.precision
+        x = self.normalize(x)
+        if p.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with p.autocast():
+            return self.net(x).float()
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, num_classes={self.num_classes}, in_channels={self.in_channels}"
+        return (f"arch={self.arch!r}, num_classes={self.num_classes}, in_channels={self.in_channels}, "
+                f"precision={self.precision}")
 
 
 def _replace_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
@@ -81,10 +117,29 @@ def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
     _replace_module(net, name, new)
 
 
+BN_MOMENTUM = 0.1
+"""BatchNorm running-statistics momentum of every course model (PyTorch's default).
+
+torchvision builds MobileNetV3 and EfficientNet with ``momentum=0.01``, tuned for ImageNet's
+~10,000 steps per epoch.  On ~1,600 X-rays (about 50 steps per epoch) the running statistics then
+still mostly hold their initial values after several epochs, and the model predicts one class in
+eval mode although it trains well: the "collapse" notebook 01 used to show for MobileNetV3-small.
+"""
+
+
+def _set_bn_momentum(net: nn.Module, momentum: float) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+
+
 def _replace_head(net: nn.Module, num_classes: int) -> None:
+    """Give the last ``Linear`` ``num_classes`` outputs and make it a :class:`Float32Linear`."""
     name, lin = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
     if lin.out_features != num_classes:
         _replace_module(net, name, nn.Linear(lin.in_features, num_classes))
+        lin = net.get_submodule(name)
+    lin.__class__ = Float32Linear
 
 
 def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: str | None = None,
@@ -109,12 +164,14 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
     ctor = getattr(torchvision.models, ARCHITECTURES[name])
     if weights is None:
         net = ctor(weights=None, num_classes=num_classes)
+        _replace_head(net, num_classes)
         default_mean, default_std = 0.5, 0.25
     else:
         net = ctor(weights=weights)
         _replace_head(net, num_classes)
         default_mean, default_std = 0.449, 0.226   # ImageNet RGB statistics averaged to grey
     _adapt_first_conv(net, in_channels)
+    _set_bn_momentum(net, BN_MOMENTUM)
     mean = default_mean if mean is None else mean
     std = default_std if std is None else std
     return MedModel(name, net, num_classes, in_channels, [mean] * in_channels, [std] * in_channels)
@@ -122,8 +179,9 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
 
 def save_checkpoint(model: MedModel, path: str | os.PathLike, **meta) -> Path:
     """Save ``model`` with its architecture and any JSON-like metadata, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32, NCHW
     payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "num_classes": model.num_classes,
-               "in_channels": model.in_channels, "state_dict": model.state_dict(), "meta": meta}
+               "in_channels": model.in_channels, "state_dict": state, "meta": meta}
     return atomic_torch_save(payload, path)
 
 
@@ -144,8 +202,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
-                    device: torch.device | str | None = None) -> tuple[MedModel, dict]:
+                    device: torch.device | str | None = None,
+                    precision: str | Precision | None = None) -> tuple[MedModel, dict]:
     """Load a checkpoint into ``model`` (or a freshly built one); return ``(model, meta)``.
+
+    The model is moved to ``device`` and given the precision policy ``precision`` (``None``:
+    ``$MEDADV_PRECISION`` or auto; see :func:`~medadv_lib.runtime.resolve_precision`).
 
     A checkpoint saved for another architecture or class count raises ``ValueError``
     naming both, instead of PyTorch's long key-mismatch message.
@@ -165,26 +227,33 @@ def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
         raise ValueError(f"checkpoint {path} does not fit a {model.arch}: {str(exc).splitlines()[0]}") from exc
     if device is not None:
         model.to(device)
+    model.set_precision(precision)
     model.eval()
     return model, ckpt.get("meta", {})
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None,
-            return_logits: bool = False) -> torch.Tensor:
-    """Predicted labels ``N`` (or logits ``N×K`` with ``return_logits``) of ``model`` on ``x``.
+            return_logits: bool = False, perturbation: torch.Tensor | None = None) -> torch.Tensor:
+    """Predicted labels ``N`` (or fp32 logits ``N×K`` with ``return_logits``) of ``model`` on ``x``.
 
-    Runs in chunks of ``batch_size`` on ``device`` (default: the model's), in eval mode (the
-    model's train/eval flags are restored afterwards), with autocast on CUDA; the result is on
-    the CPU.
+    The course's one prediction function: clean images, adversarial images, and images under a
+    universal perturbation (``perturbation``: a ``1×1×H×W`` UAP added to every image and clamped
+    to [0, 1], see :func:`~medadv_lib.attacks.uap.apply_uap`).  Runs in chunks of ``batch_size`` on
+    ``device`` (default: the model's), in eval mode (train/eval flags restored afterwards), under
+    the model's precision policy; the result is on the CPU.
     """
-    p = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
+    device = torch.device(device) if device is not None else model_device(model)
+    v = None if perturbation is None else perturbation.to(device=device, dtype=x.dtype)
+    if v is not None and v.dim() == 2:
+        v = v[None, None]
     out = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            with autocast(device):
-                logits = model(x[i:i + batch_size].to(device, non_blocking=True)).float()
+            xb = x[i:i + batch_size].to(device, non_blocking=True)
+            if v is not None:
+                xb = (xb + v).clamp(0, 1)
+            logits = model(xb).float()
             out.append((logits if return_logits else logits.argmax(1)).cpu())
     if out:
         return torch.cat(out)

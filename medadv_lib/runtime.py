@@ -1,10 +1,11 @@
-"""Runtime helpers: device choice, seeding, mixed precision and atomic file writes."""
+"""Runtime helpers: device choice, the precision policy, seeding, eval mode and atomic file writes."""
 from __future__ import annotations
 
 import contextlib
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,15 @@ def get_device(prefer: str | None = None) -> torch.device:
     return dev
 
 
+def model_device(model: torch.nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """The device a model's parameters (or buffers) live on; ``fallback`` for a module without any."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device(fallback)
+
+
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a seeded CPU ``torch.Generator``.
 
@@ -93,13 +103,153 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
     return g
 
 
-def autocast(device: torch.device | str, enabled: bool = True):
-    """Mixed-precision context: bf16/fp16 autocast on CUDA, a no-op elsewhere."""
-    device = torch.device(device)
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+# --------------------------------------------------------------------------------------------
+# The precision policy: one place decides the dtype and memory format of every forward/backward
+# --------------------------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_ENV = "MEDADV_PRECISION"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (``/proc/cpuinfo``); empty where unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+_BF16_NATIVE: dict = {}
+
+
+def cpu_bf16_native() -> tuple[bool, str]:
+    """Whether this CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16), and why.
+
+    Looks at torch's CPU capability and the kernel's CPU flags, then verifies once with a tiny
+    bf16 matmul under autocast.  Without native support oneDNN emulates bf16 with fp32
+    instructions plus conversions, which is *slower* than plain fp32 (measured on a Cascade Lake
+    "AVX-512 with DL Boost" VM: a ResNet-18 training step 1.2–2× slower), so the policy then
+    stays in fp32.  The answer is cached for the process.
+    """
+    if "answer" in _BF16_NATIVE:
+        return _BF16_NATIVE["answer"]
+    cap = str(torch.backends.cpu.get_cpu_capability())
+    flags = _cpu_flags() & {"amx_bf16", "avx512_bf16"}
+    if not flags and "BF16" not in cap.upper() and "AMX" not in cap.upper():
+        answer = (False, f"no AMX-BF16/AVX512-BF16 on this CPU (torch capability {cap})")
+    else:
+        try:
+            a = torch.linspace(-1, 1, 64).view(8, 8)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = a @ a
+            ok = out.dtype == torch.bfloat16 and torch.allclose(out.float(), a @ a, atol=0.05)
+        except Exception as exc:  # pragma: no cover - a broken bf16 path
+            ok, cap = False, f"{cap}; bf16 check raised {type(exc).__name__}"
+        what = ", ".join(sorted(flags)) or cap
+        answer = (ok, f"native bf16 ({what})" if ok else f"bf16 check failed on this CPU ({what})")
+    _BF16_NATIVE["answer"] = answer
+    return answer
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How every forward and backward of a course model runs: autocast dtype and memory format.
+
+    Attributes:
+        name: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the autocast dtype; weights stay fp32).
+        device_type: ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        channels_last: run convolutions in NHWC (``torch.channels_last``) memory format.
+        reason: why the policy chose this (printed once per notebook or CLI run).
+    """
+    name: str = "fp32"
+    device_type: str = "cpu"
+    channels_last: bool = False
+    reason: str = ""
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or ``None`` for fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        """Context manager: autocast to :attr:`dtype` on :attr:`device_type` (a no-op for fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def __str__(self) -> str:
+        layout = " + channels_last" if self.channels_last else ""
+        return f"{self.name}{layout}"
+
+
+FP32 = Precision("fp32", "cpu", False, "plain fp32")
+
+
+def resolve_precision(requested: str | Precision | None = None, device: torch.device | str | None = None) -> Precision:
+    """The precision policy for ``device``: the one place that decides dtype and memory format.
+
+    Arguments:
+        requested: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only), or ``None`` for
+            ``$MEDADV_PRECISION`` (default ``"auto"``); a :class:`Precision` is returned as is.
+        device: the compute device (default: :func:`get_device`).
+
+    ``auto`` picks, on CUDA, bf16 autocast where the GPU supports it (else fp16) with
+    ``channels_last``; on a CPU with native bf16 (:func:`cpu_bf16_native`), bf16 autocast with
+    ``channels_last``; otherwise fp32 (``channels_last`` on a CPU as well: measured faster for the
+    course's ResNet-18 in fp32, see ``bench/bench_precision.py``).  An explicit ``bf16`` on a CPU
+    without native support is honoured (emulated, slower; useful for tests).
+    """
+    if isinstance(requested, Precision):
+        return requested
+    source = "argument"
+    if requested in (None, ""):
+        requested, source = os.environ.get(PRECISION_ENV, "") or "auto", PRECISION_ENV
+    key = str(requested).strip().lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r} (from {source}); use one of {', '.join(PRECISIONS)}")
+    dev = torch.device(device) if device is not None else get_device()
+    if dev.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if key == "auto":
+            return Precision("bf16" if bf16 else "fp16", "cuda", True, "auto on CUDA")
+        if key == "bf16" and not bf16:
+            raise ValueError("precision 'bf16' requested but this GPU does not support bf16; use 'fp16' or 'auto'")
+        return Precision(key, "cuda", True, f"{key} requested")
+    if dev.type == "mps":
+        if key not in ("auto", "fp32"):
+            raise ValueError(f"precision {key!r} is not supported on MPS by the course; use 'fp32' or 'auto'")
+        return Precision("fp32", "mps", False, "fp32 on MPS")
+    if key == "fp16":
+        raise ValueError("precision 'fp16' is for CUDA; on a CPU use 'bf16' or 'fp32' (or 'auto')")
+    native, why = cpu_bf16_native()
+    if key == "auto":
+        return Precision("bf16", "cpu", True, why) if native else Precision("fp32", "cpu", True, why)
+    if key == "bf16":
+        return Precision("bf16", "cpu", True, why if native else f"bf16 requested, emulated: {why}")
+    return Precision("fp32", "cpu", True, "fp32 requested")
+
+
+def describe_run(device: torch.device, precision: Precision) -> str:
+    """One line naming the device, the precision policy and the CPU threads (printed once per run)."""
+    return (f"device: {device} · precision: {precision} ({precision.reason}) · "
+            f"torch threads: {torch.get_num_threads()} of {available_cpus()} CPUs · torch {torch.__version__}")
+
+
+def setup_run(device: str | None = "auto", precision: str | None = None, seed: int | None = 0,
+              verbose: bool = True) -> tuple[torch.device, Precision]:
+    """The first call of every notebook and CLI command: pick the device, the precision policy
+    and seed everything; print one line describing them. Returns ``(device, precision)``."""
+    dev = get_device(device)
+    prec = resolve_precision(precision, dev)
+    if seed is not None:
+        seed_everything(seed)
+    if verbose:
+        print(describe_run(dev, prec))
+    return dev, prec
 
 
 @contextlib.contextmanager

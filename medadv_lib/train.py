@@ -2,8 +2,9 @@
 
 ``fit`` trains a :class:`~medadv_lib.models.MedModel` on in-memory tensors with AdamW (or
 SGD), a warm-up + cosine learning-rate schedule, class-balanced loss, batched augmentation,
-early stopping on validation macro-F1 (best weights restored), tqdm progress and, on CUDA,
-mixed precision and ``channels_last``.  ``load_or_train`` caches the result as a file
+early stopping on validation macro-F1 (best weights restored), tqdm progress, and the course's
+precision policy (bf16/fp16 autocast + ``channels_last`` where the hardware has it, see
+:func:`medadv_lib.runtime.resolve_precision`).  ``load_or_train`` caches the result as a file
 keyed by the training configuration, so a later notebook reuses an earlier one's model.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tqdm.auto import tqdm
 from . import LABELS
 from .data import augment_batch, class_weights, find_data_dir, load_split
 from .metrics.classification import classification_report
-from .models import build_model, load_checkpoint, predict, read_checkpoint, save_checkpoint
-from .runtime import autocast, get_device, seed_everything
+from .models import build_model, load_checkpoint, predict, save_checkpoint
+from .runtime import Precision, get_device, resolve_precision, seed_everything
 
 
 @dataclasses.dataclass
@@ -80,18 +81,21 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
-        config: TrainConfig = TrainConfig(), device=None, progress: bool = True) -> list[dict]:
+        config: TrainConfig = TrainConfig(), device=None, progress: bool = True,
+        precision: str | Precision | None = None) -> list[dict]:
     """Train ``model`` in place; return the per-epoch history (loss, val accuracy/macro-F1, lr, seconds).
 
-    The weights of the epoch with the best validation macro-F1 are restored at the end.
+    The weights of the epoch with the best validation macro-F1 are restored at the end.  A
+    :class:`~medadv_lib.models.MedModel` is given the precision policy ``precision`` (``None``:
+    ``$MEDADV_PRECISION`` or auto) and keeps it afterwards.
     """
     device = get_device(device) if not isinstance(device, torch.device) else device
     gen = seed_everything(config.seed)
     x_tr, y_tr = train
     model.to(device)
-    cuda = device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
+    if hasattr(model, "set_precision"):
+        model.set_precision(resolve_precision(precision, device))
+    fp16 = getattr(getattr(model, "precision", None), "name", "") == "fp16"
     weight = class_weights(y_tr).to(device) if config.balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -106,7 +110,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     steps_per_epoch = max(1, math.ceil(len(x_tr) / config.batch_size))
     total = steps_per_epoch * config.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_epochs * steps_per_epoch)))
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)    # fp16 (CUDA) needs loss scaling
     if config.balance == "sampler":
         sample_w = (1.0 / torch.bincount(y_tr).float())[y_tr]
     history, best, best_score, bad_epochs = [], None, -1.0, 0
@@ -124,10 +128,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
             if config.augment:
                 xb = augment_batch(xb, generator=gen)
-            if cuda:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(device):
-                loss = loss_fn(model(xb).float(), yb)
+            loss = loss_fn(model(xb), yb)               # the model's precision policy applies
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -140,7 +141,9 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
         rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "lr": sched.get_last_lr()[0]}
         if val is not None:
             ev = evaluate(model, *val, device=device)
-            rec.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_macro_f1=ev["macro_f1"])
+            share = [sum(col) / max(1, ev["n"]) for col in zip(*ev["confusion"])]   # predicted-class shares
+            rec.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_macro_f1=ev["macro_f1"],
+                       val_balanced_accuracy=ev["balanced_accuracy"], val_top_class_share=max(share))
             score = ev["macro_f1"]
             if score > best_score:
                 best_score, best, bad_epochs = score, copy.deepcopy(model.state_dict()), 0
@@ -155,24 +158,28 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     bar.close()
     if best is not None:
         model.load_state_dict(best)
-    model.to(memory_format=torch.contiguous_format).eval()
+    model.eval()
     return history
 
 
 def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=None, progress: bool = True,
-                  force: bool = False) -> tuple[nn.Module, dict]:
+                  force: bool = False, precision: str | Precision | None = None) -> tuple[nn.Module, dict]:
     """Return ``(model, info)`` for ``config``: load the cached checkpoint, or train, test and cache it.
 
-    ``info`` holds ``checkpoint`` (path), ``cached`` (bool), ``config``, ``test`` and ``val``
-    reports (see :func:`evaluate`), ``history`` and ``train_seconds``.  The checkpoint name
-    carries the configuration's hash (and the dataset's), so changing any setting retrains.
+    ``info`` holds ``checkpoint`` (path), ``cached`` (bool), ``config``, ``precision`` (the policy
+    it was trained under), ``test`` and ``val`` reports (see :func:`evaluate`), ``history`` and
+    ``train_seconds``.  The checkpoint name carries a hash of the configuration, the dataset and
+    the training precision (bf16 and fp32 training give different weights), so changing any of
+    them retrains.  The returned model runs under the policy ``precision`` (``None``:
+    ``$MEDADV_PRECISION`` or auto).
     """
     device = get_device(device)
+    prec = resolve_precision(precision, device)
     fp = data_fingerprint(data_dir)
-    path = Path(out_dir) / config.filename(fp)
+    path = Path(out_dir) / config.filename(fp + ("" if prec.name == "fp32" else f"-{prec.name}"))
     if path.exists() and not force:
         try:
-            model, meta = load_checkpoint(path, device=device)
+            model, meta = load_checkpoint(path, device=device, precision=prec)
         except ValueError as exc:      # unreadable or stale cache entry: train again and replace it
             warnings.warn(f"ignoring cached checkpoint: {exc}; training again", stacklevel=2)
         else:
@@ -185,16 +192,26 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     test = load_split("test", config.image_size, data_dir, config.crop_top)
     seed_everything(config.seed)
     model = build_model(config.model, len(LABELS), 1, weights=config.weights)
-    history = fit(model, train, val, config, device, progress)
+    history = fit(model, train, val, config, device, progress, precision=prec)
     train_seconds = time.time() - t0
     meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,
             "train_seconds": train_seconds, "device": str(device), "torch": str(torch.__version__),
+            "precision": str(prec),
             "val": evaluate(model, *val, device=device), "test": evaluate(model, *test, device=device)}
     save_checkpoint(model, path, **meta)
     return model, {**meta, "checkpoint": str(path), "cached": False}
 
 
-def checkpoint_info(path) -> dict:
-    """The metadata stored with a checkpoint (config, test metrics, history) without building the model."""
-    ckpt = read_checkpoint(path)
-    return {"arch": ckpt["arch"], **ckpt.get("meta", {})}
+def collapse_check(history: list[dict], warmup: int = 1, threshold: float = 0.9) -> dict:
+    """Did training collapse to one class?  After ``warmup`` epochs, count the epochs whose
+    validation predictions put more than ``threshold`` of the images in one class.
+
+    Returns ``{"epochs_checked", "collapsed_epochs", "max_top_class_share", "collapsed"}``;
+    ``collapsed`` is True when any checked epoch collapsed (needs ``val_top_class_share`` in the
+    history, recorded by :func:`fit` when it has a validation split).
+    """
+    after = [h for h in history if h["epoch"] > warmup and "val_top_class_share" in h]
+    bad = [h["epoch"] for h in after if h["val_top_class_share"] > threshold]
+    return {"epochs_checked": len(after), "collapsed_epochs": bad,
+            "max_top_class_share": max((h["val_top_class_share"] for h in after), default=float("nan")),
+            "collapsed": bool(bad)}

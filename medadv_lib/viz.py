@@ -71,20 +71,30 @@ def plot_confusion(cm, labels=LABELS, ax=None, title: str = "", normalize: bool 
     return ax
 
 
-def plot_history(history, title: str = "", ax=None):
-    """Training loss and validation macro-F1 per epoch."""
+def plot_history(history, title: str = "", ax=None, collapse_threshold: float = 0.9):
+    """Training loss (left axis) and, per epoch on the validation split, macro-F1, balanced accuracy
+    and the share of images predicted as the most-predicted class (right axis), with the collapse
+    line at ``collapse_threshold``; one legend for both axes."""
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3))
     ep = [h["epoch"] for h in history]
-    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
-    if "val_macro_f1" in history[0]:
-        ax2 = ax.twinx()
-        ax2.plot(ep, [h["val_macro_f1"] for h in history], "s--", color="C1", label="val macro-F1")
-        ax2.set_ylim(0, 1)
-        ax2.set_ylabel("val macro-F1")
+    lines = ax.plot(ep, [h["train_loss"] for h in history], "o-", color="C0", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
+    if "val_macro_f1" in history[0]:
+        ax2 = ax.twinx()
+        for key, style, color, label in (("val_macro_f1", "s--", "C1", "val macro-F1"),
+                                         ("val_balanced_accuracy", "^--", "C2", "val balanced acc."),
+                                         ("val_top_class_share", "x:", "C3", "val share of top class")):
+            if key in history[0]:
+                lines += ax2.plot(ep, [h[key] for h in history], style, color=color, label=label)
+        if "val_top_class_share" in history[0]:
+            lines.append(ax2.axhline(collapse_threshold, color="C3", lw=0.8, alpha=0.6,
+                                     label=f"collapse line ({collapse_threshold:.0%})"))
+        ax2.set_ylim(0, 1.02)
+        ax2.set_ylabel("validation")
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower left")
     ax.set_title(title)
     return ax
 

@@ -40,7 +40,8 @@ def real_batch():
 @pytest.fixture(scope="session")
 def _small(request):
     out = request.config.cache.mkdir("medadv-models")
-    return load_or_train(SMALL_CONFIG, out_dir=out, device="cpu", progress=False)
+    # fp32: the peer cross-checks compare outputs exactly (test_precision covers the bf16 policy)
+    return load_or_train(SMALL_CONFIG, out_dir=out, device="cpu", progress=False, precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from torch import nn
 from medadv_lib import LABELS
 from medadv_lib.attacks import (UAPResult, apply_uap, iterative_uap, lp_norm, random_uap, sgd_uap,
                                 uap_budget)
-from medadv_lib.attacks.uap import load_uap, predict_uap, save_uap
+from medadv_lib.attacks.uap import load_uap, save_uap
+from medadv_lib.models import predict
 from medadv_lib.metrics import evaluate_uap, fooling_rate, target_success_rate, uap_metrics_from_predictions
 
 TOL = 1e-5  # relative slack on ‖v‖ ≤ eps (float32 rounding of the projection)
@@ -178,7 +179,7 @@ def test_batch_size_one_is_the_sequential_update(tiny):
     x = x[:6]
     eps, step = 0.03, 0.01
     res = iterative_uap(model, x, eps=eps, step=step, max_iter=1, batch_size=1, seed=2, stop_stalled=False)
-    ref = predict_uap(model, x)
+    ref = predict(model, x)
     v = torch.zeros(1, 1, 16, 16)
     for i in torch.randperm(6, generator=torch.Generator().manual_seed(2)).tolist():
         xi = apply_uap(x[i:i + 1], v)
@@ -246,7 +247,7 @@ def test_ball_and_range_real(small_model, real_batch, norm):
 def test_targeted_success_increases(small_model, real_batch):
     """A targeted UAP raises the share of images classified as the target above the clean share."""
     x, y = real_batch
-    clean = predict_uap(small_model, x)
+    clean = predict(small_model, x)
     target = int(torch.bincount(clean, minlength=3).argmin())        # the rarest clean prediction
     clean_rate = float((clean == target).float().mean())
     eps = uap_budget(0.1, "inf", stats=x)

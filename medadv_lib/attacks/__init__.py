@@ -14,7 +14,7 @@ __all__ = ["fgsm", "pgd", "deepfool", "AttackResult", "NORMS", "parse_norm", "ch
 
 # Universal adversarial perturbations (attacks/uap.py) are exported below (extend __all__ there too).
 from .uap import iterative_uap, sgd_uap, random_uap, uap_budget, apply_uap, UAPResult
-from .uap import load_uap, predict_uap, save_uap
+from .uap import load_uap, save_uap
 
 __all__ += ["iterative_uap", "sgd_uap", "random_uap", "uap_budget", "apply_uap", "UAPResult",
-            "load_uap", "predict_uap", "save_uap"]
+            "load_uap", "save_uap"]

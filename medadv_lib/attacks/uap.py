@@ -38,10 +38,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._common import check_eps, check_inputs, lp_norm, num_classes_of, parse_norm, project
-from .result import eval_mode
+from ..models import predict
+from ..runtime import eval_mode, model_device
 
 __all__ = ["UAPResult", "uap_budget", "iterative_uap", "sgd_uap", "random_uap", "apply_uap",
-           "predict_uap", "save_uap", "load_uap"]
+           "save_uap", "load_uap"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,29 +108,6 @@ def apply_uap(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if v.dim() == 2:
         v = v[None, None]
     return (x + v).clamp(0, 1)
-
-
-def _model_device(model: torch.nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
-
-
-@torch.no_grad()
-def predict_uap(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor | None = None,
-                batch_size: int = 256) -> torch.Tensor:
-    """Batched predictions on ``apply_uap(x, v)`` (clean images when ``v`` is None); ``N`` long on x's device."""
-    dev = _model_device(model, x.device)
-    out = []
-    with eval_mode(model):
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i:i + batch_size].to(dev)
-            if v is not None:
-                xb = apply_uap(xb, v)
-            out.append(model(xb).argmax(1).to(x.device))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
 @dataclass
@@ -264,8 +242,8 @@ def _setup(model, x, y, eps, norm, target, reference):
 
 
 def _rates(model, x, v, ref, target, batch_size):
-    pred = predict_uap(model, x, v, batch_size)
-    out = {"fooling_rate": float((pred != ref).float().mean())}
+    pred = predict(model, x, batch_size, perturbation=v)
+    out = {"fooling_rate": float((pred != ref.cpu()).float().mean())}
     if target is not None:
         out["target_success_rate"] = float((pred == target).float().mean())
     return out
@@ -432,10 +410,10 @@ def iterative_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | Non
         df_kwargs = {"steps": 50, "overshoot": 0.02, "candidates": 3, "norm": norm, **(deepfool_kwargs or {})}
 
     t0 = time.perf_counter()
-    dev = _model_device(model, x.device)
+    dev = model_device(model, x.device)
     n, (_, _, h, w) = x.shape[0], x.shape
     gen = torch.Generator().manual_seed(int(seed))
-    ref = (y.to(x.device) if reference == "labels" else predict_uap(model, x, None, eval_batch_size))
+    ref = (y if reference == "labels" else predict(model, x, eval_batch_size)).to(x.device)
     v = torch.zeros(1, 1, h, w, dtype=x.dtype, device=dev)
     history: list = []
     converged = False
@@ -551,10 +529,10 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
     loss_clip = check_eps(loss_clip, "loss_clip")
 
     t0 = time.perf_counter()
-    dev = _model_device(model, x.device)
+    dev = model_device(model, x.device)
     n, (_, _, h, w) = x.shape[0], x.shape
     gen = torch.Generator().manual_seed(int(seed))
-    ref = (y.to(x.device) if reference == "labels" else predict_uap(model, x, None, eval_batch_size))
+    ref = (y if reference == "labels" else predict(model, x, eval_batch_size)).to(x.device)
     v = torch.zeros(1, 1, h, w, dtype=x.dtype, device=dev)
     history: list = []
     converged = False

@@ -30,7 +30,7 @@ def _attack(args) -> int:
                                      progress=not args.json, return_results=True, **kw)
     row = curve.iloc[0]
     result = {"attack": args.attack, "norm": norm, "eps": eps, "checkpoint": args.checkpoint,
-              "model": meta.get("config", {}).get("model"), "n": int(row["n"]),
+              "model": meta.get("config", {}).get("model"), "n": int(row["n"]), "precision": str(model.precision),
               "clean_accuracy": float(row["clean_accuracy"]), "robust_accuracy": float(row["robust_accuracy"]),
               "defense_rate": float(row["defense_rate"]), "attack_success_rate": float(row["attack_success_rate"])}
     if args.attack == "pgd":

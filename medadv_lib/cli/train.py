@@ -7,23 +7,26 @@ from .. import LABELS
 from ..models import ARCHITECTURES
 from ..train import TrainConfig, load_or_train
 from . import emit
+from ._shared import add_runtime_args, runtime_of
 
 
 def _train(args) -> int:
     if args.model not in ARCHITECTURES:
         raise ValueError(f"unknown model {args.model!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
     t0 = time.time()
+    device, prec = runtime_of(args)
     cfg = TrainConfig(model=args.model, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
                       batch_size=args.batch_size, lr=args.lr, crop_top=args.crop_top, weights=args.weights)
-    _, info = load_or_train(cfg, out_dir=args.out, data_dir=args.data, device=args.device,
-                            progress=not args.json and not args.quiet, force=args.force)
+    _, info = load_or_train(cfg, out_dir=args.out, data_dir=args.data, device=device,
+                            progress=not args.json and not args.quiet, force=args.force, precision=prec)
     test = info["test"]
     result = {"model": args.model, "image_size": args.image_size, "epochs": args.epochs, "seed": args.seed,
               "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
               "per_class": {k: {"sensitivity": v["sensitivity"], "ppv": v["ppv"]} for k, v in test["per_class"].items()},
               "confusion": test["confusion"], "val_accuracy": info["val"]["accuracy"],
               "checkpoint": info["checkpoint"], "cached": info["cached"], "train_seconds": info["train_seconds"],
-              "device": info["device"], "seconds": time.time() - t0}
+              "device": info["device"], "precision": str(prec), "train_precision": info.get("precision"),
+              "seconds": time.time() - t0}
     lines = [f"{args.model} @ {args.image_size}px, {args.epochs} epochs, seed {args.seed} "
              f"({'loaded from cache' if info['cached'] else 'trained'}: {info['checkpoint']})",
              f"test accuracy {test['accuracy']:.3f}   macro F1 {test['macro_f1']:.3f}"]
@@ -46,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, help="torchvision weight name (needs internet); default random init")
     p.add_argument("--out", default="runs", help="checkpoint folder (cache)")
     p.add_argument("--data", default=None, help="dataset folder")
-    p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
+    add_runtime_args(p)
     p.add_argument("--force", action="store_true", help="retrain even if a cached checkpoint exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object on the last line")

@@ -52,7 +52,7 @@ def _uap(args) -> int:
         save_uap(v.cpu(), args.out)
     result = {"method": args.method, "norm": norm, "zeta": args.zeta, "eps": eps,
               "target": LABELS[target] if target is not None else None, "checkpoint": args.checkpoint,
-              "model": cfg.get("model"), "n_train": len(x_train), "n_test": len(x_test),
+              "model": cfg.get("model"), "precision": str(model.precision), "n_train": len(x_train), "n_test": len(x_test),
               "fooling_rate": m["fooling_rate"], "fooling_rate_balanced": m["fooling_rate_balanced"],
               "fooling_rate_vs_labels": m["fooling_rate_vs_labels"], "clean_accuracy": m["clean_accuracy"],
               "perturbed_accuracy": m["adv_accuracy"],

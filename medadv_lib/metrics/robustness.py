@@ -22,11 +22,7 @@ from tqdm.auto import tqdm
 from .. import LABELS
 from ..attacks.result import AttackResult
 from ..models import predict  # noqa: F401  (re-exported: labels predicted in chunks)
-
-
-def _device(model) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+from ..runtime import model_device
 
 
 def _rate(mask: torch.Tensor) -> float:
@@ -139,7 +135,7 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
     if len(x) != len(y):
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
     y = y.cpu()
-    dev, chunks = _device(model), range(0, len(x), batch_size)
+    dev, chunks = model_device(model), range(0, len(x), batch_size)
     correct = predict(model, x, batch_size) == y
     minimal = getattr(attack, "minimal_norm", False)
     runs = [None] if minimal else eps_list

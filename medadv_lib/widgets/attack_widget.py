@@ -30,6 +30,7 @@ import torch
 from .. import LABELS
 from ..attacks import parse_norm, pgd
 from ..metrics import predict
+from ..runtime import model_device
 
 __all__ = ["EPS_GRID_255", "eps_from_255", "pgd_view", "pgd_widget"]
 
@@ -59,11 +60,6 @@ def eps_from_255(eps_255: float, norm="inf", image_shape=(1, 96, 96)) -> float:
     """
     e, norm = _check_eps_255(eps_255), parse_norm(norm)
     return e / 255.0 if norm == "inf" else e / 255.0 * math.sqrt(math.prod(image_shape))
-
-
-def _device(model):
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _show_order(y: torch.Tensor, k: int) -> torch.Tensor:
@@ -116,7 +112,7 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
     eps = eps_from_255(e255, norm, tuple(x.shape[1:]))
     key = (id(model), id(x), e255, norm, int(steps), int(seed))
     ckey = (id(model), id(x), "clean")
-    dev = _device(model)
+    dev = model_device(model)
     y_cpu = y.detach().cpu()
     if cache is not None and key in cache:
         res = cache[key]

@@ -38,7 +38,8 @@ import torch
 
 from .. import LABELS
 from ..attacks import apply_uap, iterative_uap, parse_norm, random_uap, sgd_uap, uap_budget
-from ..attacks.uap import UAPResult, load_uap, predict_uap
+from ..attacks.uap import UAPResult, load_uap
+from ..models import predict
 from ..metrics.universal import uap_report
 
 __all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
@@ -220,7 +221,7 @@ def _predict(model, x, v, cache):
     ck = ("pred", id(model), id(x), vk)
     if cache is not None and ck in cache:
         return cache[ck]
-    pred = predict_uap(model, x, v)
+    pred = predict(model, x, perturbation=v)
     if cache is not None:
         cache[ck] = pred
     return pred
