@@ -63,35 +63,48 @@ def policies(device: torch.device) -> dict[str, Precision]:
     return out
 
 
+TASKS = ("train", "grad", "pgd", "deepfool", "uap")
+
+
 def bench_model(name, args, device, data):
     (x_tr, y_tr), (x_te, y_te) = data
     eps = 2 / 255
     uap_eps = uap_budget(0.02, "inf", stats=x_tr)
     rows = {}
-    for label, prec in policies(device).items():
+    pols = policies(device)
+    if args.policies:
+        pols = {k: v for k, v in pols.items() if k in args.policies}
+    nan = float("nan")
+    for label, prec in pols.items():
         seed_everything(0)
         model = build_model(name).to(device).set_precision(prec)
         cfg = TrainConfig(model=name, image_size=args.image_size, epochs=1, batch_size=args.batch_size)
-        t_train, _ = timed(lambda: fit(model, (x_tr, y_tr), None, cfg, device, progress=False, precision=prec),
-                           device, args.repeats)
+        row = dict.fromkeys(["train epoch", "grad pass", "PGD-10", "DeepFool", "SGD-UAP epoch", "UAP eval",
+                             "_pgd_success", "_df_success", "_df_iters"], nan)
+        if "train" in args.tasks:
+            row["train epoch"], _ = timed(lambda: fit(model, (x_tr, y_tr), None, cfg, device, progress=False,
+                                                      precision=prec), device, args.repeats)
         model.eval()
         xb, yb = x_te[:args.batch_size].to(device), y_te[:args.batch_size].to(device)
 
         def grad_pass():
             xa = xb.clone().requires_grad_(True)
             torch.autograd.grad(torch.nn.functional.cross_entropy(model(xa), yb), xa)
-        grad_pass()
-        t_grad, _ = timed(grad_pass, device, max(3, args.repeats))
+        if "grad" in args.tasks:
+            grad_pass()
+            row["grad pass"], _ = timed(grad_pass, device, max(3, args.repeats))
         xt, yt = x_te.to(device), y_te.to(device)
-        t_pgd, r_pgd = timed(lambda: pgd(model, xt, yt, eps, steps=10, seed=0), device, args.repeats)
-        t_df, r_df = timed(lambda: deepfool(model, xt, yt, steps=50), device, args.repeats)
-        t_uap, r_uap = timed(lambda: sgd_uap(model, x_tr.to(device), eps=uap_eps, epochs=1, batch_size=16),
-                             device, args.repeats)
-        t_eval, _ = timed(lambda: predict(model, x_te, perturbation=r_uap.v), device, max(3, args.repeats))
-        rows[label] = {"train epoch": t_train, "grad pass": t_grad, "PGD-10": t_pgd, "DeepFool": t_df,
-                       "SGD-UAP epoch": t_uap, "UAP eval": t_eval,
-                       "_pgd_success": r_pgd.success_rate, "_df_success": r_df.success_rate,
-                       "_df_iters": float(r_df.iterations.float().mean())}
+        if "pgd" in args.tasks:
+            row["PGD-10"], r = timed(lambda: pgd(model, xt, yt, eps, steps=10, seed=0), device, args.repeats)
+            row["_pgd_success"] = r.success_rate
+        if "deepfool" in args.tasks:
+            row["DeepFool"], r = timed(lambda: deepfool(model, xt, yt, steps=50), device, args.repeats)
+            row["_df_success"], row["_df_iters"] = r.success_rate, float(r.iterations.float().mean())
+        if "uap" in args.tasks:
+            row["SGD-UAP epoch"], r = timed(lambda: sgd_uap(model, x_tr.to(device), eps=uap_eps, epochs=1,
+                                                            batch_size=16), device, args.repeats)
+            row["UAP eval"], _ = timed(lambda: predict(model, x_te, perturbation=r.v), device, max(3, args.repeats))
+        rows[label] = row
     return rows
 
 
@@ -106,6 +119,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    ap.add_argument("--policies", nargs="+", default=None, help="subset of fp32, fp32+cl, bf16+cl (CPU) / auto (CUDA)")
+    ap.add_argument("--epoch-images", type=int, default=None,
+                    help="also print the training epoch extrapolated to this many images (e.g. 1628, the "
+                         "training split) — for full-mode estimates measured on --n images")
     args = ap.parse_args(argv)
     device = get_device(args.device)
     auto = resolve_precision("auto", device)
@@ -116,17 +134,22 @@ def main(argv=None):
     print(f"{args.n} training / {args.n_test} test images at {args.image_size}px, batch {args.batch_size}")
     for name in args.models:
         rows = bench_model(name, args, device, data)
-        tasks = [k for k in rows["fp32"] if not k.startswith("_")]
+        first = next(iter(rows.values()))
+        tasks = [k for k in first if not k.startswith("_") and first[k] == first[k]]
         print(f"\n{name}: seconds (ratio = fp32 time / this policy's time; > 1 is faster)")
         print(f"{'task':<15}" + "".join(f"{p:>20}" for p in rows))
         for t in tasks:
-            base = rows["fp32"][t]
+            base = rows.get("fp32", first)[t]
             print(f"{t:<15}" + "".join(f"{r[t]:>10.2f} s {base / r[t]:>5.2f}×" for r in rows.values()))
         print(f"{'PGD success':<15}" + "".join(f"{r['_pgd_success']:>20.3f}" for r in rows.values()))
         print(f"{'DeepFool succ.':<15}" + "".join(f"{r['_df_success']:>20.3f}" for r in rows.values()))
         print(f"{'DeepFool iters':<15}" + "".join(f"{r['_df_iters']:>20.2f}" for r in rows.values()))
+        if args.epoch_images:
+            for p, r in rows.items():
+                print(f"{name} {p}: training epoch of {args.epoch_images} images ≈ "
+                      f"{r['train epoch'] * args.epoch_images / args.n:.0f} s (measured on {args.n})")
         for p, r in rows.items():
-            if p != "fp32":
+            if p != "fp32" and "fp32" in rows:
                 print(f"{name} {p} / fp32 speed-up: training epoch {rows['fp32']['train epoch'] / r['train epoch']:.2f}×, "
                       f"attack passes (PGD-10) {rows['fp32']['PGD-10'] / r['PGD-10']:.2f}×")
 

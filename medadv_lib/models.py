@@ -74,6 +74,15 @@ class MedModel(nn.Module):
         self.normalize = PixelNormalize(mean, std)
         self.net = net
         self.precision: Precision = FP32
+        self.modifications: list[dict] = []     # applied in order by build_from_spec (see MODIFICATIONS)
+
+    def spec(self) -> dict:
+        """The model spec a checkpoint stores: architecture plus modifications (JSON-ready).
+        :func:`build_from_spec` rebuilds the exact module from it (no pickled module, ever)."""
+        return {"arch": self.arch, "num_classes": self.num_classes, "in_channels": self.in_channels,
+                "mean": [float(v) for v in self.normalize.mean.flatten()],
+                "std": [float(v) for v in self.normalize.std.flatten()],
+                "modifications": [dict(m) for m in self.modifications]}
 
     def set_precision(self, precision: str | Precision | None = None) -> "MedModel":
         """Apply the precision policy (``"auto"``, ``"fp32"``, ``"bf16"``, a :class:`Precision`, or
@@ -177,11 +186,50 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
     return MedModel(name, net, num_classes, in_channels, [mean] * in_channels, [std] * in_channels)
 
 
+MODIFICATIONS: dict = {}
+"""Registry of model modifications a spec can name: ``name -> fn(model, **params)``, where ``fn``
+changes ``model`` in place (insert attention modules, slim pruned layers, ...) deterministically from
+``params`` alone, so that :func:`build_from_spec` rebuilds a module whose state dict the
+checkpoint's weights fit.  Defenses register theirs with :func:`register_modification`."""
+
+
+def register_modification(name: str):
+    """Decorator: register ``fn(model, **params)`` under ``name`` in :data:`MODIFICATIONS`."""
+    def deco(fn):
+        MODIFICATIONS[name] = fn
+        return fn
+    return deco
+
+
+def apply_modification(model: MedModel, name: str, **params) -> MedModel:
+    """Apply the registered modification ``name`` to ``model`` and record it in its spec."""
+    if name not in MODIFICATIONS:
+        raise ValueError(f"unknown model modification {name!r}; registered: {sorted(MODIFICATIONS) or 'none'}")
+    MODIFICATIONS[name](model, **params)
+    model.modifications.append({"name": name, "params": params})
+    return model
+
+
+def build_from_spec(spec: dict) -> MedModel:
+    """Rebuild a course model from its spec (:meth:`MedModel.spec`): the architecture, then each
+    recorded modification in order.  Modules that register modifications (e.g.
+    ``medadv_lib.defenses``) are imported first so their names resolve."""
+    import importlib
+    mods = spec.get("modifications", [])
+    if mods:
+        importlib.import_module(f"{__package__}.defenses")
+    model = build_model(spec["arch"], spec["num_classes"], spec["in_channels"],
+                        mean=spec.get("mean", [None])[0], std=spec.get("std", [None])[0])
+    for m in mods:
+        apply_modification(model, m["name"], **m.get("params", {}))
+    return model
+
+
 def save_checkpoint(model: MedModel, path: str | os.PathLike, **meta) -> Path:
     """Save ``model`` with its architecture and any JSON-like metadata, atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32, NCHW
     payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "num_classes": model.num_classes,
-               "in_channels": model.in_channels, "state_dict": state, "meta": meta}
+               "in_channels": model.in_channels, "spec": model.spec(), "state_dict": state, "meta": meta}
     return atomic_torch_save(payload, path)
 
 
@@ -214,7 +262,9 @@ def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
     """
     ckpt = read_checkpoint(path)
     if model is None:
-        model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"])
+        spec = ckpt.get("spec") or {"arch": ckpt["arch"], "num_classes": ckpt["num_classes"],
+                                    "in_channels": ckpt["in_channels"]}
+        model = build_from_spec(spec)
     elif (model.arch, model.num_classes, model.in_channels) != (ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"]):
         raise ValueError(
             f"checkpoint {path} holds a {ckpt['arch']} with {ckpt['num_classes']} classes and "

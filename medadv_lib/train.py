@@ -47,10 +47,19 @@ class TrainConfig:
     crop_top: bool = False
     train_limit: int | None = None    # class-stratified subset of the training split
     weights: str | None = None        # torchvision weight name (needs internet), None = random init
+    init_from: str | None = None      # fine-tune: start from this checkpoint's weights (its bytes enter the key)
+    perturbation: dict | None = None  # JSON description of fit's per-batch ``perturb`` hook (enters the key)
     seed: int = 0
 
     def key(self, data_fingerprint: str = "") -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + data_fingerprint
+        d = dataclasses.asdict(self)
+        if d["init_from"] is None:
+            del d["init_from"]               # keys of configurations without fine-tuning stay as before
+        else:
+            d["init_from"] = hashlib.sha1(Path(self.init_from).read_bytes()).hexdigest()[:10]
+        if d["perturbation"] is None:
+            del d["perturbation"]
+        blob = json.dumps(d, sort_keys=True) + data_fingerprint
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def filename(self, data_fingerprint: str = "") -> str:
@@ -82,8 +91,15 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
         config: TrainConfig = TrainConfig(), device=None, progress: bool = True,
-        precision: str | Precision | None = None) -> list[dict]:
+        precision: str | Precision | None = None, perturb=None) -> list[dict]:
     """Train ``model`` in place; return the per-epoch history (loss, val accuracy/macro-F1, lr, seconds).
+
+    ``perturb`` is the per-batch hook that makes this one loop serve clean training, UAP fine-tuning
+    and adversarial training (Kolter & Madry's ``epoch_adversarial``): ``perturb(model, x, y) -> x'``
+    is called on every (augmented) training batch before the forward pass, and must return images
+    in [0, 1] of the same shape (e.g. ``x`` plus a UAP on a share of the batch, or PGD examples).
+    ``None`` trains on clean images.  Describe it in ``config.perturbation`` so that the cache key
+    of :func:`load_or_train` tells defended models apart.
 
     The weights of the epoch with the best validation macro-F1 are restored at the end.  A
     :class:`~medadv_lib.models.MedModel` is given the precision policy ``precision`` (``None``:
@@ -128,6 +144,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
             if config.augment:
                 xb = augment_batch(xb, generator=gen)
+            if perturb is not None:
+                xb = perturb(model, xb, yb)
             loss = loss_fn(model(xb), yb)               # the model's precision policy applies
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -162,8 +180,18 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     return history
 
 
+def _same_config(stored: dict | None, config: TrainConfig) -> bool:
+    """A cached checkpoint's configuration equals ``config``; fields added to :class:`TrainConfig`
+    after it was written count as equal when ``config`` leaves them at ``None`` (their default)."""
+    if not isinstance(stored, dict):
+        return False
+    want = dataclasses.asdict(config)
+    return all(stored.get(k) == v for k, v in want.items() if k in stored or v is not None) and set(stored) <= set(want)
+
+
 def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=None, progress: bool = True,
-                  force: bool = False, precision: str | Precision | None = None) -> tuple[nn.Module, dict]:
+                  force: bool = False, precision: str | Precision | None = None,
+                  perturb=None) -> tuple[nn.Module, dict]:
     """Return ``(model, info)`` for ``config``: load the cached checkpoint, or train, test and cache it.
 
     ``info`` holds ``checkpoint`` (path), ``cached`` (bool), ``config``, ``precision`` (the policy
@@ -171,8 +199,14 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     ``train_seconds``.  The checkpoint name carries a hash of the configuration, the dataset and
     the training precision (bf16 and fp32 training give different weights), so changing any of
     them retrains.  The returned model runs under the policy ``precision`` (``None``:
-    ``$MEDADV_PRECISION`` or auto).
+    ``$MEDADV_PRECISION`` or auto).  ``config.init_from`` fine-tunes from another checkpoint (its
+    architecture and weights); ``perturb`` is :func:`fit`'s per-batch hook, which
+    ``config.perturbation`` must describe (a hook without a description is refused: it would share
+    the clean model's cache entry).
     """
+    if perturb is not None and not config.perturbation:
+        raise ValueError("load_or_train got a perturb hook but config.perturbation is empty: describe the hook "
+                         "(e.g. {'kind': 'uap', 'zeta': 0.02}) so the defended model gets its own cache key")
     device = get_device(device)
     prec = resolve_precision(precision, device)
     fp = data_fingerprint(data_dir)
@@ -183,7 +217,7 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
         except ValueError as exc:      # unreadable or stale cache entry: train again and replace it
             warnings.warn(f"ignoring cached checkpoint: {exc}; training again", stacklevel=2)
         else:
-            if meta.get("config") == dataclasses.asdict(config):
+            if _same_config(meta.get("config"), config):
                 return model, {**meta, "checkpoint": str(path), "cached": True}
     t0 = time.time()
     train = load_split("train", config.image_size, data_dir, config.crop_top, limit=config.train_limit,
@@ -191,8 +225,14 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     val = load_split("val", config.image_size, data_dir, config.crop_top)
     test = load_split("test", config.image_size, data_dir, config.crop_top)
     seed_everything(config.seed)
-    model = build_model(config.model, len(LABELS), 1, weights=config.weights)
-    history = fit(model, train, val, config, device, progress, precision=prec)
+    if config.init_from:
+        model, _ = load_checkpoint(config.init_from, device=device, precision=prec)
+        if model.arch != config.model:
+            raise ValueError(f"init_from {config.init_from} holds a {model.arch}, but the configuration trains a "
+                             f"{config.model}; set model={model.arch!r}")
+    else:
+        model = build_model(config.model, len(LABELS), 1, weights=config.weights)
+    history = fit(model, train, val, config, device, progress, precision=prec, perturb=perturb)
     train_seconds = time.time() - t0
     meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,
             "train_seconds": train_seconds, "device": str(device), "torch": str(torch.__version__),

@@ -15,10 +15,11 @@ SMALL_CONFIG = TrainConfig(model="resnet18", image_size=SMALL_SIZE, epochs=3, tr
 def pytest_report_header(config):
     import os
 
-    from medadv_lib.runtime import available_cpus
+    from medadv_lib.runtime import available_cpus, resolve_precision
+    prec = resolve_precision(None, "cpu")
     return (f"medadv: cpus available {available_cpus()} (os.cpu_count {os.cpu_count()}), "
             f"torch {torch.__version__} threads {torch.get_num_threads()}, "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; precision policy on the CPU: {prec} ({prec.reason})")
 
 
 def pytest_collection_modifyitems(config, items):

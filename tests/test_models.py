@@ -57,3 +57,38 @@ def test_bad_checkpoints_have_clear_errors(tmp_path):
 
 def test_known_architectures_cover_the_issue_list():
     assert {"resnet18", "resnet50", "vgg16", "densenet121", "mobilenet_v3_small"} <= set(ARCHITECTURES)
+
+
+def test_a_modified_spec_round_trips_with_weights_only(tmp_path):
+    """A checkpoint records the model spec (architecture + modifications) and load_checkpoint
+    rebuilds the exact module from it, never from a pickled module."""
+    from torch import nn
+
+    from medadv_lib.models import MODIFICATIONS, apply_modification, register_modification
+
+    class Scale(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(1, c, 1, 1))
+
+        def forward(self, x):
+            return x * self.gain
+
+    @register_modification("test_scale_after_layer1")
+    def _scale(model, channels):
+        model.net.layer1 = nn.Sequential(model.net.layer1, Scale(channels))
+
+    try:
+        torch.manual_seed(0)
+        model = apply_modification(build_model("resnet18"), "test_scale_after_layer1", channels=64)
+        with torch.no_grad():
+            model.net.layer1[1].gain.fill_(1.5)
+        path = save_checkpoint(model, tmp_path / "mod.pt")
+        loaded, _ = load_checkpoint(path, precision="fp32")
+        assert loaded.spec()["modifications"] == [{"name": "test_scale_after_layer1", "params": {"channels": 64}}]
+        x = torch.rand(2, 1, 32, 32)
+        model.set_precision("fp32").eval()
+        assert torch.equal(loaded(x), model(x))
+        assert float(loaded.net.layer1[1].gain.mean()) == 1.5
+    finally:
+        MODIFICATIONS.pop("test_scale_after_layer1", None)

@@ -123,3 +123,44 @@ def test_limit_cpu_threads_only_lowers():
         assert limit_cpu_threads(64) == 1          # never raises the count
     finally:
         torch.set_num_threads(n)
+
+
+def test_a_zero_perturbation_hook_gives_the_same_weights(real_batch):
+    """One loop for clean training, UAP fine-tuning and adversarial training: a hook that adds
+    nothing must leave training bit-identical (seeded, CPU)."""
+    x, y = real_batch
+    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, batch_size=16)
+    calls = []
+
+    def zero(model, xb, yb):
+        calls.append(len(xb))
+        return xb + torch.zeros_like(xb)
+    states = []
+    for hook in (None, zero):
+        seed_everything(0)
+        m = build_model("resnet18")
+        fit(m, (x, y), None, cfg, device="cpu", progress=False, perturb=hook)
+        states.append(m.state_dict())
+    assert sum(calls) == len(x)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_fine_tuning_from_a_checkpoint_has_its_own_key_and_starts_from_its_weights(tmp_path, small_checkpoint):
+    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, train_limit=32, init_from=small_checkpoint,
+                              perturbation={"kind": "test"})
+    assert cfg.key() != dataclasses.replace(cfg, init_from=None).key() != dataclasses.replace(cfg, perturbation=None).key()
+    seen = {}
+
+    def spy(model, xb, yb):
+        seen.setdefault("fc", model.net.fc.weight.detach().clone())
+        return xb
+    model, info = load_or_train(cfg, out_dir=tmp_path, device="cpu", progress=False, perturb=spy)
+    start, _ = load_checkpoint(small_checkpoint)
+    assert torch.equal(seen["fc"], start.net.fc.weight)          # the first batch saw the checkpoint's weights
+    assert not info["cached"] and load_or_train(cfg, out_dir=tmp_path, device="cpu", progress=False,
+                                                perturb=spy)[1]["cached"]
+
+
+def test_a_perturbation_hook_without_a_description_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="config.perturbation"):
+        load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False, perturb=lambda m, x, y: x)

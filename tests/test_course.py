@@ -1,0 +1,44 @@
+"""Course settings and results as data (`course.record`)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from medadv_lib import course
+
+
+def _rec(**kw):
+    base = {"model": "resnet18", "data_fingerprint": "abc", "checkpoint_fingerprint": "def", "precision": "fp32"}
+    return {**base, **kw}
+
+
+def test_record_writes_one_json_list_with_the_schema(tmp_path):
+    path = course.record("02_universal_perturbations",
+                         [_rec(norm="inf", zeta=0.02, target=None, fooling_rate=torch.tensor(0.5),
+                               fooling_rate_per_class={"normal": 0.9}, median_rho_adv=math.nan)],
+                         tmp_path, seconds=12.5)
+    assert path == tmp_path / "results" / "02_universal_perturbations.json"
+    (r,) = json.loads(path.read_text())
+    assert r["notebook"] == "02_universal_perturbations" and r["seconds"] == 12.5
+    assert r["fooling_rate"] == 0.5 and r["median_rho_adv"] is None and r["target"] is None
+    assert all(k in r for k in course.RECORD_KEYS)
+
+
+def test_record_refuses_a_record_without_its_identity(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_fingerprint"):
+        course.record("01_train_classifiers", [{"model": "resnet18", "data_fingerprint": "a", "precision": "fp32"}],
+                      tmp_path, seconds=1)
+    assert not (tmp_path / "results" / "01_train_classifiers.json").exists()
+
+
+def test_model_record_fingerprints_the_checkpoint(small_checkpoint):
+    r = course.model_record("resnet18", {"checkpoint": small_checkpoint, "data_fingerprint": "x"}, "fp32")
+    assert r["checkpoint_fingerprint"] == course.file_fingerprint(small_checkpoint) and len(r["checkpoint_fingerprint"]) == 10
+
+
+def test_fast_settings_are_the_documented_ones():
+    s = course.settings(True)
+    assert s.image_size == 112 and s.models == ("resnet18", "mobilenet_v3_small")
