@@ -171,6 +171,7 @@ def uap_record(name: str, info: dict, precision, metrics: dict, zeta: float, nor
     with the ``random_*`` keys of the widget's view) in the results schema."""
     from . import LABELS
     keys = ("fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels", "fooling_rate_reweighted",
+            "fooling_rate_vs_labels_reweighted",
             "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy")
     out = {**model_record(name, info, precision), "norm": norm, "zeta": zeta, "eps": metrics.get("eps"),
            "target": None if target is None else LABELS[int(target)],

@@ -131,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         print("no notebooks matched", file=sys.stderr)
         return 2
     print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode -> {args.out}/")
+    if not fast:
+        import torch
+        if not torch.cuda.is_available():
+            print("warning: full mode without a GPU: on a 2-core CPU notebook 01 alone takes ~18 h and notebooks "
+                  "02-03 about two days (README, 'FAST vs full mode'); a 16-core workstation is 5-8x faster. "
+                  "Use --mode fast, or a GPU.", file=sys.stderr)
     for nb in notebooks:
         t0 = time.time()
         try:

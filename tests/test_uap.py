@@ -365,3 +365,20 @@ def test_matches_art_universal_perturbation(small_model, real_batch, norm, one_t
     fr_art = fooling_rate(small_model, x, v_art)
     assert fr_art == pytest.approx(art.fooling_rate)             # both evaluate the same way
     assert ours.fooling_rate >= fr_art - 2 / 16 - 1e-9
+
+
+def test_reweighted_fooling_rates_by_hand():
+    """Per-class rates re-weighted to the paper's 100/100/31 test mix, vs clean predictions and vs labels."""
+    from medadv_lib.metrics import PAPER_TEST_MIX, reweighted_rate, uap_metrics_from_predictions
+    assert PAPER_TEST_MIX == {"normal": 100, "pneumonia": 100, "COVID-19": 31}
+    assert reweighted_rate([1.0, 0.5, 0.0]) == pytest.approx((100 + 50) / 231)
+    assert reweighted_rate([1.0, None, 0.0]) is None
+    # y: 2 normal, 2 pneumonia, 4 COVID-19; clean predictions correct except one COVID-19 image
+    y = [0, 0, 1, 1, 2, 2, 2, 2]
+    pc = [0, 0, 1, 1, 2, 2, 2, 0]
+    pa = [2, 0, 2, 2, 2, 2, 2, 0]          # fooled: one normal, both pneumonia, no COVID-19
+    m = uap_metrics_from_predictions(pc, pa, y)
+    assert m["fooling_rate_per_class"] == [0.5, 1.0, 0.0]
+    assert m["fooling_rate_reweighted"] == pytest.approx((0.5 * 100 + 1.0 * 100) / 231)
+    assert m["fooling_rate_vs_labels_per_class"] == [0.5, 1.0, 0.25]
+    assert m["fooling_rate_vs_labels_reweighted"] == pytest.approx((50 + 100 + 0.25 * 31) / 231)

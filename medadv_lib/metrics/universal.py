@@ -106,7 +106,8 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
           predictions) among that class's images (``None`` for a class with no image), and
           ``fooling_rate_vs_labels_per_class`` likewise; ``fooling_rate_balanced``: the mean of
           ``fooling_rate_per_class`` over classes present; ``fooling_rate_reweighted``: the
-          per-class rates weighted by the paper's test mix (:data:`PAPER_TEST_MIX`, 100/100/31);
+          per-class rates weighted by the paper's test mix (:data:`PAPER_TEST_MIX`, 100/100/31), and
+          ``fooling_rate_vs_labels_reweighted`` likewise from the per-class rates vs labels;
         * ``clean_accuracy``, ``adv_accuracy``;
         * ``confusion_clean_to_adv``: ``C[i][j]`` = images predicted ``i`` clean and ``j``
           under the UAP; ``confusion_labels_to_adv``: true ``i`` → ``j`` under the UAP (the
@@ -153,6 +154,8 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
         "fooling_rate_vs_labels_per_class": per_class_lab,
         "fooling_rate_balanced": float(np.mean(present)) if present else None,
         "fooling_rate_reweighted": reweighted_rate(per_class, labels) if set(PAPER_TEST_MIX) <= set(labels) else None,
+        "fooling_rate_vs_labels_reweighted": (reweighted_rate(per_class_lab, labels)
+                                              if set(PAPER_TEST_MIX) <= set(labels) else None),
         "clean_accuracy": _rate(pc == yt),
         "adv_accuracy": _rate(pa == yt),
         "confusion_clean_to_adv": confusion_matrix(pc, pa, k).tolist(),
