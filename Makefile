@@ -1,7 +1,8 @@
-# medadv — the two commands a newcomer needs:
+# medadv — the commands a newcomer needs:
 #   make tutorial   execute the course notebooks into build/ (FAST on CPU, full size on CUDA; MODE=fast|full)
+#   make lab        open the course in JupyterLab (the project's kernel, on notebooks/; LAB_ARGS="--port 8890")
 #   make test       run the test suite (unit tests, peer cross-checks, every notebook in FAST mode)
-# Both first run `make setup`, which creates .venv once (idempotent).
+# All first run `make setup`, which creates .venv once (idempotent).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,19 +11,24 @@ MODE   ?= auto
 # torch/torchvision pins; override for another platform, e.g. TORCH="torch==2.9.1 torchvision==0.24.1"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# extra `jupyter lab` options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
 
-.PHONY: setup test test-fast tutorial bench clean help
+.PHONY: setup test test-fast tutorial lab bench clean help
 
 help:
-	@sed -n '1,5p' Makefile
+	@sed -n '1,6p' Makefile
 
 setup: $(VENV)/.setup-done
 
+# torchattacks (a peer) pins requests~=2.25.1 in its metadata but never imports it, while JupyterLab
+# needs requests>=2.31: no resolution holds both, so it is installed after the others, without deps.
 $(VENV)/.setup-done: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev,peers]" $(TORCH)
+	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -35,6 +41,12 @@ test-fast: setup
 
 tutorial: setup
 	$(BIN)/python -m medadv_lib.runner --mode $(MODE) --out build
+
+# JupyterLab from the venv, rooted at notebooks/; its kernels run the project's (.venv) Python (the venv's
+# kernel specs before the user's) and talk to the server over CurveZMQ-encrypted sockets, not plain TCP
+lab: setup
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --ServerApp.root_dir=notebooks \
+		--KernelManager.transport_encryption=auto $(LAB_ARGS)
 
 bench: setup
 	$(BIN)/python bench/bench_attacks.py

@@ -1,0 +1,97 @@
+"""Packaging: the declared stack, a non-editable install from the wheel, ``medadv --version``."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import medadv_lib
+from medadv_lib.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject_dependencies() -> list[str]:
+    tomllib = pytest.importorskip("tomllib")          # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_the_course_stack_is_declared_in_pyproject_and_environment_yml():
+    deps = {_name(d) for d in _pyproject_dependencies()}
+    assert {"jupyterlab", "seaborn"} <= deps
+    env = (ROOT / "environment.yml").read_text()
+    listed = {_name(line.strip()[2:]) for line in env.splitlines() if line.strip().startswith("- ")}
+    missing = deps - listed
+    assert not missing, f"environment.yml lacks {sorted(missing)} of pyproject's dependencies"
+
+
+def test_version_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"medadv {medadv_lib.__version__}"
+
+
+def _can_build_offline() -> bool:
+    try:
+        import setuptools
+        major = int(setuptools.__version__.split(".")[0])
+    except Exception:
+        return False
+    return major >= 77                                  # pyproject's build-system requirement
+
+
+def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
+    """``pip install .`` (not only ``-e``): build the wheel from a copy of the sources, install it into a
+    separate target folder and import the package (with its data files and console script) from there."""
+    if not _can_build_offline():
+        pytest.skip("setuptools>=77 is not installed here; building the wheel would need the network")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "medadv_lib", src / "medadv_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    wheels = tmp_path / "wheels"
+    env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels), str(src)], check=True, env=env, cwd=tmp_path, timeout=300)
+    (wheel,) = wheels.glob("medadv-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    expected = {f"medadv_lib/{p.relative_to(ROOT / 'medadv_lib').as_posix()}"
+                for p in (ROOT / "medadv_lib").rglob("*.py") if "__pycache__" not in p.parts}
+    assert expected <= set(names), sorted(expected - set(names))[:5]
+    assert "medadv_lib/data/BUILDING.md" in names
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                    str(target), str(wheel)], check=True, env=env, timeout=300)
+    probe = ("import importlib, pathlib, medadv_lib, medadv_lib.cli as cli; "
+             "mods = ['medadv_lib.data', 'medadv_lib.attacks', 'medadv_lib.metrics', 'medadv_lib.train', "
+             "'medadv_lib.widgets', 'medadv_lib.runner']; [importlib.import_module(m) for m in mods]; "
+             "root = pathlib.Path(medadv_lib.__file__).parent; "
+             "print(root); print((root / 'data' / 'BUILDING.md').is_file()); "
+             "print(sorted(cli.build_parser()._subparsers._group_actions[0].choices))")
+    run_env = {**env, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                         env=run_env, cwd=tmp_path, timeout=300).stdout.splitlines()
+    assert Path(out[0]).resolve() == (target / "medadv_lib").resolve()
+    assert out[1] == "True"
+    for command in ("data", "train", "attack", "uap"):
+        assert f"'{command}'" in out[2]
+    script = target / "bin" / "medadv"
+    assert script.is_file()
+    version = subprocess.run([sys.executable, str(script), "--version"], check=True, capture_output=True,
+                             text=True, env=run_env, cwd=tmp_path, timeout=300).stdout.strip()
+    assert version == f"medadv {medadv_lib.__version__}"
