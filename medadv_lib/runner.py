@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,34 @@ def _poll_reply_channels_periodically() -> None:
     AsyncZMQSocketChannel.get_msg = get_msg
 
 
+def _kernel_transport(socket_dir: str):
+    """The kernel manager's configuration for a private kernel connection (a traitlets ``Config``).
+
+    ipykernel warns "Kernel is running over TCP without encryption" on every start over plain TCP.
+    On POSIX the runner's kernels use local IPC (Unix-domain) sockets in ``socket_dir`` instead — no
+    network port at all; elsewhere TCP with CurveZMQ keys the kernel manager provisions (where pyzmq
+    and jupyter_client support it).
+    """
+    from traitlets.config import Config
+
+    if os.name == "posix":
+        return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "kernel")}})
+    import zmq
+    from jupyter_client.manager import KernelManager
+    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
+
+
+def _socket_dir() -> str:
+    """A fresh private folder for a kernel's IPC sockets, with a short path (Unix socket paths are limited
+    to about 100 bytes)."""
+    import tempfile
+
+    base = None if len(tempfile.gettempdir()) <= 60 or not os.path.isdir("/tmp") else "/tmp"
+    return tempfile.mkdtemp(prefix="medadv-kernel-", dir=base)
+
+
 def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | None = None,
                  data_dir: str | None = None, html: bool = True, extra: dict | None = None,
                  progress: bool = False) -> Path:
@@ -99,12 +128,16 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     # the kernel inherits this: numpy/sklearn/torch then use the CPUs the container grants, not the host's
     os.environ.setdefault("OMP_NUM_THREADS", str(available_cpus()))
     _poll_reply_channels_periodically()
+    socket_dir = _socket_dir()
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
                             kernel_name="python3", progress_bar=progress, log_output=False,
-                            iopub_timeout=30)   # nbclient's 4 s wait for a cell's last output is short on a busy CI CPU
+                            iopub_timeout=30,   # nbclient's 4 s wait for a cell's last output is short on a busy CI CPU
+                            config=_kernel_transport(socket_dir))
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(_describe_failure(executed, exc)) from None
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
     if html:
         import nbconvert
         import nbformat

@@ -47,3 +47,37 @@ def test_course_notebooks_are_numbered_and_modes_resolve():
     assert resolve_mode("fast") is True and resolve_mode("full") is False
     with pytest.raises(ValueError):
         resolve_mode("medium")
+
+
+@pytest.mark.timeout(300)
+def test_runner_kernels_use_a_private_transport_without_the_tcp_warning(tmp_path, capfd):
+    """The runner's kernels talk over IPC sockets (POSIX) or CurveZMQ, so ipykernel never warns
+    "Kernel is running over TCP without encryption"; the socket folder is removed afterwards."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    import os
+    import tempfile
+
+    from medadv_lib.runner import run_notebook
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("FAST = True")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "app = IPKernelApp.instance()\n"
+        "print(app.transport, app.curve_secretkey is not None, app.ip)")]
+    path = tmp_path / "00_probe.ipynb"
+    nbformat.write(nb, path)
+    before = set(os.listdir(tempfile.gettempdir()))
+    executed = run_notebook(path, tmp_path / "out", html=False)
+    (probe,) = [c for c in nbformat.read(executed, as_version=4).cells if "IPKernelApp" in c.source]
+    transport, curve, ip = probe.outputs[0]["text"].split()
+    if os.name == "posix":
+        assert transport == "ipc" and os.path.isabs(ip)
+        assert not os.path.exists(os.path.dirname(ip))              # the socket folder is cleaned up
+    else:
+        assert transport == "ipc" or curve == "True"
+    assert "without encryption" not in "".join(capfd.readouterr())
+    assert not {d for d in set(os.listdir(tempfile.gettempdir())) - before if d.startswith("medadv-kernel-")}
