@@ -127,6 +127,7 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     params.update(extra or {})
     # the kernel inherits this: numpy/sklearn/torch then use the CPUs the container grants, not the host's
     os.environ.setdefault("OMP_NUM_THREADS", str(available_cpus()))
+    os.environ.setdefault("MEDADV_STRICT_CLAIMS", "1")   # a claim the outputs contradict fails the run (claims.py)
     _poll_reply_channels_periodically()
     socket_dir = _socket_dir()
     try:

@@ -49,6 +49,7 @@ class TrainConfig:
     weights: str | None = None        # torchvision weight name (needs internet), None = random init
     init_from: str | None = None      # fine-tune: start from this checkpoint's weights (its bytes enter the key)
     perturbation: dict | None = None  # JSON description of fit's per-batch ``perturb`` hook (enters the key)
+    defense: dict | None = None       # model defense applied to init_from before fine-tuning (medadv_lib.defenses)
     seed: int = 0
 
     def key(self, data_fingerprint: str = "") -> str:
@@ -57,13 +58,18 @@ class TrainConfig:
             del d["init_from"]               # keys of configurations without fine-tuning stay as before
         else:
             d["init_from"] = hashlib.sha1(Path(self.init_from).read_bytes()).hexdigest()[:10]
-        if d["perturbation"] is None:
-            del d["perturbation"]
+        for k in ("perturbation", "defense"):
+            if d[k] is None:
+                del d[k]
         blob = json.dumps(d, sort_keys=True) + data_fingerprint
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def filename(self, data_fingerprint: str = "") -> str:
-        return f"{self.model}-{self.image_size}px-e{self.epochs}-s{self.seed}-{self.key(data_fingerprint)}.pt"
+        name = self.model
+        if self.defense:
+            from .defenses import defense_name
+            name += f"-{defense_name(self.defense)}"
+        return f"{name}-{self.image_size}px-e{self.epochs}-s{self.seed}-{self.key(data_fingerprint)}.pt"
 
 
 def data_fingerprint(data_dir=None) -> str:
@@ -189,6 +195,15 @@ def _same_config(stored: dict | None, config: TrainConfig) -> bool:
     return all(stored.get(k) == v for k, v in want.items() if k in stored or v is not None) and set(stored) <= set(want)
 
 
+def checkpoint_path(config: TrainConfig, out_dir="runs", data_dir=None, precision: str | Precision | None = None,
+                    device=None) -> Path:
+    """Where :func:`load_or_train` caches ``config``'s model: the name carries the configuration's hash,
+    the dataset fingerprint and, when it is not fp32, the training precision."""
+    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, get_device(device))
+    suffix = "" if prec.name == "fp32" else f"-{prec.name}"
+    return Path(out_dir) / config.filename(data_fingerprint(data_dir) + suffix)
+
+
 def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=None, progress: bool = True,
                   force: bool = False, precision: str | Precision | None = None,
                   perturb=None) -> tuple[nn.Module, dict]:
@@ -210,7 +225,7 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     device = get_device(device)
     prec = resolve_precision(precision, device)
     fp = data_fingerprint(data_dir)
-    path = Path(out_dir) / config.filename(fp + ("" if prec.name == "fp32" else f"-{prec.name}"))
+    path = checkpoint_path(config, out_dir, data_dir, prec)
     if path.exists() and not force:
         try:
             model, meta = load_checkpoint(path, device=device, precision=prec)
@@ -232,7 +247,15 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
                              f"{config.model}; set model={model.arch!r}")
     else:
         model = build_model(config.model, len(LABELS), 1, weights=config.weights)
+    if config.defense:
+        from .defenses import apply_defense
+        if not config.init_from:
+            raise ValueError("a defense is applied to a trained network: set init_from to its checkpoint")
+        apply_defense(model, config.defense, config.image_size)
     history = fit(model, train, val, config, device, progress, precision=prec, perturb=perturb)
+    if config.defense:
+        from .defenses import finalize_defense
+        finalize_defense(model)
     train_seconds = time.time() - t0
     meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,
             "train_seconds": train_seconds, "device": str(device), "torch": str(torch.__version__),

@@ -31,9 +31,9 @@ def _check_result(res: AttackResult, model, x, y, eps=None, norm="inf"):
     assert res.x_adv.shape == x.shape and res.x_adv.dtype == x.dtype
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     assert torch.allclose(res.delta, res.x_adv - x)
-    assert torch.allclose(res.norm, lp_norm(res.x_adv - x, norm), atol=1e-6)
+    assert torch.allclose(res.delta_norm, lp_norm(res.x_adv - x, norm), atol=1e-6)
     if eps is not None:
-        assert (res.norm <= eps + 1e-5).all(), (res.norm.max(), eps)
+        assert (res.delta_norm <= eps + 1e-5).all(), (res.delta_norm.max(), eps)
     pred = _pred(model, res.x_adv)
     assert torch.equal(res.pred, pred)
     assert torch.equal(res.success, pred == y if res.targeted else pred != y)
@@ -46,7 +46,7 @@ def test_fgsm_budget_range_and_flags(model, batch, norm, eps):
     x, y = batch
     res = fgsm(model, x, y, eps, norm=norm)
     _check_result(res, model, x, y, eps, norm)
-    assert res.norm_type == norm and res.iterations is None
+    assert res.norm == norm and res.iterations is None
 
 
 def test_fgsm_linf_uses_the_whole_budget_off_the_borders(model, batch):
@@ -59,7 +59,7 @@ def test_fgsm_linf_uses_the_whole_budget_off_the_borders(model, batch):
 def test_fgsm_eps_zero_changes_nothing(model, batch):
     x, y = batch
     res = fgsm(model, x, y, 0.0)
-    assert torch.equal(res.x_adv, x) and (res.norm == 0).all()
+    assert torch.equal(res.x_adv, x) and (res.delta_norm == 0).all()
 
 
 # ---------------------------------------------------------------- PGD
@@ -133,7 +133,7 @@ def test_deepfool_on_a_linear_model_matches_the_closed_form():
     f = (x.flatten(1) @ model.w.T + model.b).detach()
     dist = (f[:, 1] - f[:, 0]).abs() / w.norm()
     assert (res.iterations == 1).all() and res.success.all()
-    assert torch.allclose(res.norm, 1.02 * (dist + 1e-4), rtol=1e-4)   # overshoot on the total
+    assert torch.allclose(res.delta_norm, 1.02 * (dist + 1e-4), rtol=1e-4)   # overshoot on the total
     cos = torch.nn.functional.cosine_similarity(res.delta.flatten(1), w.expand(6, -1)).abs()
     assert torch.allclose(cos, torch.ones(6), atol=1e-5)
 
@@ -144,9 +144,9 @@ def test_deepfool_result(model, batch, norm):
     res = deepfool(model, x, steps=20, norm=norm)
     clean = _pred(model, x)
     _check_result(res, model, x, clean, norm=norm)      # y defaults to the clean prediction
-    assert res.success_rate == 1.0 and res.norm_type == norm
+    assert res.success_rate == 1.0 and res.norm == norm
     assert (res.iterations >= 1).all() and (res.iterations <= 20).all()
-    assert (res.norm > 0).all() and res.r is res.delta
+    assert (res.delta_norm > 0).all() and res.r is res.delta
 
 
 def test_deepfool_clean_errors_are_untouched_with_zero_iterations(model, batch):
@@ -154,7 +154,7 @@ def test_deepfool_clean_errors_are_untouched_with_zero_iterations(model, batch):
     wrong = _pred(model, x) != y
     assert wrong.any() and (~wrong).any(), "fixture should hold both right and wrong predictions"
     res = deepfool(model, x, y, steps=20)
-    assert (res.iterations[wrong] == 0).all() and (res.norm[wrong] == 0).all() and res.success[wrong].all()
+    assert (res.iterations[wrong] == 0).all() and (res.delta_norm[wrong] == 0).all() and res.success[wrong].all()
     assert (res.iterations[~wrong] >= 1).all()
 
 

@@ -42,3 +42,21 @@ def test_model_record_fingerprints_the_checkpoint(small_checkpoint):
 def test_fast_settings_are_the_documented_ones():
     s = course.settings(True)
     assert s.image_size == 112 and s.models == ("resnet18", "mobilenet_v3_small")
+
+
+def test_course_uap_is_built_once_then_loaded_and_the_cli_gets_the_same_file(small_model, small_checkpoint, tmp_path,
+                                                                             capsys):
+    from medadv_lib.cli import main
+    kw = dict(fast=True, output_dir=tmp_path, image_size=64, train=32, epochs=1)
+    first = course.course_uap(small_model, 0.04, "inf", **kw)
+    assert "saved_to" in first.params and "loaded_from" not in first.params
+    again = course.course_uap(small_model, 0.04, "inf", **kw)
+    assert again.params["loaded_from"] == first.params["saved_to"]
+    assert torch.equal(again.v, first.v)
+    other = course.course_uap(small_model, 0.04, "inf", **{**kw, "epochs": 2})        # other settings: miss
+    assert "saved_to" in other.params and other.params["saved_to"] != first.params["saved_to"]
+    assert main(["uap", "--checkpoint", small_checkpoint, "--zeta", "0.04", "--norm", "inf", "--mode", "fast",
+                 "--runs", str(tmp_path), "--train-limit", "32", "--epochs", "1", "--limit", "16", "--device", "cpu",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["uap_file"] == first.params["saved_to"] and res["cached"] is True

@@ -127,7 +127,7 @@ def test_robustness_curve_runs_deepfool_once_and_thresholds(small_model, batch):
     assert calls == [8]
     res = deepfool(small_model, x, y, steps=20)
     for e, row in zip(eps_list, df.itertuples()):
-        assert row.robust_accuracy == pytest.approx(float((~(res.success & (res.norm <= e))).float().mean()))
+        assert row.robust_accuracy == pytest.approx(float((~(res.success & (res.delta_norm <= e))).float().mean()))
     acc = df["robust_accuracy"].tolist()
     assert acc == sorted(acc, reverse=True)                        # more budget, fewer survivors
     assert acc[0] == pytest.approx(df["clean_accuracy"][0]) and acc[-1] == 0.0

@@ -12,7 +12,7 @@ from medadv_lib.metrics import classification_report
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
 from medadv_lib.models import predict
-from medadv_lib.train import TrainConfig, data_fingerprint, evaluate, fit, load_or_train
+from medadv_lib.train import TrainConfig, checkpoint_path, data_fingerprint, evaluate, fit, load_or_train
 
 TINY = TrainConfig(model="resnet18", image_size=32, epochs=2, train_limit=96, batch_size=32, seed=0)
 
@@ -93,7 +93,7 @@ def test_unknown_optimizer_is_rejected(real_batch):
 
 
 def test_unreadable_cache_entry_is_retrained_not_fatal(tmp_path):
-    path = tmp_path / TINY.filename(data_fingerprint())
+    path = checkpoint_path(TINY, tmp_path, device="cpu")
     path.write_bytes(b"garbage from an interrupted copy")
     with pytest.warns(UserWarning, match="ignoring cached checkpoint"):
         _, info = load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False)

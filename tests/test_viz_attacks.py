@@ -1,4 +1,4 @@
-"""Plots of medadv_lib.viz_attacks: they draw what they are given and reject bad input."""
+"""Plots of medadv_lib.viz.attacks: they draw what they are given and reject bad input."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from medadv_lib.viz_attacks import adversarial_strip, plot_rho_hist, plot_robustness_curves  # noqa: E402
+from medadv_lib.viz.attacks import adversarial_strip, plot_rho_hist, plot_robustness_curves  # noqa: E402
 
 
 def _curve(norm="inf"):

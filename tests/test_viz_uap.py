@@ -9,7 +9,7 @@ import torch
 matplotlib.use("Agg")
 
 from medadv_lib.attacks import UAPResult  # noqa: E402
-from medadv_lib.viz_uap import plot_fooling_vs_zeta, plot_uap_history, show_perturbations  # noqa: E402
+from medadv_lib.viz.uap import plot_fooling_vs_zeta, plot_uap_history, show_perturbations  # noqa: E402
 
 
 def _table():

@@ -27,6 +27,33 @@ def parse_norm(norm) -> str:
     raise ValueError(f"unknown norm {norm!r}; use one of {NORMS} ('inf' for L∞, '2' for L2)")
 
 
+def parse_target(target, labels=None, num_classes: int | None = None) -> int | None:
+    """The course's one target parser: ``None`` (non-targeted) or a class index.
+
+    Accepts ``None``, ``"none"``, ``""`` or ``"non-targeted"`` (non-targeted); a class name of
+    ``labels`` (default :data:`medadv_lib.LABELS`; case-insensitive, so ``covid-19`` works); or an
+    integer index in ``0..K-1`` (``K`` = ``num_classes`` or ``len(labels)``).  Anything else raises
+    ``ValueError`` naming the valid choices.
+    """
+    if labels is None:
+        from .. import LABELS
+        labels = LABELS if num_classes in (None, len(LABELS)) else tuple(str(i) for i in range(num_classes))
+    labels = list(labels)
+    k = len(labels) if num_classes is None else int(num_classes)
+    choices = f"None (non-targeted), one of {labels} or an index 0..{k - 1}"
+    if target is None or (isinstance(target, str) and target.strip().lower() in ("none", "", "non-targeted")):
+        return None
+    if isinstance(target, str):
+        lowered = [lab.lower() for lab in labels]
+        if target.strip().lower() in lowered:
+            return lowered.index(target.strip().lower())
+        raise ValueError(f"unknown target class {target!r}; use {choices}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or int(target) != target \
+            or not 0 <= int(target) < k:
+        raise ValueError(f"unknown target {target!r}; use {choices}")
+    return int(target)
+
+
 def check_eps(eps: float, name: str = "eps") -> float:
     """Budgets are non-negative finite numbers in pixel units."""
     eps = float(eps)

@@ -48,7 +48,7 @@ def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
         progress (bool): tqdm bar over iterations showing the active samples. (Default: False)
     Returns:
         :class:`AttackResult`; ``delta`` (alias ``r``) is the minimal perturbation found,
-        ``norm`` its size, ``iterations`` the steps each sample took.
+        ``delta_norm`` its size, ``iterations`` the steps each sample took.
     Examples::
         >>> res = deepfool(model, x, y, steps=50, overshoot=0.02)
         >>> rho_adv(res.r, x).median(), res.iterations.float().mean()

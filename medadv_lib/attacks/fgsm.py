@@ -25,7 +25,7 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         norm (str | float): ``"inf"`` (default) or ``"2"``.
         targeted (bool): step *down* the cross-entropy of ``y`` instead of up. (Default: False)
     Returns:
-        :class:`AttackResult` (``x_adv`` in [0,1], ``success``, ``norm`` ≤ ``eps``, ...).
+        :class:`AttackResult` (``x_adv`` in [0,1], ``success``, ``delta_norm`` ≤ ``eps``, ...).
     Examples::
         >>> res = fgsm(model, x, y, eps=2/255)
         >>> res.success_rate

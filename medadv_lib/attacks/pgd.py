@@ -66,7 +66,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
         :class:`AttackResult`; ``iterations`` = steps spent per sample, ``loss`` = attack loss.
     Examples::
         >>> res = pgd(model, x, y, eps=2/255, steps=20, restarts=3, seed=0)
-        >>> res.success_rate, res.norm.max()
+        >>> res.success_rate, res.delta_norm.max()
     """
     norm, eps = parse_norm(norm), check_eps(eps)
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_eps(alpha, "alpha")
@@ -92,7 +92,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
                 best = res
             else:
                 better = res.success | (res.loss > best.loss[todo])
-                for f in ("x_adv", "delta", "success", "norm", "pred", "loss"):
+                for f in ("x_adv", "delta", "success", "delta_norm", "pred", "loss"):
                     getattr(best, f)[todo[better]] = getattr(res, f)[better]
                 best.iterations[todo] += steps
             todo = todo[~best.success[todo]]

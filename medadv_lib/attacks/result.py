@@ -12,7 +12,8 @@ size ``N`` as first dimension and live on the device of ``x``:
   ``y``; *targeted*: the prediction equals the target ``y``.  Clean images that are already
   misclassified count as successes (with ``norm`` 0 for DeepFool) – restrict to clean-correct
   images with :func:`medadv_lib.metrics.defense_rate` when that matters;
-* ``norm``    – ``N`` float, ``‖delta‖`` per sample in the attack's norm (``norm_type``);
+* ``delta_norm`` – ``N`` float, ``‖delta‖`` per sample in the attack's norm;
+* ``norm``    – the norm kind, ``"inf"`` or ``"2"`` (the library's one spelling);
 * ``pred``    – ``N`` long, the model's prediction on ``x_adv`` (``success`` is derived from it);
 * ``y``       – ``N`` long, the labels (untargeted) or targets (targeted) the attack used;
 * ``iterations`` – ``N`` long, gradient steps spent per sample (``None`` for one-step attacks);
@@ -22,7 +23,7 @@ size ``N`` as first dimension and live on the device of ``x``:
 Example::
 
     >>> res = pgd(model, x, y, eps=2/255)
-    >>> res.success_rate, res.norm.max() <= 2/255, rho_adv(res.delta, x)
+    >>> res.success_rate, res.delta_norm.max() <= 2/255, rho_adv(res.delta, x)
 """
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ class AttackResult:
     x_adv: torch.Tensor
     delta: torch.Tensor
     success: torch.Tensor
-    norm: torch.Tensor
+    delta_norm: torch.Tensor
     pred: torch.Tensor
     y: torch.Tensor
-    norm_type: str = "inf"
+    norm: str = "inf"
     targeted: bool = False
     iterations: torch.Tensor | None = None
     loss: torch.Tensor | None = None
@@ -82,20 +83,7 @@ class AttackResult:
         return replace(first, **{f.name: torch.cat([getattr(r, f.name) for r in results])
                                  for f in fields(first) if torch.is_tensor(getattr(first, f.name))})
 
-    def summary(self) -> dict:
-        """Plain numbers for tables: n, success rate, mean/median/max norm of the successes."""
-        ok = self.norm[self.success].float()
-        out = {"n": len(self), "targeted": self.targeted, "norm": self.norm_type,
-               "success_rate": self.success_rate,
-               "mean_norm": float(ok.mean()) if ok.numel() else float("nan"),
-               "median_norm": float(ok.quantile(0.5)) if ok.numel() else float("nan"),
-               "max_norm": float(self.norm.max()) if len(self) else float("nan")}
-        if self.iterations is not None and len(self):
-            out["mean_iterations"] = float(self.iterations.float().mean())
-        return out
-
-
-def make_result(model, x, x_adv, y, norm_type, targeted=False, iterations=None, loss=None,
+def make_result(model, x, x_adv, y, norm, targeted=False, iterations=None, loss=None,
                 pred=None) -> AttackResult:
     """Build an :class:`AttackResult` from ``x``/``x_adv``; one forward pass unless ``pred`` is given."""
     from ._common import lp_norm  # local import keeps this module importable on its own
@@ -106,6 +94,6 @@ def make_result(model, x, x_adv, y, norm_type, targeted=False, iterations=None, 
             pred = model(x_adv).argmax(1)
     success = pred == y if targeted else pred != y
     delta = x_adv - x.detach()
-    return AttackResult(x_adv=x_adv, delta=delta, success=success, norm=lp_norm(delta, norm_type),
-                        pred=pred, y=y, norm_type=norm_type, targeted=targeted,
+    return AttackResult(x_adv=x_adv, delta=delta, success=success, delta_norm=lp_norm(delta, norm),
+                        pred=pred, y=y, norm=norm, targeted=targeted,
                         iterations=iterations, loss=loss)

@@ -1,8 +1,68 @@
-"""Defenses against the course's attacks (notebooks 04–05; being built).
+"""Defenses against the course's attacks (notebook 04: pruning and attention; notebook 05: UAP
+fine-tuning and adversarial training).
 
 What lives here: model modifications (attention modules, pruning plans) registered with
 :func:`medadv_lib.models.register_modification`, so that a checkpoint's model spec rebuilds the
-defended module and loads it with ``weights_only=True``; and per-batch perturbation hooks for
-:func:`medadv_lib.train.fit` (UAP fine-tuning, universal and PGD adversarial training), so that one
-training loop serves clean training and every defense.
+defended module and loads it with ``weights_only=True``; and the *defense description* a
+:class:`~medadv_lib.train.TrainConfig` carries in ``defense`` (so that one training loop,
+:func:`medadv_lib.train.load_or_train`, fine-tunes every defended model and caches it under its own
+key).  A description is a dict::
+
+    {"attention": None | "cbam" | "se",      # attention module in every residual block
+     "prune": 0.0 ... <1,                    # pruning amount (share of weights / channels)
+     "structured": False | True}             # channels (torch-pruning) instead of weights
+
+Order: pruning first (on the trained network), then attention (so pruning never touches the new,
+zero-initialised gates), then fine-tuning with the masks on, then :func:`finalize_defense`.
 """
+from __future__ import annotations
+
+from ..models import apply_modification
+
+from .attention import CBAM, KINDS, add_attention, attention_maps, gate_by_region, residual_blocks, se_module  # noqa: F401
+from .pruning import (make_permanent, model_cost, prunable_layers, prune_structured,  # noqa: F401
+                      prune_unstructured, sparsity)
+
+
+def normalize_defense(defense: dict | None) -> dict:
+    """A complete, validated defense description (see the module docstring); ``None`` → no defense."""
+    d = {"attention": None, "prune": 0.0, "structured": False, **(defense or {})}
+    unknown = set(d) - {"attention", "prune", "structured"}
+    if unknown:
+        raise ValueError(f"unknown defense keys {sorted(unknown)}; use attention, prune, structured")
+    if d["attention"] not in (None, *KINDS):
+        raise ValueError(f"unknown attention {d['attention']!r}; use one of {', '.join(KINDS)} or None")
+    d["prune"] = float(d["prune"])
+    if not 0 <= d["prune"] < 1:
+        raise ValueError(f"prune must be in [0, 1); got {d['prune']}")
+    d["structured"] = bool(d["structured"])
+    return d
+
+
+def defense_name(defense: dict | None) -> str:
+    """Short name used in tables, file names and results: ``"baseline-ft"``, ``"cbam"``,
+    ``"prune0.5"``, ``"channels0.3"``, ``"cbam+prune0.5"`` …"""
+    d = normalize_defense(defense)
+    parts = [d["attention"]] if d["attention"] else []
+    if d["prune"] > 0:
+        parts.append(f"{'channels' if d['structured'] else 'prune'}{d['prune']:g}")
+    return "+".join(parts) or "baseline-ft"
+
+
+def apply_defense(model, defense: dict | None, image_size: int):
+    """Apply a defense description to a trained ``model`` in place, before fine-tuning: pruning,
+    then attention (see the module docstring).  Returns the model."""
+    d = normalize_defense(defense)
+    if d["prune"] > 0:
+        if d["structured"]:
+            prune_structured(model, d["prune"], image_size)
+        else:
+            prune_unstructured(model, d["prune"])
+    if d["attention"]:
+        apply_modification(model, "attention", kind=d["attention"])
+    return model
+
+
+def finalize_defense(model):
+    """After fine-tuning: make pruning masks permanent, so the checkpoint holds plain weights."""
+    return make_permanent(model)

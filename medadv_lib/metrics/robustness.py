@@ -122,8 +122,8 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
     """
     done = attack if isinstance(attack, AttackResult) else None
     if done is not None:
-        if len(done.norm) != len(x):
-            raise ValueError(f"the AttackResult holds {len(done.norm)} images but x has {len(x)}; "
+        if len(done.delta_norm) != len(x):
+            raise ValueError(f"the AttackResult holds {len(done.delta_norm)} images but x has {len(x)}; "
                              "pass the result of a minimal-norm attack run on these very images")
         attack = _replay(done)
     attack = _resolve_attack(attack)
@@ -150,10 +150,10 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
             res = parts[0].cat(parts)
             results.append(res)
             for e in (eps_list if minimal else [eps]):
-                fooled = res.success & (res.norm <= e * (1 + 1e-6)) if minimal else res.pred != y
+                fooled = res.success & (res.delta_norm <= e * (1 + 1e-6)) if minimal else res.pred != y
                 ok = ~fooled   # clean errors: DeepFool reports them as successes at norm 0
-                sel = res.norm[correct & fooled]
-                rows.append({"eps": e, "norm": res.norm_type, "n": len(y), "n_clean_correct": int(correct.sum()),
+                sel = res.delta_norm[correct & fooled]
+                rows.append({"eps": e, "norm": res.norm, "n": len(y), "n_clean_correct": int(correct.sum()),
                              "clean_accuracy": _rate(correct), "robust_accuracy": _rate(ok),
                              "attack_success_rate": _rate(fooled[correct]), "defense_rate": _rate(ok[correct]),
                              "median_norm": float(sel.quantile(0.5)) if sel.numel() else math.nan})

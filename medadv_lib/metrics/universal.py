@@ -20,6 +20,8 @@ Example::
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -30,6 +32,7 @@ from ..runtime import model_device
 from .classification import classification_report, confusion_matrix
 
 __all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap", "uap_report",
+           "evaluate_uap_cached",
            "PAPER_TEST_MIX", "reweighted_rate"]
 
 PAPER_TEST_MIX = {"normal": 100, "pneumonia": 100, "COVID-19": 31}
@@ -179,14 +182,12 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
 
 
 def evaluate_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
-                 target: int | None = None, batch_size: int = 256, norm: str | None = None) -> dict:
+                 target: int | None = None, batch_size: int = 256) -> dict:
     """Run the model on ``x`` and ``apply_uap(x, v)`` (batched) and return every UAP metric.
 
     The dict is that of :func:`uap_metrics_from_predictions` plus ``v_linf`` and ``v_l2``
     (the size of ``v``); all values are plain Python types (``json.dumps`` works).
-    ``norm`` is accepted for symmetry with the attacks and ignored (both norms are reported).
     """
-    del norm
     if not torch.is_tensor(v):
         v = torch.as_tensor(v, dtype=x.dtype)
     return uap_report(model, x, y, v, predict(model, x, batch_size), predict(model, x, batch_size, perturbation=v),
@@ -205,3 +206,30 @@ def uap_report(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torc
     out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
     out["v_l2"] = float(vf.norm())
     return out
+
+
+def _predict(model, x, v, cache):
+    """Predictions on ``apply_uap(x, v)`` (clean when ``v`` is None), memoised in ``cache``.
+
+    The key holds the model and image tensors by identity and ``v`` by content (a hash of its
+    bytes), so the same noise evaluated twice — e.g. the random control shared by the
+    non-targeted and the targeted UAPs of one budget — costs one pass over ``x``.
+    """
+    vk = None if v is None else hashlib.sha1(v.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+    ck = ("pred", id(model), str(getattr(model, "precision", "")), id(x), vk)   # a policy change is a new entry
+    if cache is not None and ck in cache:
+        return cache[ck]
+    pred = predict(model, x, perturbation=v)
+    if cache is not None:
+        cache[ck] = pred
+    return pred
+
+
+def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
+                        target: int | None = None, cache: dict | None = None) -> dict:
+    """:func:`medadv_lib.metrics.evaluate_uap` (the same dict, the same values) with predictions memoised.
+
+    Pass the same ``cache`` dict to every call: the clean predictions of ``(model, x)`` and the
+    predictions under each distinct ``v`` are computed once.
+    """
+    return uap_report(model, x, y, v, _predict(model, x, None, cache), _predict(model, x, v, cache), target)

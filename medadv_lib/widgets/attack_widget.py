@@ -98,7 +98,7 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
         (all N images), ``attack_success_rate`` and ``defense_rate`` (over the clean-correct
         images; defense rate = share of them still correct under attack), ``adv_pred_counts``
         (``{class: images predicted as it under attack}``); ``fig`` a
-        :func:`medadv_lib.viz_attacks.adversarial_strip` figure.
+        :func:`medadv_lib.viz.attacks.adversarial_strip` figure.
     Raises:
         ValueError: a bad ``eps_255`` (negative, > 255, not a number), an unknown norm, or
         mismatched ``x``/``y``.
@@ -138,7 +138,7 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
                "adv_pred_counts": {lab: int((res.pred == c).sum()) for c, lab in enumerate(labels)}}
     fig = None
     if show:
-        from ..viz_attacks import adversarial_strip
+        from ..viz.attacks import adversarial_strip
         sel = _show_order(y_cpu, max(0, min(int(n_show), len(y_cpu))))
         title = (f"PGD {'L∞' if norm == 'inf' else 'L2'} ε = {e255:g}/255"
                  + ("" if norm == "inf" else f" RMS (‖δ‖₂ ≤ {eps:.3g})")

@@ -29,172 +29,16 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from pathlib import Path
-
 import torch
 
 from .. import LABELS
-from ..attacks import apply_uap, iterative_uap, parse_norm, random_uap, sgd_uap, uap_budget
-from ..attacks.uap import UAPResult, load_uap
-from ..models import predict
-from ..metrics.universal import uap_report
+from ..attacks import apply_uap, random_uap
+from ..attacks.uap import UAPResult
+from ..attacks.uap.cache import ZETA_GRID, _pct, _target_name, check_zeta, precompute_uaps, uap_key
+from ..metrics.universal import _predict, evaluate_uap_cached
 
 __all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
            "uap_widget"]
-
-ZETA_GRID = (0.005, 0.01, 0.02, 0.04)
-"""Default ζ values (norm ratios: 0.02 = 2% of the mean image norm, Hirano et al.'s headline)."""
-
-_METHODS = {"sgd": sgd_uap, "iterative": iterative_uap}
-
-
-# --------------------------------------------------------------------------------------------
-# Keys and argument checks
-# --------------------------------------------------------------------------------------------
-
-def _check_zeta(zeta) -> float:
-    try:
-        z = float(zeta)
-    except (TypeError, ValueError):
-        raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖, a number with 0 < zeta < 1 "
-                         f"(e.g. 0.02 for 2%); got {zeta!r}") from None
-    if not math.isfinite(z) or not 0.0 < z < 1.0:
-        raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖, a number with 0 < zeta < 1 "
-                         f"(e.g. 0.02 for 2%); got {zeta!r}")
-    return round(z, 10)          # 0.1 + 0.2 style float noise must not make two keys
-
-
-def _check_target(target, labels=LABELS) -> int | None:
-    if target is None or (isinstance(target, str) and target.lower() in ("none", "", "non-targeted")):
-        return None
-    if isinstance(target, str):
-        if target in labels:
-            return list(labels).index(target)
-        raise ValueError(f"unknown target class {target!r}; use None (non-targeted), one of {list(labels)} "
-                         f"or an index 0..{len(labels) - 1}")
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or int(target) != target \
-            or not 0 <= int(target) < len(labels):
-        raise ValueError(f"unknown target {target!r}; use None (non-targeted), one of {list(labels)} "
-                         f"or an index 0..{len(labels) - 1}")
-    return int(target)
-
-
-def uap_key(zeta, norm="inf", target=None, labels=LABELS) -> tuple:
-    """The grid key ``(zeta, norm, target)`` in canonical form.
-
-    Arguments:
-        zeta (float): norm ratio, 0 < ζ < 1.
-        norm: ``"inf"``/``"linf"``/``inf`` or ``"2"``/``"l2"``/``2``.
-        target: ``None`` (or ``"none"``) for a non-targeted UAP, a class name or a class index.
-    Raises:
-        ValueError: ζ outside (0, 1) or not a number, an unknown norm or target.
-    """
-    return _check_zeta(zeta), parse_norm(norm), _check_target(target, labels)
-
-
-def _target_name(target, labels=LABELS) -> str:
-    return "none" if target is None else str(labels[target])
-
-
-def _pct(zeta: float) -> str:
-    return f"{100 * zeta:g}%"
-
-
-# --------------------------------------------------------------------------------------------
-# Precomputing the grid (with an optional file cache)
-# --------------------------------------------------------------------------------------------
-
-def _fingerprint(model: torch.nn.Module, x: torch.Tensor, extra: dict) -> str:
-    """Short hash of the model weights, the build images and the attack settings (file-cache key)."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(x.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:10]
-
-
-def _load_result(path: Path, device) -> UAPResult:
-    s = json.loads(path.with_suffix(".json").read_text())
-    params = dict(s.get("params", {}))
-    params["loaded_from"] = str(path)
-    return UAPResult(v=load_uap(path, device=device), eps=s["eps"], norm=s["norm"], method=s["method"],
-                     target=s["target"], history=s["history"], seconds=s["seconds"], passes=s["passes"],
-                     converged=s["converged"], reference=s["reference"], params=params,
-                     stop_reason=s.get("stop_reason", ""))
-
-
-def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, norms=("inf", "2"),
-                    targets=(None,), stats=None, method: str = "sgd", uaps: dict | None = None,
-                    cache_dir=None, seed: int = 0, progress: bool = False, labels=LABELS,
-                    **attack_kwargs) -> dict:
-    """Build one UAP per grid point ``(ζ, norm, target)``; return ``{key: UAPResult}``.
-
-    Every combination of ``zetas × norms × targets`` is built with the same ``method`` and
-    settings on the same images ``x`` (the training images, never the test images).  Keys already
-    in ``uaps`` are kept, not rebuilt, so a grid can be extended in steps.
-
-    Arguments:
-        model (nn.Module): the classifier (on its device; ``x`` may stay on the CPU).
-        x (Tensor): ``N×C×H×W`` images in [0, 1] the UAPs are built on.
-        zetas: norm ratios ζ, each in (0, 1). (Default: :data:`ZETA_GRID`)
-        norms: ``"inf"`` and/or ``"2"``. (Default: both)
-        targets: ``None`` (non-targeted) and/or class indices or names. (Default: ``(None,)``)
-        stats: the mean image norm behind ``eps = ζ · mean‖x‖``: a dict from
-            :func:`medadv_lib.data.image_norm_stats` (the whole training split, Hirano et al.)
-            or a tensor of images. (Default: None → the build images ``x``)
-        method (str): ``"sgd"`` (:func:`~medadv_lib.attacks.sgd_uap`, default) or
-            ``"iterative"`` (:func:`~medadv_lib.attacks.iterative_uap`).
-        uaps (dict): an existing grid to extend (modified in place and returned).
-        cache_dir: a folder; each UAP is saved there as ``.npy`` + ``.json`` (atomic writes)
-            under a name holding the architecture, method, norm, ζ, target, ``eps`` and a hash of
-            the model weights, ``x``, ``method`` and its settings,
-            and loaded instead of rebuilt next time (its ``params["loaded_from"]`` says so).
-            (Default: None, no files)
-        seed (int): seed of the attack's shuffling.
-        progress (bool): a tqdm bar per attack.
-        labels: class names (target names and file names). (Default: :data:`medadv_lib.LABELS`)
-        attack_kwargs: passed to the attack (e.g. ``epochs=5`` for SGD, ``max_iter=15`` iterative).
-    Returns:
-        the dict ``uaps`` with a :class:`~medadv_lib.attacks.UAPResult` per key.
-    Raises:
-        ValueError: an empty grid, a bad ζ, norm or target, or an unknown method.
-    """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {sorted(_METHODS)}; got {method!r}")
-    keys = [uap_key(z, n, t, labels) for z in zetas for n in norms for t in targets]
-    if not keys:
-        raise ValueError("the grid is empty: give at least one zeta, one norm and one target (None = non-targeted)")
-    uaps = {} if uaps is None else uaps
-    stats = x if stats is None else stats
-    todo = [k for k in dict.fromkeys(keys) if k not in uaps]
-    fp = None
-    if cache_dir is not None and todo:
-        fp = _fingerprint(model, x, {"method": method, "seed": int(seed), "kwargs": attack_kwargs})
-    for key in todo:
-        zeta, norm, target = key
-        eps = uap_budget(zeta, norm, stats)
-        path = None
-        if fp is not None:
-            tname = _target_name(target, labels).replace("-", "").lower()
-            arch = str(getattr(model, "arch", type(model).__name__))
-            path = Path(cache_dir) / (f"{arch}-{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
-                                      f"{tname}-eps{eps:.6g}-{fp}.npy")
-            if path.is_file() and path.with_suffix(".json").is_file():
-                uaps[key] = _load_result(path, x.device)
-                continue
-        res = _METHODS[method](model, x, eps=eps, norm=norm, target=target, seed=seed, progress=progress,
-                               **attack_kwargs)
-        res.params["zeta"] = zeta
-        if path is not None:
-            res.save(path)
-        uaps[key] = res
-    return uaps
-
 
 # --------------------------------------------------------------------------------------------
 # One grid point: metrics and figure
@@ -208,33 +52,6 @@ def _lookup(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
     raise ValueError(f"no UAP precomputed for ζ={_pct(key[0])}, norm={key[1]}, target="
                      f"{_target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
                      "(extend it with precompute_uaps(..., uaps=uaps))")
-
-
-def _predict(model, x, v, cache):
-    """Predictions on ``apply_uap(x, v)`` (clean when ``v`` is None), memoised in ``cache``.
-
-    The key holds the model and image tensors by identity and ``v`` by content (a hash of its
-    bytes), so the same noise evaluated twice — e.g. the random control shared by the
-    non-targeted and the targeted UAPs of one budget — costs one pass over ``x``.
-    """
-    vk = None if v is None else hashlib.sha1(v.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
-    ck = ("pred", id(model), id(x), vk)
-    if cache is not None and ck in cache:
-        return cache[ck]
-    pred = predict(model, x, perturbation=v)
-    if cache is not None:
-        cache[ck] = pred
-    return pred
-
-
-def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
-                        target: int | None = None, cache: dict | None = None) -> dict:
-    """:func:`medadv_lib.metrics.evaluate_uap` (the same dict, the same values) with predictions memoised.
-
-    Pass the same ``cache`` dict to every call: the clean predictions of ``(model, x)`` and the
-    predictions under each distinct ``v`` are computed once.
-    """
-    return uap_report(model, x, y, v, _predict(model, x, None, cache), _predict(model, x, v, cache), target)
 
 
 def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
@@ -396,12 +213,12 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
     norms = [n for n in ("inf", "2") if any(k[1] == n for k in uaps)]
     if value is None:
         value = 0.02 if 0.02 in zetas else zetas[len(zetas) // 2]
-    if _check_zeta(value) not in zetas:
+    if check_zeta(value) not in zetas:
         raise ValueError(f"value {value!r} is not on the ζ grid {zetas}")
     cache = {} if cache is None else cache
     amp = {n: 0.5 / max(max(float(r.v.abs().max()) for k, r in uaps.items() if k[1] == n), 1e-12) for n in norms}
 
-    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=_check_zeta(value),
+    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=check_zeta(value),
                                description="ζ", continuous_update=False)
     toggle = w.ToggleButtons(options=[("L∞" if n == "inf" else "L2", n) for n in norms], value=norms[0],
                              description="norm")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import LABELS
+from .. import LABELS
 
 __all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import LABELS
+from .. import LABELS
 
 
 def _plt():

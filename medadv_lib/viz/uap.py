@@ -132,7 +132,7 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
     Returns:
         the matplotlib ``Figure``.
     """
-    from .viz import show_images
+    from . import show_images
     if not vs:
         raise ValueError("vs is empty: pass {title: v}")
     vv = [torch.as_tensor(getattr(v, "v", v)).detach().cpu().float().reshape(1, *torch.as_tensor(

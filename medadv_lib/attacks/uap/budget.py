@@ -1,0 +1,69 @@
+"""The UAP budget ``eps = ζ · mean image norm`` and applying a UAP to images."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._common import check_inputs, lp_norm, parse_norm
+
+
+def _norm_key(norm) -> str:
+    return "linf" if parse_norm(norm) == "inf" else "l2"
+
+
+def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None, image_size: int | None = None,
+               data_dir=None, crop_top: bool = False, split: str = "train") -> float:
+    """The absolute UAP budget ``eps = zeta · mean image norm`` in pixel units.
+
+    Arguments:
+        zeta (float): the norm ratio ζ, strictly between 0 and 1 (Hirano et al.: 0.02 = 2%).
+        norm (str | float): ``"inf"`` or ``"2"`` (also ``"linf"``, ``"l2"``, ``2``, ``inf``).
+        stats: where the mean norm comes from, one of
+            * a dict with keys ``"l2"`` and ``"linf"`` (as returned by
+              :func:`medadv_lib.data.image_norm_stats`);
+            * a tensor of images ``N×C×H×W`` in [0, 1] (norms over the first channel, as
+              Hirano et al.'s ``uap_utils.load_data``);
+            * ``None``: computed with ``image_norm_stats(image_size, data_dir, crop_top, split)``
+              (the training split at the model's input size).
+        image_size (int): the model's input size; needed when ``stats`` is ``None``.
+    Returns:
+        ``eps`` (float), the radius of the ``norm`` ball for :func:`iterative_uap` and friends.
+    Raises:
+        ValueError: ζ not in (0, 1), an unknown norm, or stats without the needed key.
+    """
+    z = float(zeta)
+    if not math.isfinite(z) or not 0.0 < z < 1.0:
+        raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖ and must satisfy 0 < zeta < 1 "
+                         f"(e.g. 0.02 for 2%); got {zeta!r}")
+    key = _norm_key(norm)   # raises ValueError for an unknown norm
+    if stats is None:
+        if image_size is None:
+            raise ValueError("uap_budget needs either stats= (a dict from image_norm_stats or a tensor of "
+                             "images) or image_size= (the model's input size) to compute the mean image norm")
+        from ...data import image_norm_stats
+        stats = image_norm_stats(int(image_size), data_dir=data_dir, crop_top=crop_top, split=split)
+    if torch.is_tensor(stats):
+        check_inputs(stats)
+        first = stats[:, :1].flatten(1).double()
+        mean_norm = float(lp_norm(first, "inf" if key == "linf" else "2").mean())
+    else:
+        if key not in stats:
+            raise ValueError(f"stats has no {key!r} entry (keys: {sorted(stats)}); "
+                             "pass the dict returned by medadv_lib.data.image_norm_stats")
+        mean_norm = float(stats[key])
+    if not math.isfinite(mean_norm) or mean_norm <= 0:
+        raise ValueError(f"the mean {key} image norm must be positive; got {mean_norm}")
+    return z * mean_norm
+
+
+def apply_uap(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Add the universal perturbation to every image and clamp to [0, 1]: ``(x + v).clamp(0, 1)``.
+
+    ``v`` (``1×1×H×W``, or ``H×W``) is broadcast over the batch and the channels of ``x``
+    (``N×C×H×W``) and moved to ``x``'s device and dtype.
+    """
+    v = v.to(device=x.device, dtype=x.dtype)
+    if v.dim() == 2:
+        v = v[None, None]
+    return (x + v).clamp(0, 1)

@@ -1,0 +1,152 @@
+"""Pruning (Chen, Zhao & Chen 2021's "pruning module"), both kinds the field uses, from the libraries
+that implement them:
+
+* **unstructured** global magnitude pruning with ``torch.nn.utils.prune.global_unstructured``: the
+  smallest ``amount`` of all convolution/linear weights (the classifier head and attention modules
+  excepted) are set to zero, the masks stay on while fine-tuning, and :func:`make_permanent`
+  (``prune.remove``) bakes them in before saving.  Same architecture, sparse weights: no speed-up
+  on dense kernels, which is why the course measures latency;
+* **structured** channel pruning with ``torch-pruning`` (Fang et al. 2023, DepGraph): whole channels
+  with the smallest L2 norm are removed, residual-coupled channels together, so the network really
+  gets smaller (fewer parameters, FLOPs and CPU latency; :func:`model_cost` measures them).
+
+Both record themselves in the model spec (``prune_unstructured``: the amount, for the record;
+``slim``: the new shape of every changed layer), so :func:`~medadv_lib.models.load_checkpoint`
+rebuilds a pruned model and loads it with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..models import Float32Linear, MedModel, register_modification
+from ..runtime import eval_mode, model_device
+
+
+def prunable_layers(model: MedModel) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the convolutions and linear layers pruning may touch: all of
+    ``model.net`` except the classifier head (a :class:`~medadv_lib.models.Float32Linear`) and
+    attention modules (their gates start at zero and would be pruned first)."""
+    return [(n, m) for n, m in model.net.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, Float32Linear)
+            and ".attention." not in f".{n}."]
+
+
+def sparsity(model: MedModel) -> float:
+    """Share of exactly-zero weights over :func:`prunable_layers` (masks applied)."""
+    zeros = total = 0
+    for _, m in prunable_layers(model):
+        w = m.weight
+        zeros += int((w == 0).sum())
+        total += w.numel()
+    return zeros / max(total, 1)
+
+
+@register_modification("prune_unstructured")
+def _rebuild_unstructured(model: MedModel, amount: float) -> MedModel:
+    """Rebuilding an unstructured-pruned model changes nothing: its zeros are in the weights."""
+    return model
+
+
+def prune_unstructured(model: MedModel, amount: float) -> MedModel:
+    """Zero the ``amount`` (0–1) smallest-magnitude weights over all :func:`prunable_layers` at once
+    (global L1), in place, and record it in the spec.  The masks stay attached (fine-tuning keeps
+    the pruned weights at zero) until :func:`make_permanent`."""
+    if not 0 <= amount < 1:
+        raise ValueError(f"prune amount must be in [0, 1); got {amount}")
+    params = [(m, "weight") for _, m in prunable_layers(model)]
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=float(amount))
+    model.modifications.append({"name": "prune_unstructured", "params": {"amount": float(amount)}})
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Remove every pruning re-parametrisation (``prune.remove``): the zeros become plain weights,
+    so the state dict has the unpruned model's keys.  A model without masks is left unchanged."""
+    for m in model.modules():
+        if prune.is_pruned(m) and hasattr(m, "weight_orig"):
+            prune.remove(m, "weight")
+    return model
+
+
+def _layer_shapes(net: nn.Module) -> dict[str, list[int]]:
+    shapes = {}
+    for n, m in net.named_modules():
+        if isinstance(m, nn.Conv2d):
+            shapes[n] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            shapes[n] = [m.num_features]
+        elif isinstance(m, nn.Linear):
+            shapes[n] = [m.in_features, m.out_features]
+    return shapes
+
+
+@register_modification("slim")
+def _slim(model: MedModel, ratio: float, layers: dict) -> MedModel:
+    """Give every layer named in ``layers`` its pruned shape (fresh weights; the checkpoint fills them)."""
+    dev = model_device(model)
+    for name, shape in layers.items():
+        old = model.net.get_submodule(name)
+        if isinstance(old, nn.Conv2d):
+            new = nn.Conv2d(shape[0], shape[1], old.kernel_size, old.stride, old.padding, old.dilation, shape[2],
+                            old.bias is not None, old.padding_mode)
+        elif isinstance(old, nn.modules.batchnorm._BatchNorm):
+            new = type(old)(shape[0], old.eps, old.momentum, old.affine, old.track_running_stats)
+        elif isinstance(old, nn.Linear):
+            new = type(old)(shape[0], shape[1], old.bias is not None)
+        else:
+            raise ValueError(f"slim: cannot reshape {name} ({type(old).__name__})")
+        parent, _, child = name.rpartition(".")
+        setattr(model.net.get_submodule(parent) if parent else model.net, child, new.to(dev))
+    return model
+
+
+def prune_structured(model: MedModel, ratio: float, image_size: int = 112) -> MedModel:
+    """Remove the ``ratio`` (0–1) of channels with the smallest L2 norm from every prunable layer
+    (torch-pruning's ``MagnitudePruner``; residual-coupled channels are removed together; the head's
+    outputs are kept), in place, and record the new layer shapes in the spec (``slim``)."""
+    import torch_pruning as tp
+    if not 0 < ratio < 1:
+        raise ValueError(f"structured pruning ratio must be in (0, 1); got {ratio}")
+    if model.modifications and any(m["name"] == "attention" for m in model.modifications):
+        raise ValueError("prune channels before adding attention modules (the course prunes, then adds attention)")
+    before = _layer_shapes(model.net)
+    head = [m for m in model.net.modules() if isinstance(m, Float32Linear)]
+    example = torch.rand(1, model.in_channels, image_size, image_size, device=model_device(model))
+    mf = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    model.net.to(memory_format=torch.contiguous_format)
+    pruner = tp.pruner.MagnitudePruner(model.net, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                       pruning_ratio=float(ratio), ignored_layers=head, global_pruning=False)
+    pruner.step()
+    if mf:
+        model.net.to(memory_format=torch.channels_last)
+    after = _layer_shapes(model.net)
+    changed = {n: s for n, s in after.items() if before.get(n) != s}
+    model.modifications.append({"name": "slim", "params": {"ratio": float(ratio), "layers": changed}})
+    return model
+
+
+@torch.no_grad()
+def model_cost(model: MedModel, image_size: int, batch_size: int = 16, repeats: int = 5) -> dict:
+    """Parameters, FLOPs (multiply-accumulates × 2, from torch-pruning's counter) and the median
+    latency in ms per image of a forward pass of ``batch_size`` images on the model's device,
+    under its precision policy (one warm-up pass)."""
+    import torch_pruning as tp
+    dev = model_device(model)
+    one = torch.rand(1, model.in_channels, image_size, image_size, device=dev)
+    with eval_mode(model):
+        macs, params = tp.utils.count_ops_and_params(model.net, model.normalize(one))
+        xb = torch.rand(batch_size, model.in_channels, image_size, image_size, device=dev)
+        model(xb)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(xb)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return {"params": int(params), "flops": int(2 * macs),
+            "latency_ms": 1000 * sorted(times)[len(times) // 2] / batch_size}

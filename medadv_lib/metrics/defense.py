@@ -1,0 +1,224 @@
+"""Evaluating a defense the way the field demands (Carlini et al. 2019, "On Evaluating Adversarial
+Robustness"; Athalye et al. 2018; Croce & Hein 2020): one call, one tidy table, then checks that
+tell real robustness from gradient masking.
+
+:func:`robustness_table` attacks one model *white-box* (the attacks see the evaluated model itself)
+with PGD-L∞ at several ε (a standard and a stronger run: more steps, random restarts), DeepFool-L2
+(success counted only within a stated L2 budget), the model's own UAP, a transfer attack (adversarial
+images crafted on another model, usually the undefended baseline), a gradient-free attack (Square,
+from torchattacks, used as a peer, not rewritten) and PGD at a large ε.  Every rate comes with its
+Wilson 95 % interval.
+
+:func:`hygiene_checks` reads that table and flags "gradient masking suspected" when
+
+(a) robust accuracy *rises* with more PGD steps and restarts;
+(b) the transfer attack beats the white-box attack at the same ε;
+(c) the gradient-free attack beats the white-box attack at the same ε;
+(d) robust accuracy does not reach (about) zero at a large ε.
+
+Each check allows a tolerance of ``tol`` (one image by default) so that sampling noise alone never
+flags a model; a model that fails any check must not be reported as robust.
+
+Vocabulary (see :mod:`medadv_lib.metrics.robustness`): robust accuracy over all ``n`` images;
+defense rate over the ``n_clean_correct`` images the model classifies correctly without attack.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from ..attacks import deepfool, pgd
+from ..models import predict
+from ..runtime import model_device
+from .robustness import rho_adv
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials (95 % for ``z = 1.96``);
+    ``(nan, nan)`` when ``n = 0``."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What :func:`robustness_table` runs (see ``course.ROBUSTNESS_FAST`` / ``ROBUSTNESS_FULL``)."""
+    eps: tuple = (1 / 255, 2 / 255, 4 / 255)   # PGD-L∞ budgets
+    steps: int = 10                            # the standard PGD
+    strong_steps: int = 50                     # the stronger PGD (check a) ...
+    strong_restarts: int = 5                   # ... with random restarts
+    strong_eps: tuple | None = None            # budgets of the stronger PGD (None: all of ``eps``; (): none)
+    deepfool_zeta: float = 0.02                # DeepFool success counts within ζ × mean L2 image norm
+    deepfool_steps: int = 50                   # 0: no DeepFool row
+    square_queries: int = 1000                 # gradient-free check (c)
+    square_eps: float = 2 / 255
+    large_eps: float | None = 32 / 255         # check (d); None: not run
+    seed: int = 0
+
+
+def _row(model_name, attack, norm, eps, correct, ok, **extra) -> dict:
+    n, ncc = len(ok), int(correct.sum())
+    k_rob, k_def = int(ok.sum()), int((ok & correct).sum())
+    lo, hi = wilson_interval(k_rob, n)
+    dlo, dhi = wilson_interval(k_def, ncc)
+    return {"model": model_name, "attack": attack, "norm": norm, "eps": float(eps), "n": n,
+            "n_clean_correct": ncc, "clean_accuracy": ncc / max(n, 1),
+            "robust_accuracy": k_rob / max(n, 1), "robust_accuracy_lo": lo, "robust_accuracy_hi": hi,
+            "defense_rate": k_def / ncc if ncc else math.nan, "defense_rate_lo": dlo, "defense_rate_hi": dhi,
+            **extra}
+
+
+def _batched(attack, model, x, y, batch_size, **kw):
+    dev, parts = model_device(model), []
+    for i in range(0, len(x), batch_size):
+        parts.append(attack(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev), **kw).cpu())
+    return parts[0].cat(parts)
+
+
+def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_size: int = 128) -> torch.Tensor:
+    """Adversarial images from the gradient-free Square attack (Andriushchenko et al. 2020) of
+    ``torchattacks`` (L∞, margin loss), the course's peer for check (c)."""
+    import torchattacks
+    atk = torchattacks.Square(model, norm="Linf", eps=float(eps), n_queries=int(queries), n_restarts=1, seed=seed)
+    dev, out = model_device(model), []
+    for i in range(0, len(x), batch_size):
+        out.append(atk(x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)).detach().cpu())
+    model.eval()
+    return torch.cat(out)
+
+
+def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model",
+                     settings: RobustnessSettings = RobustnessSettings(), l2_norm_mean: float | None = None,
+                     uap=None, transfer: dict | None = None, batch_size: int = 64,
+                     progress: bool = False) -> pd.DataFrame:
+    """Attack ``model`` white-box on ``x, y`` and return one tidy row per (attack, ε).
+
+    Args:
+        settings: the attacks and budgets (:class:`RobustnessSettings`).
+        l2_norm_mean: mean L2 norm of the images (DeepFool's budget is ``deepfool_zeta`` × this);
+            ``None``: the mean over ``x``.
+        uap: a :class:`~medadv_lib.attacks.uap.UAPResult` built against this very model (row ``uap``).
+        transfer: ``{"source": name, "eps": ε, "x_adv": images}``: adversarial versions of ``x``
+            crafted on another model (row ``transfer``).
+    Returns:
+        a DataFrame with columns ``model, attack, norm, eps, steps, restarts, n, n_clean_correct,
+        clean_accuracy, robust_accuracy(_lo/_hi), defense_rate(_lo/_hi)``, and ``median_rho_adv`` for
+        DeepFool, ``fooling_rate`` for the UAP; attacks are ``pgd``, ``pgd-strong``, ``deepfool``,
+        ``uap``, ``transfer``, ``square``, ``pgd-large``.
+    """
+    s, y = settings, y.cpu()
+    correct = predict(model, x, batch_size) == y
+    rows = []
+    runs = [("pgd", e, s.steps, 1) for e in s.eps]
+    runs += [("pgd-strong", e, s.strong_steps, s.strong_restarts) for e in (s.eps if s.strong_eps is None else s.strong_eps)]
+    runs += [("pgd-large", s.large_eps, s.steps, 1)] if s.large_eps else []
+    from tqdm.auto import tqdm
+    for attack, eps, steps, restarts in tqdm(runs, desc=f"PGD on {name}", disable=not progress, leave=False):
+        res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=restarts, seed=s.seed)
+        rows.append(_row(name, attack, "inf", eps, correct, res.pred == y, steps=steps, restarts=restarts))
+    if s.deepfool_steps:
+        norms = x.flatten(1).norm(dim=1)
+        budget = s.deepfool_zeta * (float(norms.mean()) if l2_norm_mean is None else l2_norm_mean)
+        df = _batched(deepfool, model, x, y, batch_size, norm="2", steps=s.deepfool_steps)
+        fooled = df.success & (df.delta_norm <= budget * (1 + 1e-6))
+        rho = rho_adv(df.delta, x)[correct & df.success]
+        rows.append(_row(name, "deepfool", "2", budget, correct, ~fooled, steps=s.deepfool_steps, restarts=1,
+                         zeta=s.deepfool_zeta, median_rho_adv=float(rho.median()) if rho.numel() else math.nan))
+    if uap is not None:
+        pred_clean = predict(model, x, batch_size)
+        pred = predict(model, x, batch_size, perturbation=uap.v)
+        rows.append(_row(name, "uap", uap.norm, uap.eps, correct, pred == y, zeta=uap.params.get("zeta"),
+                         fooling_rate=float((pred != pred_clean).float().mean())))
+    if transfer is not None:
+        pred = predict(model, transfer["x_adv"], batch_size)
+        rows.append(_row(name, "transfer", "inf", transfer["eps"], correct, pred == y, source=transfer["source"]))
+    if s.square_queries:
+        x_sq = square_attack(model, x, y, s.square_eps, s.square_queries, s.seed)
+        rows.append(_row(name, "square", "inf", s.square_eps, correct, predict(model, x_sq, batch_size) == y,
+                         steps=s.square_queries, restarts=1))
+    return pd.DataFrame(rows)
+
+
+def hygiene_checks(table: pd.DataFrame, tol: int = 1, large_eps_max: float = 0.05) -> pd.DataFrame:
+    """The four gradient-masking checks of the module docstring, per model of a
+    :func:`robustness_table` (several models' tables concatenated are fine).
+
+    ``tol`` images of slack on checks (a)–(c); check (d) passes when robust accuracy at the large ε
+    is at most ``large_eps_max``.  Returns one row per model: ``steps_restarts``, ``transfer``,
+    ``gradient_free``, ``large_eps`` (True = passed, None = not run), ``failed`` (the names of failed
+    checks) and ``verdict`` ("no masking detected" or "gradient masking suspected: …").
+    """
+    out = []
+    for model_name, t in table.groupby("model", sort=False):
+        acc = {(r.attack, round(r.eps, 8)): r.robust_accuracy for r in t.itertuples()}
+        n = int(t["n"].iloc[0])
+        slack = tol / max(n, 1) + 1e-9
+
+        def get(attack, eps):
+            return acc.get((attack, round(eps, 8)))
+
+        def worst_whitebox(eps):
+            vals = [v for a in ("pgd", "pgd-strong") if (v := get(a, eps)) is not None]
+            return min(vals) if vals else None
+
+        strong = [(r.eps, r.robust_accuracy) for r in t[t.attack == "pgd-strong"].itertuples()]
+        c_a = None if not strong else all(ra <= get("pgd", e) + slack for e, ra in strong if get("pgd", e) is not None)
+        tr = t[t.attack == "transfer"]
+        c_b = None
+        if len(tr) and worst_whitebox(tr.eps.iloc[0]) is not None:
+            c_b = bool(tr.robust_accuracy.iloc[0] + slack >= worst_whitebox(tr.eps.iloc[0]))
+        sq = t[t.attack == "square"]
+        c_c = None
+        if len(sq) and worst_whitebox(sq.eps.iloc[0]) is not None:
+            c_c = bool(sq.robust_accuracy.iloc[0] + slack >= worst_whitebox(sq.eps.iloc[0]))
+        lg = t[t.attack == "pgd-large"]
+        c_d = None if not len(lg) else bool(lg.robust_accuracy.iloc[0] <= large_eps_max)
+        checks = {"steps_restarts": c_a, "transfer": c_b, "gradient_free": c_c, "large_eps": c_d}
+        failed = [k for k, v in checks.items() if v is False]
+        out.append({"model": model_name, **checks, "failed": failed,
+                    "verdict": "gradient masking suspected: " + ", ".join(failed) if failed else "no masking detected"})
+    return pd.DataFrame(out)
+
+
+def defense_summary(table: pd.DataFrame, checks: pd.DataFrame | None = None, eps=(1 / 255, 2 / 255)) -> pd.DataFrame:
+    """One row per model of a (concatenated) :func:`robustness_table`: clean accuracy, the PGD-10
+    defense rate at each ``eps`` and the DeepFool, UAP, transfer and Square defense rates (each
+    ``rate [lo, hi]`` as numbers in separate columns), DeepFool's median ρ_adv, the UAP fooling
+    rate, and — with ``checks`` from :func:`hygiene_checks` — the verdict."""
+    rows = []
+    for model_name, t in table.groupby("model", sort=False):
+        r = {"model": model_name, "defense": t["defense"].iloc[0] if "defense" in t else model_name,
+             "clean_accuracy": t["clean_accuracy"].iloc[0], "n": int(t["n"].iloc[0])}
+        for e in eps:
+            hit = t[(t.attack == "pgd") & ((t.eps - e).abs() < 1e-9)]
+            if len(hit):
+                tag = f"pgd{round(e * 255):d}"
+                r.update({f"{tag}_defense_rate": hit.defense_rate.iloc[0], f"{tag}_lo": hit.defense_rate_lo.iloc[0],
+                          f"{tag}_hi": hit.defense_rate_hi.iloc[0]})
+        for attack in ("deepfool", "uap", "transfer", "square"):
+            hit = t[t.attack == attack]
+            if len(hit):
+                r.update({f"{attack}_defense_rate": hit.defense_rate.iloc[0], f"{attack}_lo": hit.defense_rate_lo.iloc[0],
+                          f"{attack}_hi": hit.defense_rate_hi.iloc[0]})
+        df = t[t.attack == "deepfool"]
+        if len(df):
+            r["median_rho_adv"] = df.median_rho_adv.iloc[0]
+        u = t[t.attack == "uap"]
+        if len(u):
+            r["uap_fooling_rate"] = u.fooling_rate.iloc[0]
+        for k in ("params", "flops", "latency_ms"):
+            if k in t:
+                r[k] = t[k].iloc[0]
+        rows.append(r)
+    out = pd.DataFrame(rows)
+    if checks is not None:
+        out = out.merge(checks[["model", "verdict"]], on="model", how="left")
+    return out
