@@ -58,3 +58,29 @@ def small_model(_small):
 def small_checkpoint(_small) -> str:
     """Path of the checkpoint file behind ``small_model`` (for CLI tests)."""
     return _small[1]["checkpoint"]
+
+
+@pytest.fixture()
+def mini_data(tmp_path):
+    """Factory of small copies of the real dataset that a test may break: ``make(per_class=4,
+    drop=None, name="mini")`` copies the first ``per_class`` images of every (split, label) into
+    ``tmp_path/name`` and writes their ``metadata.csv``, less the rows for which ``drop(df)`` is True."""
+    import shutil
+
+    import pandas as pd
+
+    from medadv_lib.data import find_data_dir
+
+    def make(per_class: int = 4, drop=None, name: str = "mini"):
+        src, root = find_data_dir(), tmp_path / name
+        df = pd.read_csv(src / "metadata.csv", dtype=str, keep_default_na=False)
+        keep = pd.concat([g.head(per_class) for _, g in df.groupby(["split", "label"])])
+        if drop is not None:
+            keep = keep[~drop(keep)]
+        for f in keep["file"]:
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / f, root / f)
+        keep.to_csv(root / "metadata.csv", index=False)
+        return root
+
+    return make

@@ -10,29 +10,48 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from .. import __version__
+from ._guard import DEBUG_ENV, CLIError, describe_error, jsonable, validate_args
 
 # module name under medadv_lib.cli, in the order shown in --help
 COMMANDS = ("data", "train", "attack", "uap")
 
 
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
-
-
 def emit(result: dict, as_json: bool, lines: list[str] | None = None) -> None:
     """Print a human summary, or with ``as_json`` one JSON object on the last line."""
     if as_json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(jsonable(result), allow_nan=False))      # strict JSON: NaN -> null
     else:
         for line in lines if lines is not None else [f"{k}: {v}" for k, v in result.items()]:
             print(line)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors also keep the ``--json`` contract (a JSON object on stdout)."""
+
+    def error(self, message):
+        if "--json" in (_ARGV or []):
+            print(json.dumps({"ok": False, "command": self.prog.split(" ", 1)[-1], "error": message,
+                              "error_type": "UsageError"}))
+        super().error(message)
+
+
+_ARGV: list[str] | None = None
+
+
+def _fail(command: str, message: str, error_type: str, as_json: bool) -> int:
+    """The one way a command fails: one line on stderr, a JSON object on stdout with ``--json``; exit 2."""
+    print(f"medadv {command}: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"ok": False, "command": command, "error": message, "error_type": error_type}))
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medadv", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="medadv", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"medadv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -47,18 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_ARGV)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+    as_json = bool(getattr(args, "json", False))
     try:
+        validate_args(args)                  # options are checked before any work starts
         return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"medadv {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        _fail(command, "interrupted", "KeyboardInterrupt", as_json)
         return 130
+    except Exception as exc:                 # every failure: one line with the fix, exit 2 (no traceback)
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        return _fail(command, describe_error(exc), type(exc).__name__, as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

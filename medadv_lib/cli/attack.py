@@ -8,6 +8,7 @@ from ..attacks._common import check_eps
 from ..metrics import median_rho_adv, robustness_curve
 from ..runtime import seed_everything
 from . import emit
+from ._guard import budget
 from ._shared import add_checkpoint_args, model_and_split
 
 ATTACKS = {"fgsm": fgsm, "pgd": pgd, "deepfool": deepfool}
@@ -56,7 +57,8 @@ def register(sub) -> None:
     add_checkpoint_args(p)
     p.add_argument("--attack", required=True, help="fgsm, pgd or deepfool")
     p.add_argument("--norm", default="inf", help="inf or 2")
-    p.add_argument("--eps", type=float, required=True, help="budget in pixel units ([0,1] images), e.g. 0.0078 = 2/255")
+    p.add_argument("--eps", type=budget, required=True,
+                   help="budget in pixel units ([0,1] images), e.g. 0.0078 or 2/255; L∞ budgets are at most 1")
     p.add_argument("--steps", type=int, default=None, help="PGD steps (default 10) / DeepFool iteration cap (default 50)")
     p.add_argument("--restarts", type=int, default=1, help="PGD random restarts")
     p.add_argument("--batch-size", type=int, default=64)

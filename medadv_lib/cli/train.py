@@ -10,6 +10,11 @@ from . import emit
 from ._shared import add_runtime_args, runtime_of
 
 
+def _num(v) -> str:
+    """A metric for the text summary: undefined ones (a class absent from the split) show as n/a."""
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def _train(args) -> int:
     if args.model not in ARCHITECTURES:
         raise ValueError(f"unknown model {args.model!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
@@ -29,9 +34,9 @@ def _train(args) -> int:
               "seconds": time.time() - t0}
     lines = [f"{args.model} @ {args.image_size}px, {args.epochs} epochs, seed {args.seed} "
              f"({'loaded from cache' if info['cached'] else 'trained'}: {info['checkpoint']})",
-             f"test accuracy {test['accuracy']:.3f}   macro F1 {test['macro_f1']:.3f}"]
-    lines += [f"  {lab:<10} sensitivity {test['per_class'][lab]['sensitivity']:.3f}  ppv {test['per_class'][lab]['ppv']:.3f}"
-              for lab in LABELS]
+             f"test accuracy {_num(test['accuracy'])}   macro F1 {_num(test['macro_f1'])}"]
+    lines += [f"  {lab:<10} sensitivity {_num(test['per_class'][lab]['sensitivity'])}  "
+              f"ppv {_num(test['per_class'][lab]['ppv'])}" for lab in LABELS]
     lines.append(f"seconds {result['seconds']:.1f}")
     emit(result, args.json, lines)
     return 0
@@ -40,14 +45,14 @@ def _train(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier (or load it from the cache) and report test metrics")
     p.add_argument("--model", required=True, help=f"architecture: {', '.join(sorted(ARCHITECTURES))}")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=128, help="side in pixels, at least 32")
+    p.add_argument("--epochs", type=int, default=8, help="at least 1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--crop-top", action="store_true", help="drop the top sixth of each image (COVIDx-style)")
     p.add_argument("--weights", default=None, help="torchvision weight name (needs internet); default random init")
-    p.add_argument("--out", default="runs", help="checkpoint folder (cache)")
+    p.add_argument("--out", default="runs", help="checkpoint folder (cache); checked writable before training")
     p.add_argument("--data", default=None, help="dataset folder")
     add_runtime_args(p)
     p.add_argument("--force", action="store_true", help="retrain even if a cached checkpoint exists")

@@ -216,17 +216,29 @@ def load_split(split: str, image_size: int = 128, data_dir=None, crop_top: bool 
     """Load a whole split into memory: ``x`` ``N×1×S×S`` float in [0, 1], ``y`` ``N`` long.
 
     ``limit`` takes a seeded, class-stratified subset.  Results are cached per process,
-    so notebooks may call this freely.
+    so notebooks may call this freely.  A split without images raises :class:`DataError` naming
+    it (nothing downstream can train on, evaluate or size a budget from zero images).
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 image; got {limit}")
     root = find_data_dir(data_dir)
     key = (str(root), split, image_size, crop_top)
     if key not in _SPLIT_CACHE:
-        _SPLIT_CACHE[key] = CXRDataset(split, image_size, root, crop_top, cache=False).tensors()
+        ds = CXRDataset(split, image_size, root, crop_top, cache=False)
+        if len(ds) == 0:
+            raise DataError(empty_split_message(root, split))
+        _SPLIT_CACHE[key] = ds.tensors()
     x, y = _SPLIT_CACHE[key]
     if limit is not None:
         idx = torch.from_numpy(stratified_indices(y.numpy(), limit, seed))
         return x[idx], y[idx]
     return x, y
+
+
+def empty_split_message(root: Path, split: str) -> str:
+    """The one message for a split without images (``load_split``, ``medadv data check``)."""
+    return (f"{Path(root) / 'metadata.csv'}: the {split!r} split has no images; every split ({', '.join(SPLITS)}) "
+            "needs images of each class. Fix the split column or rebuild the dataset with `medadv data build`.")
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, max_rotate: float = 7.0,

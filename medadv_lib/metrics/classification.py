@@ -17,22 +17,27 @@ def classification_report(y_true, y_pred, labels=LABELS) -> dict:
     (precision), F1 and support, as plain Python types (JSON-ready).
 
     Sensitivity of class c = TP / (images of class c); PPV = TP / (images predicted c).
-    A class never predicted has PPV 0 by convention (reported, not hidden).
+    A class never predicted has PPV 0 by convention (reported, not hidden).  A class with no image
+    in ``y_true`` has no sensitivity (and no F1): they are ``None``, not 0, and the macro F1 and the
+    balanced accuracy average over the classes present.  With no image at all, ``accuracy``,
+    ``macro_f1`` and ``balanced_accuracy`` are ``None`` too.
     """
     k = len(labels)
     cm = confusion_matrix(y_true, y_pred, k)
     tp = np.diag(cm).astype(float)
     support, predicted = cm.sum(1), cm.sum(0)
-    sens = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    present = support > 0
+    sens = np.divide(tp, support, out=np.zeros(k), where=present)
     ppv = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
     f1 = np.divide(2 * sens * ppv, sens + ppv, out=np.zeros(k), where=(sens + ppv) > 0)
     total = cm.sum()
     return {
-        "accuracy": float(tp.sum() / total) if total else 0.0,
-        "macro_f1": float(f1.mean()),
-        "balanced_accuracy": float(sens[support > 0].mean()) if (support > 0).any() else 0.0,
-        "per_class": {lab: {"sensitivity": float(sens[i]), "ppv": float(ppv[i]), "f1": float(f1[i]),
-                            "support": int(support[i])} for i, lab in enumerate(labels)},
+        "accuracy": float(tp.sum() / total) if total else None,
+        "macro_f1": float(f1[present].mean()) if present.any() else None,
+        "balanced_accuracy": float(sens[present].mean()) if present.any() else None,
+        "per_class": {lab: {"sensitivity": float(sens[i]) if present[i] else None, "ppv": float(ppv[i]),
+                            "f1": float(f1[i]) if present[i] else None, "support": int(support[i])}
+                      for i, lab in enumerate(labels)},
         "confusion": cm.tolist(),
         "labels": list(labels),
         "n": int(total),
