@@ -23,7 +23,7 @@ MIN_IMAGE_SIZE = 32
 """Every course architecture downsamples by 32: a smaller image leaves no spatial map to classify."""
 
 # options that count something: at least 1 when given (None means "the command's default")
-_AT_LEAST_ONE = ("batch_size", "epochs", "limit", "train_limit", "steps", "restarts")
+_AT_LEAST_ONE = ("batch_size", "epochs", "limit", "train_limit", "steps", "restarts", "workers")
 
 # how each command uses --out (and --runs): a folder it writes into, or a file it writes
 _OUT_KIND = {"train": {"out": "dir"}, "defend": {"out": "dir"}, "evaluate": {"out": "dir"},

@@ -2,21 +2,41 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 from .. import LABELS
-from ..data import SPLITS, load_metadata
+from ..data import SPLITS, find_data_dir, load_metadata
+from ..data.check import check_images, check_splits
 from . import emit
 
 
 def _check(args) -> int:
     df = load_metadata(args.data)
+    root = find_data_dir(args.data)
     counts = {s: {lab: int(((df["split"] == s) & (df["label"] == lab)).sum()) for lab in LABELS} for s in SPLITS}
-    result = {"data_dir": str(df["path"].iloc[0]).rsplit("/images/", 1)[0], "n_images": len(df),
-              "n_patients": int(df["patient_id"].nunique()), "counts": counts, "ok": True}
-    lines = [f"dataset: {result['data_dir']}  ({len(df)} images, {result['n_patients']} patients; all files present, "
+    problems = check_images(df, workers=args.workers, progress=not args.json)
+    split_errors, warnings = check_splits(df, root)
+    ok = not problems and not split_errors
+    result = {"data_dir": str(root), "n_images": len(df), "n_patients": int(df["patient_id"].nunique()),
+              "counts": counts, "ok": ok, "images_decoded": len(df), "problems": problems,
+              "split_errors": split_errors, "warnings": warnings}
+    lines = [f"dataset: {root}  ({len(df)} images, {result['n_patients']} patients; all files present, "
              "splits patient-disjoint)", f"{'split':<6} " + " ".join(f"{lab:>10}" for lab in LABELS) + f" {'all':>6}"]
     lines += [f"{s:<6} " + " ".join(f"{counts[s][lab]:>10}" for lab in LABELS) + f" {sum(counts[s].values()):>6}"
               for s in SPLITS]
+    lines += [f"warning: {w}" for w in warnings]
+    if problems:
+        lines.append(f"{len(problems)} of {len(df)} images are bad:")
+        lines += [f"  {p['file']}: {p['problem']}" for p in problems]
+    elif not split_errors:
+        lines.append(f"all {len(df)} images decode as plausible 8-bit grayscale X-rays")
+    if not ok:
+        what = split_errors + ([f"{len(problems)} bad image(s) (listed above): restore them from the dataset "
+                                "source or rebuild with `medadv data build`"] if problems else [])
+        result["error"] = "; ".join(what)
+        emit(result, args.json, lines)
+        print(f"medadv data check: error: {result['error']}", file=sys.stderr)
+        return 2
     emit(result, args.json, lines)
     return 0
 
@@ -24,7 +44,9 @@ def _check(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("data", help="check, build or download the chest X-ray dataset")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    c = dsub.add_parser("check", help="validate the dataset and print per-split, per-label counts")
+    c = dsub.add_parser("check", help="validate the dataset (table, every image decoded, splits) and print "
+                                      "per-split, per-label counts; exit 2 on bad data")
+    c.add_argument("--workers", type=int, default=None, help="decoding threads (default: 2 per available CPU, <= 8)")
     c.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
     c.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     c.set_defaults(func=_check)
