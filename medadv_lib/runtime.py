@@ -4,7 +4,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,18 +268,92 @@ def eval_mode(model: torch.nn.Module):
             m.training = training
 
 
+TEMP_TAG = "medadv-tmp"
+"""Marks the temporary files of :func:`atomic_path`: ``.<name>.medadv-tmp-<host>-<pid>-<random>.tmp``."""
+
+STALE_TEMP_SECONDS = 3600
+"""A temporary file untouched this long is left over from an interrupted save, whoever wrote it."""
+
+_TEMP_RE = re.compile(rf"^\..+\.{TEMP_TAG}-(?P<host>[^/]*)-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")     # mkstemp names of earlier versions
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)          # elsewhere: the classic read-by-setting (restored at once)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True                 # exists, owned by someone else
+    return True
+
+
+def clean_stale_temp_files(folder: str | os.PathLike, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove what interrupted atomic saves left in ``folder``; return the removed paths.
+
+    A temporary file of :func:`atomic_path` goes when the process that wrote it (same host) is gone,
+    or when nobody has touched it for ``max_age`` seconds (another host's, or an earlier version's);
+    a save in progress is never touched.  :func:`atomic_path` calls this on every save, so the next
+    run after a crash cleans up.
+    """
+    removed = []
+    host = socket.gethostname()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".tmp") or not name.startswith("."):
+            continue
+        m = _TEMP_RE.match(name)
+        if m is None and not _LEGACY_TEMP_RE.match(name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            old = now - entry.stat(follow_symlinks=False).st_mtime > max_age
+            dead = m is not None and m["host"] == host and not _pid_alive(int(m["pid"]))
+            if old or dead:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    On an exception the temporary file is removed, so nothing half-written is left.
+    On an exception the temporary file is removed, so nothing half-written is left; what an
+    interrupted process (killed, power cut) left is removed by the next save in the folder
+    (:func:`clean_stale_temp_files`).  The file gets the permissions a plain ``open`` would give
+    (``0666`` less the umask), so a shared cache folder stays readable to the group.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temp_files(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_TAG}-{socket.gethostname()}-{os.getpid()}-",
+                               suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())          # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -292,7 +369,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write text atomically."""
+    """Write text (UTF-8) atomically."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)

@@ -83,12 +83,10 @@ def load_checksums(dest: Path) -> dict[str, dict]:
 
 
 def _write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` through a temporary file and a rename (umask permissions, and what an
+    interrupted write left is cleaned up: :func:`medadv_lib.runtime.atomic_path`)."""
+    from ..runtime import atomic_write_text
+    atomic_write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", path)
 
 
 def resolve_url(item: ManifestItem, base_urls: Mapping[str, str] | None = None,
