@@ -3,7 +3,7 @@
 Six public GitHub repositories supply the images, and one file of
 ``mlmed/torchxrayvision`` supplies the NIH ChestX-ray8 labels, ages, sexes and
 views of the NIH images.  Every item is pinned to the commit the shared snapshot
-was built from (see ``/work/shared/data/covid-cxr-mini/SOURCES.md``).
+was built from (see ``SOURCES.md`` in the snapshot's dataset folder).
 
 Order matters: of a set of near-duplicate images, the copy from the earliest
 source in :data:`SOURCES` is kept.
