@@ -258,3 +258,21 @@ def test_json_output_never_contains_nan(monkeypatch, capsys):
     res = _strict(capsys.readouterr().out.strip().splitlines()[-1])
     assert res == {"a": None, "b": [1.0, None], "c": None, "d": 0.5, "e": {"f": None}, "g": [0, 1]}
     assert jsonable({"x": (float("nan"),)}) == {"x": [None]}
+
+
+def test_library_attacks_warn_about_linf_eps_above_one():
+    import warnings
+
+    import torch
+
+    from medadv_lib.attacks import fgsm, pgd
+    model = build_model("resnet18").eval()
+    x, y = torch.rand(2, 1, 32, 32), torch.tensor([0, 2])
+    with pytest.warns(UserWarning, match=r"did you mean 8/255 = 0\.0314"):
+        fgsm(model, x, y, eps=8)
+    with pytest.warns(UserWarning, match="did you mean 4/255"):
+        pgd(model, x, y, eps=4, steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fgsm(model, x, y, eps=3.0, norm="2")                       # an L2 budget above 1 is ordinary
+        fgsm(model, x, y, eps=8 / 255)

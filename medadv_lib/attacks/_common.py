@@ -54,11 +54,16 @@ def parse_target(target, labels=None, num_classes: int | None = None) -> int | N
     return int(target)
 
 
-def check_eps(eps: float, name: str = "eps") -> float:
-    """Budgets are non-negative finite numbers in pixel units."""
+def check_eps(eps: float, name: str = "eps", norm: str | None = None) -> float:
+    """Budgets are non-negative finite numbers in pixel units.  With ``norm="inf"`` a budget above 1
+    (every pixel may change completely: usually a budget meant in 0-255 units) warns, naming ``/255``."""
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (pixel units, [0,1] images); got {eps}")
+    if norm == "inf" and eps > 1:
+        import warnings
+        warnings.warn(f"{name}={eps:g} is above 1, but pixels are in [0, 1], so this L∞ budget can change every "
+                      f"pixel completely: did you mean {eps:g}/255 = {eps / 255:.4f}?", stacklevel=3)
     return eps
 
 

@@ -30,7 +30,8 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         >>> res = fgsm(model, x, y, eps=2/255)
         >>> res.success_rate
     """
-    norm, eps = parse_norm(norm), check_eps(eps)
+    norm = parse_norm(norm)
+    eps = check_eps(eps, norm=norm)
     check_inputs(x, y, num_classes_of(model, x))
     y = y.to(x.device)
     with eval_mode(model):

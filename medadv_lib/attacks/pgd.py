@@ -68,7 +68,8 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
         >>> res = pgd(model, x, y, eps=2/255, steps=20, restarts=3, seed=0)
         >>> res.success_rate, res.delta_norm.max()
     """
-    norm, eps = parse_norm(norm), check_eps(eps)
+    norm = parse_norm(norm)
+    eps = check_eps(eps, norm=norm)
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_eps(alpha, "alpha")
     if int(steps) != steps or steps < 0 or int(restarts) != restarts or restarts < 1:
         raise ValueError(f"steps must be an int >= 0 and restarts an int >= 1; got {steps}, {restarts}")
