@@ -262,6 +262,10 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
             "precision": str(prec),
             "val": evaluate(model, *val, device=device), "test": evaluate(model, *test, device=device)}
     save_checkpoint(model, path, **meta)
+    # hand back the model as the file rebuilds it (spec, weights, memory format): a first run and every
+    # later cached run then measure the very same module (an in-place pruned module, for one, keeps
+    # pruning's re-parametrisation leftovers and ran slower than its reloaded twin)
+    model, _ = load_checkpoint(path, device=device, precision=prec)
     return model, {**meta, "checkpoint": str(path), "cached": False}
 
 

@@ -84,7 +84,7 @@ def test_attack_missing_checkpoint(tmp_path, capsys):
 def test_uap_json_contract(small_checkpoint, tmp_path, capsys, method, target):
     out = tmp_path / "v.npy"
     args = ["uap", "--checkpoint", small_checkpoint, "--zeta", "0.04", "--norm", "inf", "--method", method,
-            "--limit", "48", "--train-limit", "64", "--epochs", "2", "--max-iter", "2", "--device", "cpu",
+            "--limit", "48", "--train-limit", "64", "--epochs", "2", "--device", "cpu", "--runs", str(tmp_path),
             "--out", str(out), "--json"]
     if target:
         args += ["--target", target]

@@ -58,7 +58,7 @@ def test_attention_maps_are_read_out_at_image_size(x):
 
 @pytest.mark.parametrize("amount", [0.3, 0.7])
 def test_unstructured_pruning_reaches_the_exact_sparsity_and_survives_a_round_trip(amount, x, tmp_path):
-    m = prune_unstructured(_model(), amount)
+    m = prune_unstructured(_model().set_precision("fp32"), amount)      # channels_last weights, as in training
     assert sparsity(m) == pytest.approx(amount, abs=1e-4)
     head = m.net.fc.weight
     assert (head != 0).all()                                 # the head is not pruned
@@ -71,7 +71,7 @@ def test_unstructured_pruning_reaches_the_exact_sparsity_and_survives_a_round_tr
 
 
 def test_structured_pruning_removes_channels_and_reloads_to_the_same_outputs(x, tmp_path):
-    m = _model()
+    m = _model().set_precision("fp32")                  # channels_last weights, as in training
     cost0 = model_cost(m, SIZE, batch_size=2, repeats=1)
     prune_structured(m, 0.5, SIZE)
     cost1 = model_cost(m, SIZE, batch_size=2, repeats=1)

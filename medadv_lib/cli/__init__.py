@@ -17,7 +17,7 @@ from .. import __version__
 from ._guard import DEBUG_ENV, CLIError, describe_error, jsonable, validate_args
 
 # module name under medadv_lib.cli, in the order shown in --help
-COMMANDS = ("data", "train", "attack", "uap")
+COMMANDS = ("data", "train", "attack", "uap", "defend", "evaluate")
 
 
 def emit(result: dict, as_json: bool, lines: list[str] | None = None) -> None:
@@ -55,13 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medadv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:        # a command whose module is not installed yet
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        mod.register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from .. import LABELS
+from ..attacks.uap import UAPResult, random_uap
 from ..attacks.uap import apply_uap  # noqa: F401  (apply_uap re-exported for convenience)
+from ..attacks.uap.cache import _pct, _target_name, uap_key
 from ..models import predict
 from ..runtime import model_device
 from .classification import classification_report, confusion_matrix
@@ -233,3 +235,81 @@ def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     predictions under each distinct ``v`` are computed once.
     """
     return uap_report(model, x, y, v, _predict(model, x, None, cache), _predict(model, x, v, cache), target)
+
+
+# --------------------------------------------------------------------------------------------
+# A grid of precomputed UAPs (notebook 02's widget and tables): ``{(zeta, norm, target): UAPResult}``
+# --------------------------------------------------------------------------------------------
+
+def lookup_uap(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
+    if key in uaps:
+        return uaps[key]
+    have = ", ".join(f"(ζ={_pct(z)}, {n}, {_target_name(t, labels)})" for z, n, t in sorted(
+        uaps, key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0])))
+    raise ValueError(f"no UAP precomputed for ζ={_pct(key[0])}, norm={key[1]}, target="
+                     f"{_target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
+                     "(extend it with precompute_uaps(..., uaps=uaps))")
+
+
+def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
+    return random_uap(res.v, res.eps, res.norm, kind=kind, seed=seed)
+
+
+def grid_point_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, key: tuple,
+                       random_control: bool = True, random_kind: str = "uniform", seed: int = 0,
+                       cache: dict | None = None, labels=LABELS) -> dict:
+    """Every metric of :func:`evaluate_uap` for the precomputed UAP at grid ``key`` (normalised by
+    :func:`~medadv_lib.attacks.uap.cache.uap_key`), plus ``zeta``, ``norm``, ``eps``, ``target_name``,
+    ``method`` and, with the random control of the same norm, ``random_fooling_rate``,
+    ``random_fooling_rate_balanced`` (targeted: ``random_target_success_rate``).  Predictions are
+    memoised in ``cache``."""
+    res = lookup_uap(uaps, key, labels)
+    zeta, norm, target = key
+    cache = {} if cache is None else cache
+    metrics = evaluate_uap_cached(model, x, y, res.v, target, cache)
+    metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
+                    "method": res.method})
+    if random_control:
+        rnd = evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed), target, cache)
+        metrics["random_fooling_rate"] = rnd["fooling_rate"]
+        metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
+        if target is not None:
+            metrics["random_target_success_rate"] = rnd["target_success_rate"]
+    return metrics
+
+
+def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, keys=None,
+                  random_control: bool = True, random_kind: str = "uniform", seed: int = 0,
+                  cache: dict | None = None, labels=LABELS):
+    """:func:`grid_point_metrics` for every grid point, as a table (one row per UAP and per control).
+
+    Arguments:
+        model, x, y, uaps, random_kind, seed, cache, labels: as :func:`grid_point_metrics`.
+        keys: the grid points to evaluate (default: all of ``uaps``, sorted).
+        random_control (bool): add a ``kind="random"`` row per grid point. (Default: True)
+    Returns:
+        a ``pandas.DataFrame`` with columns ``zeta``, ``norm``, ``target`` (class name or
+        ``"none"``), ``kind`` (``"UAP"`` or ``"random"``), ``eps``, ``fooling_rate``,
+        ``fooling_rate_balanced``, ``fooling_rate_vs_labels``, ``target_success_rate`` (NaN when
+        non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
+        images predicted as each class under the perturbation).
+    """
+    import pandas as pd
+    cache = {} if cache is None else cache
+    keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
+                  key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
+    rows = []
+    for key in keys:
+        res = lookup_uap(uaps, key, labels)
+        kinds = [("UAP", res.v)] + ([("random", _random_v(res, random_kind, seed))] if random_control else [])
+        for kind, v in kinds:
+            m = evaluate_uap_cached(model, x, y, v, key[2], cache)
+            row = {"zeta": key[0], "norm": key[1], "target": _target_name(key[2], labels), "kind": kind,
+                   "eps": float(res.eps), "fooling_rate": m["fooling_rate"],
+                   "fooling_rate_balanced": m["fooling_rate_balanced"],
+                   "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
+                   "target_success_rate": m.get("target_success_rate", float("nan"))}
+            row.update({f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])})
+            row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import LABELS
+
 __all__ = ["plot_fooling_vs_zeta", "plot_uap_history", "show_perturbations"]
 
 _NAMES = {"fooling_rate": "fooling rate (vs clean predictions)",
@@ -141,3 +143,44 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
     imgs = torch.stack([(0.5 + scale * v).clamp(0, 1) for v in vv])
     titles = [f"{t}\n(×{scale:.0f})" for t in vs]
     return show_images(imgs, titles, ncols=len(vv), size=size, suptitle=suptitle)
+
+
+def _show_indices(y: torch.Tensor, n_show: int) -> list:
+    """First image of each class, then the second of each class, ... (``n_show`` in all)."""
+    y = y.detach().cpu()
+    pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
+    out, r = [], 0
+    while len(out) < min(n_show, len(y)):
+        for p in pools:
+            if r < len(p) and len(out) < n_show:
+                out.append(p[r])
+        r += 1
+    return out
+
+
+def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 3, labels=LABELS,
+                    amplify: float | None = None):
+    """Clean / amplified perturbation / perturbed rows for ``n_show`` images (one per class in turn),
+    titled with the clean and perturbed predictions (✗ = changed) and the grid point's metrics
+    (a dict from :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  Returns the figure."""
+    from ..attacks import apply_uap
+    from ..attacks.uap.cache import _pct, _target_name
+    from . import triplets
+    idx = _show_indices(y, int(n_show))
+    xs, v = x[idx].detach().cpu(), v.detach().cpu()
+    titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
+               labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else "")) for i in idx]
+    fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify)
+    m, target = metrics, metrics.get("target")
+    head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {_pct(m['zeta'])} (‖v‖ ≤ {m['eps']:.3g}), "
+            f"target {m['target_name']}\n")
+    rnd = "random_fooling_rate" in m
+    if target is None:
+        head += (f"fooling rate {m['fooling_rate']:.2f} (balanced {m['fooling_rate_balanced']:.2f})"
+                 + (f" · random {m['random_fooling_rate']:.2f}" if rnd else ""))
+    else:
+        head += (f"target success rate {m['target_success_rate']:.2f}"
+                 + (f" · random {m['random_target_success_rate']:.2f}" if rnd else ""))
+    fig.suptitle(head + f" (n = {m['n']})", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -12,8 +12,7 @@ function the notebook also calls once, so papermill runs the same code the slide
   :func:`uap_view`.  Nothing is attacked while the slider moves: it only evaluates precomputed UAPs,
   so it stays responsive on a CPU.
 
-:func:`evaluate_grid` runs the same evaluation for every grid point at once and returns a table
-(the "fooling rate vs ζ" curves of notebook 02).
+:func:`~medadv_lib.metrics.universal.evaluate_grid` evaluates every grid point at once (a table).
 
 Keys.  A grid key is ``(zeta, norm, target)`` with ``zeta`` a float (0.02 = 2%), ``norm`` ``"inf"``
 or ``"2"`` and ``target`` ``None`` (non-targeted) or a class index; :func:`uap_key` normalises
@@ -32,44 +31,16 @@ from __future__ import annotations
 import torch
 
 from .. import LABELS
-from ..attacks import apply_uap, random_uap
-from ..attacks.uap import UAPResult
 from ..attacks.uap.cache import ZETA_GRID, _pct, _target_name, check_zeta, precompute_uaps, uap_key
-from ..metrics.universal import _predict, evaluate_uap_cached
+from ..metrics.universal import _predict, evaluate_grid, evaluate_uap_cached, grid_point_metrics
+from ..viz.uap import uap_grid_figure
 
 __all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
            "uap_widget"]
 
 # --------------------------------------------------------------------------------------------
-# One grid point: metrics and figure
+# One grid point: metrics (metrics.universal) and figure (viz.uap)
 # --------------------------------------------------------------------------------------------
-
-def _lookup(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
-    if key in uaps:
-        return uaps[key]
-    have = ", ".join(f"(ζ={_pct(z)}, {n}, {_target_name(t, labels)})" for z, n, t in sorted(
-        uaps, key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0])))
-    raise ValueError(f"no UAP precomputed for ζ={_pct(key[0])}, norm={key[1]}, target="
-                     f"{_target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
-                     "(extend it with precompute_uaps(..., uaps=uaps))")
-
-
-def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
-    return random_uap(res.v, res.eps, res.norm, kind=kind, seed=seed)
-
-
-def _show_indices(y: torch.Tensor, n_show: int) -> list:
-    """First image of each class, then the second of each class, ... (``n_show`` in all)."""
-    y = y.detach().cpu()
-    pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
-    out, r = [], 0
-    while len(out) < min(n_show, len(y)):
-        for p in pools:
-            if r < len(p) and len(out) < n_show:
-                out.append(p[r])
-        r += 1
-    return out
-
 
 def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
              target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
@@ -93,13 +64,9 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
         labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
         show (bool): build the figure; ``False`` returns ``(metrics, None)``.
     Returns:
-        ``(metrics, fig)``.  ``metrics`` holds every key of
-        :func:`~medadv_lib.metrics.evaluate_uap` for this UAP, with the same values — among them
-        ``fooling_rate`` (vs the clean predictions), ``fooling_rate_balanced`` (mean over the
-        true classes), ``fooling_rate_vs_labels`` and, targeted, ``target_success_rate`` — plus
-        ``zeta``, ``norm``, ``eps``, ``target_name``, ``method`` and, with the control,
-        ``random_fooling_rate``, ``random_fooling_rate_balanced`` (targeted:
-        ``random_target_success_rate``).
+        ``(metrics, fig)``: ``metrics`` from :func:`~medadv_lib.metrics.universal.grid_point_metrics` (every
+        key of :func:`~medadv_lib.metrics.evaluate_uap`, the grid point, the random control), ``fig`` from
+        :func:`~medadv_lib.viz.uap.uap_grid_figure`.
     Raises:
         ValueError: ζ not a number in (0, 1), an unknown norm or target, a grid point that was not
         precomputed (the message lists the grid), or ``x``/``y`` of different lengths.
@@ -107,77 +74,14 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
     key = uap_key(zeta, norm, target, labels)
     if len(x) != len(y):
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
-    res = _lookup(uaps, key, labels)
-    zeta, norm, target = key
     cache = {} if cache is None else cache          # a local one still shares the clean predictions
-    metrics = evaluate_uap_cached(model, x, y, res.v, target, cache)
-    metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
-                    "method": res.method})
-    if random_control:
-        rnd = evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed), target, cache)
-        metrics["random_fooling_rate"] = rnd["fooling_rate"]
-        metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
-        if target is not None:
-            metrics["random_target_success_rate"] = rnd["target_success_rate"]
-    fig = None
-    if show:
-        from ..viz import triplets
-        idx = _show_indices(y, int(n_show))
-        pred_clean, pred_adv = _predict(model, x, None, cache), _predict(model, x, res.v, cache)
-        xs = x[idx].detach().cpu()
-        v = res.v.detach().cpu()
-        titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
-                   labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else ""))
-                  for i in idx]
-        fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify)
-        head = (f"{'L∞' if norm == 'inf' else 'L2'} UAP, ζ = {_pct(zeta)} (‖v‖ ≤ {res.eps:.3g}), "
-                f"target {_target_name(target, labels)}\n")
-        if target is None:
-            head += (f"fooling rate {metrics['fooling_rate']:.2f} (balanced {metrics['fooling_rate_balanced']:.2f})"
-                     + (f" · random {metrics['random_fooling_rate']:.2f}" if random_control else ""))
-        else:
-            head += (f"target success rate {metrics['target_success_rate']:.2f}"
-                     + (f" · random {metrics['random_target_success_rate']:.2f}" if random_control else ""))
-        fig.suptitle(head + f" (n = {metrics['n']})", fontsize=9)
-        fig.tight_layout()
+    metrics = grid_point_metrics(model, x, y, uaps, key, random_control, random_kind, seed, cache, labels)
+    if not show:
+        return metrics, None
+    v = uaps[key].v
+    fig = uap_grid_figure(x, y, v, metrics, _predict(model, x, None, cache), _predict(model, x, v, cache), n_show,
+                          labels, amplify)
     return metrics, fig
-
-
-def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, keys=None,
-                  random_control: bool = True, random_kind: str = "uniform", seed: int = 0,
-                  cache: dict | None = None, labels=LABELS):
-    """:func:`uap_view`'s metrics for every grid point, as a table (one row per UAP and per control).
-
-    Arguments:
-        model, x, y, uaps, random_kind, seed, cache, labels: as :func:`uap_view`.
-        keys: the grid points to evaluate (default: all of ``uaps``, sorted).
-        random_control (bool): add a ``kind="random"`` row per grid point. (Default: True)
-    Returns:
-        a ``pandas.DataFrame`` with columns ``zeta``, ``norm``, ``target`` (class name or
-        ``"none"``), ``kind`` (``"UAP"`` or ``"random"``), ``eps``, ``fooling_rate``,
-        ``fooling_rate_balanced``, ``fooling_rate_vs_labels``, ``target_success_rate`` (NaN when
-        non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
-        images predicted as each class under the perturbation).
-    """
-    import pandas as pd
-    cache = {} if cache is None else cache
-    keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
-                  key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
-    rows = []
-    for key in keys:
-        res = _lookup(uaps, key, labels)
-        kinds = [("UAP", res.v)] + ([("random", _random_v(res, random_kind, seed))] if random_control else [])
-        for kind, v in kinds:
-            m = evaluate_uap_cached(model, x, y, v, key[2], cache)
-            row = {"zeta": key[0], "norm": key[1], "target": _target_name(key[2], labels), "kind": kind,
-                   "eps": float(res.eps), "fooling_rate": m["fooling_rate"],
-                   "fooling_rate_balanced": m["fooling_rate_balanced"],
-                   "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
-                   "target_success_rate": m.get("target_success_rate", float("nan"))}
-            row.update({f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])})
-            row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
