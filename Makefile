@@ -40,7 +40,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -ra -m "not notebook" $(PYTEST_ARGS)
 
 tutorial: setup
-	$(BIN)/python -m medadv_lib.runner --mode $(MODE) --out build
+	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out build
 
 # JupyterLab from the venv, rooted at notebooks/; its kernels run the project's (.venv) Python (the venv's
 # kernel specs before the user's) and talk to the server over CurveZMQ-encrypted sockets, not plain TCP

@@ -3,7 +3,7 @@ import nbformat
 import pytest
 
 from medadv_lib.claims import ClaimFailed, check
-from medadv_lib.runner import NotebookFailed, run_notebook
+from medadv_lib.course.runner import NotebookFailed, run_notebook
 
 
 def test_a_true_claim_prints_a_tick(capsys, monkeypatch):

@@ -91,7 +91,7 @@ def test_uap_json_contract(small_checkpoint, tmp_path, capsys, method, target):
     assert main(args) == 0
     res = _last_json(capsys)
     for key in ("method", "norm", "zeta", "eps", "fooling_rate", "fooling_rate_balanced",
-                "fooling_rate_vs_labels", "clean_accuracy", "perturbed_accuracy", "seconds"):
+                "fooling_rate_vs_labels", "clean_accuracy", "robust_accuracy", "seconds"):
         assert key in res, key
     assert res["n_test"] == 48 and out.exists()
     assert res["v_linf"] <= res["eps"] * (1 + 1e-5)

@@ -401,7 +401,7 @@ def test_bad_inputs_and_atomic_write(raw, tmp_path, monkeypatch):
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(B, "write_metadata", boom)
+    monkeypatch.setattr(B.pipeline, "write_metadata", boom)   # where build_dataset looks it up
     with pytest.raises(RuntimeError):
         run_build([raw["dirs"]["mhh"]], tmp_path / "o3")
     assert not (tmp_path / "o3").exists()

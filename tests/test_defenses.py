@@ -187,12 +187,17 @@ def test_defend_json_contract_and_cache(small_checkpoint, tmp_path, capsys):
     assert main(args) == 0
     again = _last_json(capsys)
     assert again["cached"] and again["checkpoint"] == res["checkpoint"]
+    # the other commands take the defended checkpoint like any other
+    assert main(["attack", "--checkpoint", res["checkpoint"], "--attack", "pgd", "--eps", "0.0078", "--limit", "12",
+                 "--device", "cpu", "--precision", "fp32", "--json"]) == 0
+    attacked = _last_json(capsys)
+    assert attacked["n"] == 12 and 0 <= attacked["robust_accuracy"] <= attacked["clean_accuracy"]
     assert main(["defend", "--checkpoint", small_checkpoint, "--prune", "1.5", "--out", str(tmp_path)]) == 2
     assert "prune must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_evaluate_json_contract(small_checkpoint, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(course, "robustness_settings", lambda fast: CHECK)
+    monkeypatch.setattr(course.config, "robustness_settings", lambda fast: CHECK)
     monkeypatch.setattr(course.DEFENSE_FAST, "eval_images", 24)
     monkeypatch.setattr(course.UAP_FAST, "train", 32)
     monkeypatch.setattr(course.UAP_FAST, "epochs", 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from medadv_lib.runner import course_notebooks
+from medadv_lib.course.runner import course_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 

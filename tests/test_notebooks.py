@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medadv_lib.runner import NOTEBOOK_DIR, NotebookFailed, course_notebooks, run_notebook
+from medadv_lib.course.runner import NOTEBOOK_DIR, NotebookFailed, course_notebooks, run_notebook
 
 NOTEBOOKS = course_notebooks()
 

@@ -79,7 +79,7 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
                     str(target), str(wheel)], check=True, env=env, timeout=300)
     probe = ("import importlib, pathlib, medadv_lib, medadv_lib.cli as cli; "
              "mods = ['medadv_lib.data', 'medadv_lib.attacks', 'medadv_lib.metrics', 'medadv_lib.train', "
-             "'medadv_lib.widgets', 'medadv_lib.runner']; [importlib.import_module(m) for m in mods]; "
+             "'medadv_lib.widgets', 'medadv_lib.course.runner']; [importlib.import_module(m) for m in mods]; "
              "root = pathlib.Path(medadv_lib.__file__).parent; "
              "print(root); print((root / 'data' / 'BUILDING.md').is_file()); "
              "print(sorted(cli.build_parser()._subparsers._group_actions[0].choices))")

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from medadv_lib.runner import _poll_reply_channels_periodically, course_notebooks, resolve_mode
+from medadv_lib.course.runner import _poll_reply_channels_periodically, course_notebooks, resolve_mode
 
 
 def test_unbounded_channel_wait_polls_and_still_returns_a_late_message():
@@ -58,7 +58,7 @@ def test_runner_kernels_use_a_private_transport_without_the_tcp_warning(tmp_path
     import os
     import tempfile
 
-    from medadv_lib.runner import run_notebook
+    from medadv_lib.course.runner import run_notebook
 
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                            "display_name": "Python 3"}})

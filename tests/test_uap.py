@@ -277,7 +277,7 @@ def test_metrics_from_hand_made_predictions():
     assert m["fooling_rate_per_class"] == pytest.approx([0.5, 0.5, 0.5])
     assert m["fooling_rate_vs_labels_per_class"] == pytest.approx([1.0, 0.5, 0.25])
     assert m["fooling_rate_balanced"] == pytest.approx(0.5)
-    assert m["clean_accuracy"] == pytest.approx(6 / 8) and m["adv_accuracy"] == pytest.approx(4 / 8)
+    assert m["clean_accuracy"] == pytest.approx(6 / 8) and m["robust_accuracy"] == pytest.approx(4 / 8)
     assert m["confusion_clean_to_adv"] == [[0, 0, 2], [0, 2, 1], [1, 0, 2]]
     assert m["confusion_labels_to_adv"] == [[0, 1, 1], [0, 1, 1], [1, 0, 3]]
     # under the UAP: sensitivity = diag / row sums; PPV = diag / column sums

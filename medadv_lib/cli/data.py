@@ -50,11 +50,5 @@ def register(sub) -> None:
     c.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
     c.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     c.set_defaults(func=_check)
-    try:
-        build = importlib.import_module(f"{__package__}.data_build")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.data_build":
-            raise
-    else:
-        build.register(dsub)
+    importlib.import_module(f"{__package__}.data_build").register(dsub)
     p.set_defaults(func=lambda args: p.print_help() or 2)

@@ -6,7 +6,7 @@ import time
 
 from ..course import defend_checkpoint
 from ..defenses import KINDS, defense_name, normalize_defense, sparsity
-from ..runner import resolve_mode
+from ..course.runner import resolve_mode
 from . import emit
 from ._shared import add_runtime_args, runtime_of
 

@@ -7,7 +7,7 @@ import time
 from ..course import _jsonable, course_robustness
 from ..metrics.defense import hygiene_checks
 from ..models import load_checkpoint
-from ..runner import resolve_mode
+from ..course.runner import resolve_mode
 from . import emit
 from ._shared import add_runtime_args, runtime_of
 

@@ -10,7 +10,7 @@ from ..attacks.uap.cache import check_zeta
 from ..course import course_uap
 from ..data import image_norm_stats
 from ..metrics import evaluate_uap
-from ..runner import resolve_mode
+from ..course.runner import resolve_mode
 from ..runtime import seed_everything
 from . import emit
 from ._shared import add_checkpoint_args, model_and_split
@@ -53,7 +53,7 @@ def _uap(args) -> int:
               "fooling_rate": m["fooling_rate"], "fooling_rate_balanced": m["fooling_rate_balanced"],
               "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
               "fooling_rate_reweighted": m["fooling_rate_reweighted"], "clean_accuracy": m["clean_accuracy"],
-              "perturbed_accuracy": m["adv_accuracy"],
+              "robust_accuracy": m["robust_accuracy"],
               "fooling_rate_per_class": dict(zip(LABELS, m["fooling_rate_per_class"])),
               "confusion_clean_to_perturbed": m["confusion_clean_to_adv"], "v_linf": m["v_linf"], "v_l2": m["v_l2"],
               "out": args.out}
@@ -65,7 +65,7 @@ def _uap(args) -> int:
              + (f" ({'loaded from' if result['cached'] else 'saved to'} {path})" if path else ""),
              f"test: fooling rate {m['fooling_rate']:.3f} (balanced {m['fooling_rate_balanced']:.3f}; vs labels "
              f"{m['fooling_rate_vs_labels']:.3f}; re-weighted to the paper's mix {m['fooling_rate_reweighted']:.3f}); "
-             f"accuracy {m['clean_accuracy']:.3f} -> {m['adv_accuracy']:.3f}"]
+             f"accuracy {m['clean_accuracy']:.3f} -> {m['robust_accuracy']:.3f}"]
     if target is not None:
         lines.append(f"target success rate {m['target_success_rate']:.3f}")
     if args.out:

@@ -180,9 +180,6 @@ class CXRDataset(Dataset):
             x = augment_batch(x[None])[0]
         return x, int(self.labels[i])
 
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(LABELS))
-
     def tensors(self, num_workers: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
         """All images stacked into ``N×1×H×W`` plus labels ``N`` (decoded in threads)."""
         with ThreadPoolExecutor(max_workers=num_workers) as pool:

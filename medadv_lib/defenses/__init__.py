@@ -17,8 +17,6 @@ zero-initialised gates), then fine-tuning with the masks on, then :func:`finaliz
 """
 from __future__ import annotations
 
-from ..models import apply_modification
-
 from .attention import CBAM, KINDS, add_attention, attention_maps, gate_by_region, residual_blocks, se_module  # noqa: F401
 from .pruning import (make_permanent, model_cost, prunable_layers, prune_structured,  # noqa: F401
                       prune_unstructured, sparsity)
@@ -59,7 +57,7 @@ def apply_defense(model, defense: dict | None, image_size: int):
         else:
             prune_unstructured(model, d["prune"])
     if d["attention"]:
-        apply_modification(model, "attention", kind=d["attention"])
+        add_attention(model, d["attention"])
     return model
 
 

@@ -123,12 +123,20 @@ def residual_blocks(model: MedModel) -> list[tuple[str, nn.Module]]:
             {g for g, _ in _GATED.values()}]
 
 
-@register_modification("attention")
 def add_attention(model: MedModel, kind: str = "cbam", reduction: int = 16) -> MedModel:
     """Insert a ``kind`` (``"cbam"`` or ``"se"``) module into every residual block of ``model``, in
-    place, on the residual branch before the addition; every block starts as it was (see the module
-    docstring).  New parameters are created on the model's device.  Raises ``ValueError`` for
-    architectures without residual blocks, or when the blocks already have attention."""
+    place, on the residual branch before the addition, and record it in the model spec (so a checkpoint
+    rebuilds it); every block starts as it was (see the module docstring).  New parameters are created
+    on the model's device.  Raises ``ValueError`` for architectures without residual blocks, or when
+    the blocks already have attention.  Returns the model."""
+    _attach_attention(model, kind, reduction)
+    model.modifications.append({"name": "attention", "params": {"kind": kind, "reduction": reduction}})
+    return model
+
+
+@register_modification("attention")
+def _attach_attention(model: MedModel, kind: str = "cbam", reduction: int = 16) -> MedModel:
+    """The structural part of :func:`add_attention` (what a checkpoint's spec replays)."""
     if kind not in KINDS:
         raise ValueError(f"unknown attention {kind!r}; use one of {', '.join(KINDS)}")
     blocks = [(n, b) for n, b in model.net.named_modules() if type(b) in _GATED]

@@ -86,7 +86,11 @@ def _batched(attack, model, x, y, batch_size, **kw):
 def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_size: int = 128) -> torch.Tensor:
     """Adversarial images from the gradient-free Square attack (Andriushchenko et al. 2020) of
     ``torchattacks`` (L∞, margin loss), the course's peer for check (c)."""
-    import torchattacks
+    try:
+        import torchattacks
+    except ImportError as exc:   # a peer installed by `make setup` (pip install --no-deps "torchattacks>=3.5")
+        raise ImportError("the gradient-free check uses torchattacks' Square attack: "
+                          'pip install --no-deps "torchattacks>=3.5" (or run `make setup`)') from exc
     atk = torchattacks.Square(model, norm="Linf", eps=float(eps), n_queries=int(queries), n_restarts=1, seed=seed)
     dev, out = model_device(model), []
     for i in range(0, len(x), batch_size):

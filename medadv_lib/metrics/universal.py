@@ -113,7 +113,7 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
           ``fooling_rate_per_class`` over classes present; ``fooling_rate_reweighted``: the
           per-class rates weighted by the paper's test mix (:data:`PAPER_TEST_MIX`, 100/100/31), and
           ``fooling_rate_vs_labels_reweighted`` likewise from the per-class rates vs labels;
-        * ``clean_accuracy``, ``adv_accuracy``;
+        * ``clean_accuracy``, ``robust_accuracy`` (accuracy under the UAP: the name per-image attacks use too);
         * ``confusion_clean_to_adv``: ``C[i][j]`` = images predicted ``i`` clean and ``j``
           under the UAP; ``confusion_labels_to_adv``: true ``i`` → ``j`` under the UAP (the
           matrix Hirano et al. print);
@@ -162,7 +162,7 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
         "fooling_rate_vs_labels_reweighted": (reweighted_rate(per_class_lab, labels)
                                               if set(PAPER_TEST_MIX) <= set(labels) else None),
         "clean_accuracy": _rate(pc == yt),
-        "adv_accuracy": _rate(pa == yt),
+        "robust_accuracy": _rate(pa == yt),
         "confusion_clean_to_adv": confusion_matrix(pc, pa, k).tolist(),
         "confusion_labels_to_adv": confusion_matrix(yt, pa, k).tolist(),
         "sensitivity_adv": [rep_adv["per_class"][lab]["sensitivity"] for lab in labels],

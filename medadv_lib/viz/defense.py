@@ -24,7 +24,8 @@ def _err(rate, lo, hi):
 def plot_defense_rates(table, attacks=("deepfool", "uap", "transfer", "square"), paper: dict | None = None):
     """Left: PGD-L∞ (standard run) defense rate against ε (in grey levels) per model, Wilson 95 %
     error bars; right: the defense rate of each model against the other attacks, grouped by attack.
-    ``paper``: reference lines, e.g. ``{"Chen et al. PGD": 0.7718}``.  Returns the figure."""
+    ``paper``: reference lines, e.g. ``{"Chen et al. PGD": 0.7718}`` (a name containing "PGD" goes on the
+    left panel, any other on the right).  Returns the figure."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     models = list(dict.fromkeys(table.model))
@@ -32,9 +33,6 @@ def plot_defense_rates(table, attacks=("deepfool", "uap", "transfer", "square"),
         t = table[(table.model == m) & (table.attack == "pgd")].sort_values("eps")
         a1.errorbar(t.eps * 255, t.defense_rate, yerr=_err(t.defense_rate, t.defense_rate_lo, t.defense_rate_hi),
                     marker="o", capsize=3, label=m)
-    for name, v in (paper or {}).items():
-        a1.axhline(v, ls="--", c="grey", lw=1)
-        a1.text(a1.get_xlim()[0], v, f" {name} {v:.1%}", va="bottom", fontsize=8, color="grey")
     a1.set(xlabel="PGD-L∞ budget ε (grey levels, ×1/255)", ylabel="defense rate (clean-correct images)",
            title="PGD (10 steps)", ylim=(-0.02, 1.02))
     a1.legend(fontsize=8)
@@ -47,6 +45,10 @@ def plot_defense_rates(table, attacks=("deepfool", "uap", "transfer", "square"),
         a2.bar(np.arange(len(present)) + i * width, rates, width, yerr=err, capsize=2, label=m)
     a2.set_xticks(np.arange(len(present)) + width * (len(models) - 1) / 2, present)
     a2.set(title="other attacks (white-box unless named)")
+    for name, v in (paper or {}).items():             # PGD references on the PGD panel, the rest on the right
+        ax = a1 if "pgd" in name.lower() else a2
+        ax.axhline(v, ls="--", c="grey", lw=1)
+        ax.text(ax.get_xlim()[0], v, f" {name} {v:.1%}", va="bottom", fontsize=8, color="grey")
     fig.tight_layout()
     return fig
 
@@ -65,7 +67,7 @@ def plot_attention_maps(x, maps, y=None, labels=LABELS, ncols: int = 6, title: s
         im = axes[1, i].imshow(maps[i, 0] - 1, cmap="coolwarm", vmin=-lim, vmax=lim, alpha=0.6)
         for a in axes[:, i]:
             a.axis("off")
-    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="gate − 1")
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label=f"gate − 1 (colours stretched to ±{lim:.3f})")
     if title:
         fig.suptitle(title)
     return fig

@@ -1,6 +1,6 @@
 """Execute the course notebooks with papermill (``make tutorial`` and the notebook tests).
 
-    python -m medadv_lib.runner [--mode auto|fast|full] [--out build] [NOTEBOOK ...]
+    python -m medadv_lib.course.runner [--mode auto|fast|full] [--out build] [NOTEBOOK ...]
 
 Each notebook's ``parameters`` cell is overridden with ``FAST`` (fast on CPU, full size
 when CUDA is present, unless ``--mode`` says otherwise), ``OUTPUT_DIR`` (the shared
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 class NotebookFailed(RuntimeError):
@@ -117,7 +117,7 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     """Execute one notebook into ``out_dir/notebooks`` (and HTML into ``out_dir/html``); return its path."""
     import papermill as pm
 
-    from .runtime import available_cpus
+    from ..runtime import available_cpus
     out_dir = Path(out_dir).resolve()
     executed = out_dir / "notebooks" / nb.name
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medadv_lib.runner", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m medadv_lib.course.runner", description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", help="notebook files or name prefixes like 00 01 (default: all)")
     ap.add_argument("--mode", default="auto", choices=["auto", "fast", "full"])
     ap.add_argument("--out", default="build", help="folder for executed notebooks, HTML and runs/")

@@ -1,20 +1,12 @@
-"""Classifier architectures for 1-channel [0,1] chest X-rays.
-
-Every model built here is a :class:`MedModel`: a :class:`PixelNormalize` layer followed
-by a torchvision architecture whose first convolution takes one channel and whose head
-has ``num_classes`` outputs.  Because the normalisation is inside the model, attacks,
-norms and budgets are always in pixel units and clipping to [0, 1] is always valid.
-"""
+"""The course's classifiers: :class:`MedModel` (normalisation first, precision policy inside, fp32 head)
+built from torchvision architectures with one input channel (:func:`build_model`)."""
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
-from .runtime import FP32, Precision, atomic_torch_save, eval_mode, model_device, resolve_precision
+from ..runtime import FP32, Precision, model_device, resolve_precision
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
@@ -27,7 +19,6 @@ ARCHITECTURES = {
     "mobilenet_v3_large": "mobilenet_v3_large",
     "efficientnet_b0": "efficientnet_b0",
 }
-CHECKPOINT_FORMAT = "medadv-checkpoint/1"
 
 
 class PixelNormalize(nn.Module):
@@ -184,127 +175,3 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
     mean = default_mean if mean is None else mean
     std = default_std if std is None else std
     return MedModel(name, net, num_classes, in_channels, [mean] * in_channels, [std] * in_channels)
-
-
-MODIFICATIONS: dict = {}
-"""Registry of model modifications a spec can name: ``name -> fn(model, **params)``, where ``fn``
-changes ``model`` in place (insert attention modules, slim pruned layers, ...) deterministically from
-``params`` alone, so that :func:`build_from_spec` rebuilds a module whose state dict the
-checkpoint's weights fit.  Defenses register theirs with :func:`register_modification`."""
-
-
-def register_modification(name: str):
-    """Decorator: register ``fn(model, **params)`` under ``name`` in :data:`MODIFICATIONS`."""
-    def deco(fn):
-        MODIFICATIONS[name] = fn
-        return fn
-    return deco
-
-
-def apply_modification(model: MedModel, name: str, **params) -> MedModel:
-    """Apply the registered modification ``name`` to ``model`` and record it in its spec."""
-    if name not in MODIFICATIONS:
-        raise ValueError(f"unknown model modification {name!r}; registered: {sorted(MODIFICATIONS) or 'none'}")
-    MODIFICATIONS[name](model, **params)
-    model.modifications.append({"name": name, "params": params})
-    return model
-
-
-def build_from_spec(spec: dict) -> MedModel:
-    """Rebuild a course model from its spec (:meth:`MedModel.spec`): the architecture, then each
-    recorded modification in order.  Modules that register modifications (e.g.
-    ``medadv_lib.defenses``) are imported first so their names resolve."""
-    import importlib
-    mods = spec.get("modifications", [])
-    if mods:
-        importlib.import_module(f"{__package__}.defenses")
-    model = build_model(spec["arch"], spec["num_classes"], spec["in_channels"],
-                        mean=spec.get("mean", [None])[0], std=spec.get("std", [None])[0])
-    for m in mods:
-        apply_modification(model, m["name"], **m.get("params", {}))
-    return model
-
-
-def save_checkpoint(model: MedModel, path: str | os.PathLike, **meta) -> Path:
-    """Save ``model`` with its architecture and any JSON-like metadata, atomically."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32, NCHW
-    payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "num_classes": model.num_classes,
-               "in_channels": model.in_channels, "spec": model.spec(), "state_dict": state, "meta": meta}
-    return atomic_torch_save(payload, path)
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dictionary safely (``weights_only=True``) with clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}. Train one first: "
-                                f"`medadv train --model resnet18 --out {path.parent}` or notebook 01.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {exc}. Delete it and train again.") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a medadv checkpoint (expected format {CHECKPOINT_FORMAT!r}). "
-                         "Save models with medadv_lib.models.save_checkpoint.")
-    return ckpt
-
-
-def load_checkpoint(path: str | os.PathLike, model: MedModel | None = None,
-                    device: torch.device | str | None = None,
-                    precision: str | Precision | None = None) -> tuple[MedModel, dict]:
-    """Load a checkpoint into ``model`` (or a freshly built one); return ``(model, meta)``.
-
-    The model is moved to ``device`` and given the precision policy ``precision`` (``None``:
-    ``$MEDADV_PRECISION`` or auto; see :func:`~medadv_lib.runtime.resolve_precision`).
-
-    A checkpoint saved for another architecture or class count raises ``ValueError``
-    naming both, instead of PyTorch's long key-mismatch message.
-    """
-    ckpt = read_checkpoint(path)
-    if model is None:
-        spec = ckpt.get("spec") or {"arch": ckpt["arch"], "num_classes": ckpt["num_classes"],
-                                    "in_channels": ckpt["in_channels"]}
-        model = build_from_spec(spec)
-    elif (model.arch, model.num_classes, model.in_channels) != (ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"]):
-        raise ValueError(
-            f"checkpoint {path} holds a {ckpt['arch']} with {ckpt['num_classes']} classes and "
-            f"{ckpt['in_channels']} channel(s), but the model is a {model.arch} with {model.num_classes} "
-            f"classes and {model.in_channels} channel(s). Build the model with "
-            f"build_model({ckpt['arch']!r}) or pick the checkpoint trained for {model.arch}.")
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path} does not fit a {model.arch}: {str(exc).splitlines()[0]}") from exc
-    if device is not None:
-        model.to(device)
-    model.set_precision(precision)
-    model.eval()
-    return model, ckpt.get("meta", {})
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None,
-            return_logits: bool = False, perturbation: torch.Tensor | None = None) -> torch.Tensor:
-    """Predicted labels ``N`` (or fp32 logits ``N×K`` with ``return_logits``) of ``model`` on ``x``.
-
-    The course's one prediction function: clean images, adversarial images, and images under a
-    universal perturbation (``perturbation``: a ``1×1×H×W`` UAP added to every image and clamped
-    to [0, 1], see :func:`~medadv_lib.attacks.uap.apply_uap`).  Runs in chunks of ``batch_size`` on
-    ``device`` (default: the model's), in eval mode (train/eval flags restored afterwards), under
-    the model's precision policy; the result is on the CPU.
-    """
-    device = torch.device(device) if device is not None else model_device(model)
-    v = None if perturbation is None else perturbation.to(device=device, dtype=x.dtype)
-    if v is not None and v.dim() == 2:
-        v = v[None, None]
-    out = []
-    with eval_mode(model):
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device, non_blocking=True)
-            if v is not None:
-                xb = (xb + v).clamp(0, 1)
-            logits = model(xb).float()
-            out.append((logits if return_logits else logits.argmax(1)).cpu())
-    if out:
-        return torch.cat(out)
-    return torch.empty(0, getattr(model, "num_classes", 0)) if return_logits else torch.empty(0, dtype=torch.long)

@@ -1,0 +1,16 @@
+"""The course layer: settings shared by every notebook (:mod:`.config`), the pipelines that build or load
+the course's models, UAPs, defenses and robustness tables (:mod:`.pipelines`), results as data
+(:mod:`.results`) and the papermill runner (:mod:`.runner`, ``python -m medadv_lib.course.runner``).
+
+Notebook 01 trains the classifiers; notebooks 02+ call :func:`course_model` with the same arguments
+and get the cached checkpoint (or train it themselves when run standalone); likewise :func:`course_uap`,
+:func:`course_defense` and :func:`course_robustness`.
+"""
+from .config import (ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_FAST, DEFENSE_FULL, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
+                     UAP_FAST, UAP_FULL, attack_settings, model_config, parse_defense, robustness_settings, settings,
+                     uap_settings)
+from .pipelines import (course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
+                        defended_models_table, defense_study, eval_images, robustness_study, sparsity_sweep,
+                        transfer_examples)
+from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401
+                      file_fingerprint, model_record, record, uap_record)

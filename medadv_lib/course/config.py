@@ -1,0 +1,146 @@
+"""Course-wide settings, so every notebook trains (or reuses) the very same models, UAPs and defenses:
+the FAST (CPU) and FULL (GPU) modes, the SGD-UAP settings, the defense fine-tuning and robustness
+evaluation settings, and the arms of notebook 04's ablation."""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+from ..train import TrainConfig
+
+# FAST: CPU-friendly (CI, laptops) — small images, few epochs.  FULL: the study for a GPU.
+# FAST was 96 px, ResNet-18 6 epochs (test accuracy ~0.80) and MobileNetV3-small 10 epochs (collapsed
+# to one class in 7 of 10 epochs, 0.70).  The channels_last layout of the precision policy pays for
+# 112 px (on the 2-core fp32 CPU the course is developed on: ~41 s per ResNet-18 epoch, what 96 px cost
+# before) and the BatchNorm-momentum fix (models.architectures.BN_MOMENTUM) ends MobileNet's collapse.  Measured
+# there: ResNet-18 at 64 px × 20 epochs 0.80 test accuracy, at 112 px × 10 epochs 0.82 (size beats
+# epochs); MobileNetV3-small at 112 px: 10 epochs 0.78, 8 epochs 0.81 (and 110 s less).
+FAST = SimpleNamespace(models=("resnet18", "mobilenet_v3_small"), image_size=112,
+                       epochs={"resnet18": 10, "mobilenet_v3_small": 8}, batch_size=32)
+
+
+FULL = SimpleNamespace(models=("vgg16", "resnet50", "densenet121"), image_size=224,
+                       epochs={"vgg16": 30, "resnet50": 30, "densenet121": 30}, batch_size=32, patience=6)
+
+
+# patience: early stopping once validation macro-F1 has not improved for 6 epochs (the best epoch is
+# kept either way) — on a workstation CPU, where a full-mode epoch takes minutes, this is the
+# difference between hours and a day; on a GPU it only trims a plateau.
+FULL_LR = {"vgg16": 3e-4}     # plain VGG (no batch norm) needs a smaller step from scratch
+
+
+# The course's SGD UAPs (Shafahi et al.), shared by notebooks 02 and 03 (and any later one), so that
+# "the ζ = 2% UAP" is the same perturbation everywhere (and loaded from 02's cache in 03).
+# train: class-stratified training images the UAP is built on (None: the whole training split).
+UAP_FAST = SimpleNamespace(train=128, epochs=3, batch_size=16)
+
+
+UAP_FULL = SimpleNamespace(train=None, epochs=10, batch_size=32)
+
+
+def settings(fast: bool) -> SimpleNamespace:
+    """The FAST or FULL settings (models, image size, epochs per model)."""
+    return FAST if fast else FULL
+
+
+def uap_settings(fast: bool, train: int | None = None, epochs: int | None = None,
+                 batch_size: int | None = None) -> SimpleNamespace:
+    """The course's SGD-UAP settings for the mode, with any argument given overriding its default.
+
+    Returns a namespace with ``train`` (number of build images, ``None`` = the whole training split),
+    ``epochs``, ``batch_size`` and ``sgd``: the keyword arguments for
+    :func:`~medadv_lib.attacks.uap.cache.precompute_uaps` (``method="sgd"``, epochs, batch size);
+    :func:`course_uap` applies them.
+
+    Example::
+        >>> course.uap_settings(True).sgd
+        {'method': 'sgd', 'epochs': 3, 'batch_size': 16}
+    """
+    d = UAP_FAST if fast else UAP_FULL
+    if train is not None and train < 1:
+        raise ValueError(f"train must be a positive number of images or None (all); got {train}")
+    out = SimpleNamespace(train=d.train if train is None else int(train), epochs=int(epochs or d.epochs),
+                          batch_size=int(batch_size or d.batch_size))
+    out.sgd = {"method": "sgd", "epochs": out.epochs, "batch_size": out.batch_size}
+    return out
+
+
+def model_config(name: str, fast: bool, image_size: int | None = None, epochs: int | None = None,
+                 seed: int = 0, **overrides) -> TrainConfig:
+    """The :class:`~medadv_lib.train.TrainConfig` the course uses for ``name``."""
+    s = settings(fast)
+    cfg = TrainConfig(model=name, image_size=image_size or s.image_size,
+                      epochs=epochs or s.epochs.get(name, max(s.epochs.values())),
+                      batch_size=s.batch_size, seed=seed, patience=getattr(s, "patience", None))
+    if not fast and name in FULL_LR:
+        cfg = dataclasses.replace(cfg, lr=FULL_LR[name])
+    return dataclasses.replace(cfg, **overrides)
+
+
+# Fine-tuning a defended model from the course's trained one (notebook 01's checkpoint): a few epochs
+# at a small learning rate.  The "baseline-ft" arm gets the very same fine-tuning without a defense,
+# so that the ablation compares defenses, not extra training.  FAST fine-tunes one epoch on a
+# class-stratified 800 of the 1,628 training images and attacks 64 test images, so that the seven arms
+# of notebook 04 fit a CPU notebook; FULL fine-tunes 10 epochs on everything and attacks the whole test split.
+DEFENSE_FAST = SimpleNamespace(epochs=1, lr=5e-4, warmup_epochs=0.2, train_limit=800, eval_images=64)
+
+
+DEFENSE_FULL = SimpleNamespace(epochs=10, lr=3e-4, warmup_epochs=0.5, train_limit=None, eval_images=None)
+
+
+def robustness_settings(fast: bool):
+    """The attacks of the course's robustness evaluation (:class:`~medadv_lib.metrics.defense.RobustnessSettings`).
+
+    FULL runs what the defense issue asks for (PGD-L∞ at 1, 2, 4/255 with 10 steps, and 50 steps × 5
+    restarts at every ε; Square with 1,000 queries).  FAST, to fit a CPU notebook, runs the stronger
+    PGD (20 steps × 2 restarts) and Square (100 queries; torchattacks' Square costs one forward pass per
+    query and image, the largest share of the evaluation) at ε = 2/255 only, on 64 test images: a weaker
+    check, said so wherever its verdicts are shown."""
+    from ..metrics.defense import RobustnessSettings
+    if fast:
+        return RobustnessSettings(strong_steps=20, strong_restarts=2, strong_eps=(2 / 255,), square_queries=100)
+    return RobustnessSettings()
+
+
+# The ablation of notebook 04 (Chen et al.'s design: baseline, + attention, + pruning, + both).  Names are
+# the defenses' own (:func:`medadv_lib.defenses.defense_name`); "baseline" is notebook 01's model as is.
+DEFENSE_ARMS = ("baseline", "baseline-ft", "cbam", "se", "prune0.6", "channels0.3", "cbam+prune0.6")
+
+
+SPARSITY_GRID = (0.3, 0.6, 0.9)     # unstructured sparsities of the sweep (and the instructor widget)
+
+
+def parse_defense(name: str) -> dict | None:
+    """The defense description behind an arm name (inverse of :func:`~medadv_lib.defenses.defense_name`):
+    ``"cbam+prune0.6"`` → ``{"attention": "cbam", "prune": 0.6, "structured": False}``; ``"baseline"`` → None."""
+    from ..defenses import KINDS, normalize_defense
+    if name in ("baseline", "baseline-ft"):
+        return None if name == "baseline" else normalize_defense(None)
+    d = {}
+    for part in name.split("+"):
+        if part in KINDS:
+            d["attention"] = part
+        elif part.startswith("prune"):
+            d["prune"] = float(part[5:])
+        elif part.startswith("channels"):
+            d.update(prune=float(part[8:]), structured=True)
+        else:
+            raise ValueError(f"unknown defense arm {name!r}: parts are cbam, se, prune<amount>, channels<amount>, "
+                             "joined by '+', or baseline / baseline-ft")
+    return normalize_defense(d)
+
+
+ATTACKS_FAST = SimpleNamespace(n_test=64, eps_255=(0.5, 1, 2, 4), eps_l2=(0.25, 0.5), pgd_steps=10)
+ATTACKS_FULL = SimpleNamespace(n_test=None, eps_255=(0.25, 0.5, 1, 2, 4, 8), eps_l2=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+                               pgd_steps=20)
+
+
+def attack_settings(fast: bool, n_test: int | None = None, eps_255=None, eps_l2=None,
+                    pgd_steps: int | None = None) -> SimpleNamespace:
+    """Notebook 03's per-image attack settings for the mode (:data:`ATTACKS_FAST` / :data:`ATTACKS_FULL`),
+    each argument given overriding its default: ``n_test`` test images attacked (class-stratified;
+    ``None`` = the mode's: 64 FAST, the whole split full), L∞ budgets ``eps_255`` in grey levels, L2
+    budgets ``eps_l2`` in pixel units, PGD steps.  Returns a namespace with those four fields."""
+    d = ATTACKS_FAST if fast else ATTACKS_FULL
+    return SimpleNamespace(n_test=d.n_test if n_test is None else int(n_test), eps_255=list(eps_255 or d.eps_255),
+                           eps_l2=list(eps_l2 or d.eps_l2), pgd_steps=int(pgd_steps or d.pgd_steps))

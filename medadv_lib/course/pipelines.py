@@ -1,0 +1,217 @@
+"""One pipeline per concept: the course's model (:func:`course_model`), UAP (:func:`course_uap`),
+defended model (:func:`course_defense` / :func:`defend_checkpoint`) and robustness evaluation
+(:func:`course_robustness`), each cached by content in ``OUTPUT_DIR`` and used alike by the notebooks,
+the widgets and the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from ..runtime import atomic_write_text
+from ..train import TrainConfig, load_or_train
+from . import config
+from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
+from .results import file_fingerprint
+
+def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = True, method: str = "sgd",
+               output_dir="../runs", data_dir=None, seed: int = 0, image_size: int | None = None,
+               train: int | None = None, epochs: int | None = None, batch_size: int | None = None,
+               progress: bool = False):
+    """The course's UAP for ``model``: built once on the course's build images with the course's
+    settings, then loaded from ``OUTPUT_DIR/uaps`` (cached by the model weights, the build images,
+    the method and its settings; see :mod:`medadv_lib.attacks.uap.cache`).
+
+    Notebooks 02 and 03, the widgets and ``medadv uap`` all get "the ζ = 2% UAP" from here, so the
+    same arguments give the same file.  ``method`` is ``"sgd"`` (Shafahi et al., the course's) or
+    ``"iterative"`` (Hirano et al.'s algorithm; ``epochs`` then means passes).  ``train``, ``epochs``,
+    ``batch_size`` override :func:`uap_settings`; ``image_size`` defaults to the mode's size.  The
+    budget is ``eps = zeta × mean image norm`` over the whole training split at that size.
+    Returns a :class:`~medadv_lib.attacks.uap.UAPResult` (``params["loaded_from"]`` when cached).
+
+    Example::
+        >>> res = course.course_uap(model, 0.02, "inf", fast=True, output_dir=OUTPUT_DIR)
+        >>> res.v.shape, res.eps
+    """
+    from ..attacks.uap.cache import build_uap
+    from ..data import image_norm_stats, load_split
+    u = uap_settings(fast, train, epochs, batch_size)
+    size = image_size or settings(fast).image_size
+    x, _ = load_split("train", size, data_dir, limit=u.train, seed=seed)
+    stats = image_norm_stats(size, data_dir)
+    kwargs = {"epochs": u.epochs, "batch_size": u.batch_size} if method == "sgd" else {"max_iter": u.epochs}
+    return build_uap(model, x, zeta, norm, target, stats=stats, method=method, cache_dir=Path(output_dir) / "uaps",
+                     seed=seed, progress=progress, **kwargs)
+
+
+def course_model(name: str, fast: bool, output_dir="../runs", data_dir=None, device=None, seed: int = 0,
+                 image_size: int | None = None, epochs: int | None = None, progress: bool = True,
+                 precision=None, **overrides):
+    """Load the course's cached ``name`` model or train it; returns ``(model, info)`` like
+    :func:`~medadv_lib.train.load_or_train`. The model runs under the precision policy
+    ``precision`` (``None``: ``$MEDADV_PRECISION`` or auto)."""
+    cfg = model_config(name, fast, image_size, epochs, seed, **overrides)
+    return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress,
+                         precision=precision)
+
+
+def defend_checkpoint(checkpoint, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None,
+                      device=None, epochs: int | None = None, progress: bool = True, precision=None):
+    """Apply ``defense`` (see :mod:`medadv_lib.defenses`; ``None`` = fine-tune only) to the trained
+    model in ``checkpoint`` and fine-tune it with :data:`DEFENSE_FAST`/:data:`DEFENSE_FULL` (``epochs``
+    overrides) on the training configuration the checkpoint records (size, crop, seed), through
+    :func:`~medadv_lib.train.load_or_train`: cached under its own key.  Returns ``(model, info)``.
+    ``medadv defend`` and :func:`course_defense` both come here."""
+    from ..defenses import normalize_defense
+    from ..models import read_checkpoint
+    base = read_checkpoint(checkpoint).get("meta", {}).get("config")
+    if not isinstance(base, dict):
+        raise ValueError(f"{checkpoint} records no training configuration; train it with `medadv train` or notebook 01")
+    d = DEFENSE_FAST if fast else DEFENSE_FULL
+    cfg = TrainConfig(**{k: v for k, v in base.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = dataclasses.replace(cfg, epochs=epochs or d.epochs, lr=d.lr, warmup_epochs=d.warmup_epochs, patience=None,
+                              train_limit=min((v for v in (d.train_limit, cfg.train_limit) if v), default=None),
+                              init_from=str(checkpoint), defense=normalize_defense(defense), perturbation=None,
+                              weights=None)
+    return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress,
+                         precision=precision)
+
+
+def course_defense(base: str, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None, device=None,
+                   seed: int = 0, epochs: int | None = None, progress: bool = True, precision=None):
+    """The course's defended version of model ``base`` (``defense``: see :mod:`medadv_lib.defenses`;
+    ``None`` = the fine-tuned baseline): notebook 01's model is loaded (or trained), then
+    :func:`defend_checkpoint`.  Returns ``(model, info)``.
+
+    Example::
+        >>> model, info = course.course_defense("resnet18", {"attention": "cbam"}, fast=True, output_dir=OUTPUT_DIR)
+    """
+    _, base_info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
+    return defend_checkpoint(base_info["checkpoint"], defense, fast, output_dir, data_dir, device, epochs, progress,
+                             precision)
+
+
+_TRANSFER_MEMO: dict = {}
+
+
+def transfer_examples(source, source_info: dict, x, y, eps: float = 2 / 255, steps: int = 10, seed: int = 0) -> dict:
+    """PGD-L∞ examples crafted on ``source`` (usually the undefended baseline) for the transfer check
+    of :func:`~medadv_lib.metrics.defense.robustness_table`; memoised per source checkpoint."""
+    from ..attacks import pgd
+    key = (file_fingerprint(source_info["checkpoint"]), len(x), float(x.sum()), eps, steps, seed)
+    if key not in _TRANSFER_MEMO:
+        dev = next(source.parameters()).device
+        res = pgd(source, x.to(dev), y.to(dev), eps=eps, steps=steps, seed=seed)
+        _TRANSFER_MEMO[key] = {"source": source_info.get("config", {}).get("model", "source"), "eps": eps,
+                               "x_adv": res.x_adv.cpu(), "source_checkpoint": Path(source_info["checkpoint"]).name}
+    return _TRANSFER_MEMO[key]
+
+
+def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0):
+    """The test images a robustness evaluation attacks: FAST a class-stratified subset of
+    ``DEFENSE_FAST.eval_images``, FULL the whole test split."""
+    from ..data import load_split
+    d = DEFENSE_FAST if fast else DEFENSE_FULL
+    return load_split("test", image_size or settings(fast).image_size, data_dir, limit=d.eval_images, seed=seed)
+
+
+def course_robustness(model, info: dict, name: str, fast: bool, source=None, source_info: dict | None = None,
+                      output_dir="../runs", data_dir=None, seed: int = 0, progress: bool = True):
+    """The course's robustness evaluation of one (defended) model, cached in ``OUTPUT_DIR/robustness``.
+
+    White-box against ``model`` itself: :func:`~medadv_lib.metrics.defense.robustness_table` with
+    :func:`robustness_settings` on :func:`eval_images`, the model's own ζ = 2 % L∞ UAP
+    (:func:`course_uap`), transfer examples from ``source`` (PGD ε = 2/255 on the baseline), plus
+    the model's parameters, FLOPs and CPU latency per image.  Returns the tidy table (one row per
+    attack and ε; columns of ``robustness_table`` plus ``defense``, ``checkpoint_fingerprint``,
+    ``params``, ``flops``, ``latency_ms``).
+    """
+    import pandas as pd
+
+    from ..data import image_norm_stats
+    from ..defenses import defense_name, model_cost
+    from ..metrics.defense import robustness_table
+    s = config.robustness_settings(fast)
+    size = info["config"]["image_size"]
+    fp = file_fingerprint(info["checkpoint"])
+    src_fp = file_fingerprint(source_info["checkpoint"]) if source_info else "none"
+    key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name], sort_keys=True,
+                                  default=str).encode()).hexdigest()[:10]
+    path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
+    if path.exists():
+        return pd.read_json(path, orient="records")
+    x, y = eval_images(fast, size, data_dir, seed)
+    uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
+                     image_size=size)
+    transfer = transfer_examples(source, source_info, x, y, seed=seed) if source is not None else None
+    table = robustness_table(model, x, y, name, s, l2_norm_mean=image_norm_stats(size, data_dir)["l2"], uap=uap,
+                             transfer=transfer, progress=progress)
+    cost = model_cost(model, size)
+    table = table.assign(defense=defense_name(info["config"].get("defense")) if info["config"].get("defense")
+                         else "baseline", checkpoint_fingerprint=fp, precision=str(model.precision), **cost)
+    atomic_write_text(table.to_json(orient="records", indent=1), path)
+    return table
+
+
+def defense_study(base: str, arms, fast: bool, output_dir="../runs", data_dir=None, device=None, seed: int = 0,
+                  precision=None, progress: bool = True) -> dict:
+    """``{arm name: (model, info)}`` for each arm (see :data:`DEFENSE_ARMS`): "baseline" is
+    :func:`course_model`, every other arm :func:`course_defense` (cached)."""
+    out = {}
+    for name in arms:
+        d = parse_defense(name)
+        out[name] = (course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
+                     if d is None else course_defense(base, d, fast, output_dir, data_dir, device, seed,
+                                                      progress=progress, precision=precision))
+    return out
+
+
+def defended_models_table(study: dict):
+    """One row per arm of :func:`defense_study`: test accuracy, balanced accuracy, sparsity,
+    parameters, fine-tuning seconds, and whether it came from the cache."""
+    import pandas as pd
+
+    from ..defenses import sparsity
+    rows = []
+    for name, (m, info) in study.items():
+        rows.append({"arm": name, "test_accuracy": info["test"]["accuracy"],
+                     "balanced_accuracy": info["test"]["balanced_accuracy"], "sparsity": sparsity(m),
+                     "params": sum(p.numel() for p in m.parameters()),
+                     "fine_tune_epochs": info["config"]["epochs"] if info["config"].get("init_from") else 0,
+                     "train_seconds": info.get("train_seconds"), "cached": info.get("cached")})
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def robustness_study(study: dict, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0,
+                     progress: bool = True):
+    """:func:`course_robustness` of every arm of :func:`defense_study`, concatenated; the transfer
+    examples come from the undefended "baseline" (the first arm when there is none)."""
+    import pandas as pd
+    src_name = "baseline" if "baseline" in study else next(iter(study))
+    src, src_info = study[src_name]
+    return pd.concat([course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
+                      for name, (m, info) in study.items()], ignore_index=True)
+
+
+def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data_dir=None, device=None,
+                   seed: int = 0, eps=(2 / 255,), precision=None, progress: bool = True):
+    """Unstructured pruning at each sparsity (fine-tuned, cached; sparsity 0 is the equally fine-tuned
+    "baseline-ft"), with clean accuracy and the PGD-10
+    defense rate (Wilson interval) at each ``eps`` on :func:`eval_images`.  Returns ``(table, models)``:
+    a DataFrame with ``sparsity, eps, clean_accuracy, defense_rate, defense_rate_lo/hi, robust_accuracy``
+    and ``{sparsity: model}``."""
+    import pandas as pd
+
+    from ..metrics.defense import RobustnessSettings, robustness_table
+    rows, models = [], {}
+    s = RobustnessSettings(eps=tuple(eps), strong_eps=(), square_queries=0, deepfool_steps=0, large_eps=None, seed=seed)
+    for sp in sparsities:
+        m, info = course_defense(base, {"prune": sp}, fast, output_dir, data_dir, device, seed, progress=progress,
+                                 precision=precision)
+        x, y = eval_images(fast, info["config"]["image_size"], data_dir, seed)
+        t = robustness_table(m, x, y, f"prune{sp:g}", s)
+        t = t[t.attack == "pgd"].assign(sparsity=float(sp))
+        rows.append(t)
+        models[sp] = m
+    return pd.concat(rows, ignore_index=True), models

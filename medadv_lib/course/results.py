@@ -1,0 +1,123 @@
+"""Results as data: each notebook records its headline numbers with one call (:func:`record`) into
+``OUTPUT_DIR/results/<notebook>.json``, one schema for every notebook (:data:`RECORD_KEYS`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from ..runtime import atomic_write_text
+
+RECORD_KEYS = ("notebook", "model", "data_fingerprint", "checkpoint_fingerprint", "precision", "seconds")
+"""Keys every record holds.  Attack results add their budget beside the numbers (``norm`` "inf"/"2",
+``zeta`` or ``eps``, ``target`` — None when non-targeted) and use the library's metric names
+(``test_accuracy``, ``balanced_accuracy``, ``fooling_rate``, ``fooling_rate_per_class`` (class → rate),
+``fooling_rate_reweighted``, ``target_success_rate``, ``random_fooling_rate``, ``robust_accuracy``,
+``defense_rate``, ``median_rho_adv``); defense results add ``defense``."""
+
+
+def file_fingerprint(path) -> str:
+    """Short sha1 of a file's bytes (checkpoints, UAPs): what a record was computed from."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def record(notebook: str, records: list[dict], output_dir="../runs", seconds: float | None = None) -> Path:
+    """Write a notebook's headline numbers to ``OUTPUT_DIR/results/<notebook>.json`` (atomically).
+
+    ``records`` is a list of flat dicts, one per (model, budget, ...) result; each must hold the
+    :data:`RECORD_KEYS` except ``notebook`` (added here) and ``seconds`` (filled from ``seconds``
+    when missing).  Values are made JSON-safe (tensors/NumPy scalars → numbers, NaN → null).
+    The file is a JSON list of records; a rerun replaces it.  Returns its path.
+
+    Example::
+        >>> course.record("01_train_classifiers", [{"model": "resnet18", "test_accuracy": 0.82, ...}], OUTPUT_DIR)
+    """
+    out = []
+    for r in records:
+        r = {"notebook": notebook, **r}
+        if r.get("seconds") is None:
+            r["seconds"] = seconds
+        missing = [k for k in RECORD_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"record for {notebook!r} lacks {missing}; every record holds {list(RECORD_KEYS)}")
+        out.append(_jsonable(r))
+    path = Path(output_dir) / "results" / f"{notebook}.json"
+    atomic_write_text(json.dumps(out, indent=1), path)
+    return path
+
+
+def model_record(name: str, info: dict, precision) -> dict:
+    """The identity part of a record for a course model: name, fingerprints, precision."""
+    return {"model": name, "checkpoint": Path(info["checkpoint"]).name,
+            "checkpoint_fingerprint": file_fingerprint(info["checkpoint"]),
+            "data_fingerprint": info.get("data_fingerprint"), "precision": str(precision)}
+
+
+def classifier_record(name: str, info: dict, report: dict, precision) -> dict:
+    """Notebook 01's record of one trained model: test accuracy, balanced accuracy, per-class
+    sensitivity/PPV, the collapse check and the training cost."""
+    from ..train import collapse_check
+    cfg = info.get("config", {})
+    return {**model_record(name, info, precision), "image_size": cfg.get("image_size"), "epochs": cfg.get("epochs"),
+            "test_accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"],
+            "macro_f1": report["macro_f1"],
+            "sensitivity": {k: v["sensitivity"] for k, v in report["per_class"].items()},
+            "ppv": {k: v["ppv"] for k, v in report["per_class"].items()},
+            "collapsed_epochs": collapse_check(info.get("history", []))["collapsed_epochs"],
+            "train_seconds": info.get("train_seconds"), "train_precision": info.get("precision")}
+
+
+def uap_record(name: str, info: dict, precision, metrics: dict, zeta: float, norm: str, target=None,
+               **extra) -> dict:
+    """A record of one UAP evaluation (a dict from :func:`medadv_lib.metrics.evaluate_uap`, optionally
+    with the ``random_*`` keys of the widget's view) in the results schema."""
+    from .. import LABELS
+    keys = ("fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels", "fooling_rate_reweighted",
+            "fooling_rate_vs_labels_reweighted",
+            "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy")
+    out = {**model_record(name, info, precision), "norm": norm, "zeta": zeta, "eps": metrics.get("eps"),
+           "target": None if target is None else LABELS[int(target)],
+           **{k: metrics[k] for k in keys if k in metrics},
+           "fooling_rate_per_class": dict(zip(metrics.get("labels", LABELS), metrics["fooling_rate_per_class"])),
+           "n": metrics.get("n")}
+    out.update(extra)
+    return out
+
+
+def curve_records(name: str, info: dict, precision, curve, attack: str, **settings) -> list[dict]:
+    """Records of one robustness curve (a DataFrame from
+    :func:`medadv_lib.metrics.robustness_curve`): one per budget, with ``attack`` and its settings."""
+    keys = ("clean_accuracy", "robust_accuracy", "defense_rate", "attack_success_rate", "n")
+    ident = model_record(name, info, precision)
+    return [{**ident, "attack": attack, "norm": str(row["norm"]), "eps": float(row["eps"]), "target": None,
+             **{k: row[k] for k in keys}, **settings} for _, row in curve.iterrows()]
+
+
+def defense_records(table, checks, study: dict, precision) -> list[dict]:
+    """Notebook 04's records (results schema): one per arm and attack row of the robustness table,
+    with ``defense`` (the arm), the budget, the rates with their intervals and the hygiene verdict."""
+    keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
+            "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
+            "defense_rate_hi", "median_rho_adv", "fooling_rate", "params", "flops", "latency_ms")
+    verdict = dict(zip(checks.model, checks.verdict))
+    out = []
+    for row in table.to_dict(orient="records"):
+        _, info = study[row["model"]]
+        out.append({**model_record(info["config"]["model"], info, precision), "defense": row["model"],
+                    "target": None, **{k: row[k] for k in keys if k in row}, "verdict": verdict.get(row["model"])})
+    return out
