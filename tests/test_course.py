@@ -60,3 +60,12 @@ def test_course_uap_is_built_once_then_loaded_and_the_cli_gets_the_same_file(sma
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["uap_file"] == first.params["saved_to"] and res["cached"] is True
+
+
+def test_notebook_settings_resolve_none_to_the_mode_defaults():
+    a = course.attack_settings(True)
+    assert (a.n_test, a.pgd_steps, a.eps_255) == (64, 10, [0.5, 1, 2, 4])
+    assert course.attack_settings(False, n_test=10, pgd_steps=5).n_test == 10
+    g = course.uap_grid_settings(True, 0.02, zetas=(0.01,))
+    assert g.zetas == [0.01, 0.02] and g.target_zetas == [0.02] and g.iter_passes == 4
+    assert course.uap_grid_settings(False).target_zetas == course.uap_grid_settings(False).zetas

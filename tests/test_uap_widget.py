@@ -155,3 +155,22 @@ def test_widget_builds_and_reacts(small_model, grid, data):
         uap_widget(small_model, x, y, grid, value=0.03)
     with pytest.raises(ValueError, match="empty"):
         uap_widget(small_model, x, y, {})
+
+
+def test_uap_table_and_headline_rates_read_the_same_metrics(small_model, grid, data):
+    from medadv_lib import LABELS
+    from medadv_lib.metrics.universal import compare_uap_builds, headline_rates, uap_table
+    _, _, x, y = data
+    cache = {}
+    table, full = uap_table({"victim": (small_model, grid, None), "transfer": (small_model, grid, None),
+                             "own": (small_model, grid, None)}, x, y, 0.02, cache=cache)
+    assert list(table.index) == ["victim", "transfer", "own"]
+    assert table.loc["victim", "fooling_rate"] == pytest.approx(evaluate_uap(small_model, x, y, grid[(0.02, "inf", None)].v)["fooling_rate"])
+    targeted, _ = uap_table({lab: (small_model, grid, 2 if lab == "COVID-19" else None) for lab in LABELS}, x, y, 0.02,
+                            columns=("target_success_rate", "fooling_rate"), cache=cache)
+    rates = headline_rates(full["victim"], targeted, table)
+    assert rates["fooling_rate"] == table.loc["victim", "fooling_rate"]
+    assert rates["target_success_rate[COVID-19]"] == targeted.loc["COVID-19", "target_success_rate"]
+    cmp = compare_uap_builds(small_model, x, y, {"sgd": grid[(0.02, "inf", None)]}, cache=cache)
+    assert 0 < cmp.loc["sgd", "v_linf_share"] <= 1 + 1e-5
+    assert cmp.loc["sgd", "fooling_rate"] == round(float(rates["fooling_rate"]), 3)

@@ -8,6 +8,7 @@ and get the cached checkpoint (or train it themselves when run standalone); like
 """
 from .config import (ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_FAST, DEFENSE_FULL, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
                      UAP_FAST, UAP_FULL, attack_settings, model_config, parse_defense, robustness_settings, settings,
+                     uap_grid_settings,
                      uap_settings)
 from .pipelines import (course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         defended_models_table, defense_study, eval_images, robustness_study, sparsity_sweep,

@@ -144,3 +144,19 @@ def attack_settings(fast: bool, n_test: int | None = None, eps_255=None, eps_l2=
     d = ATTACKS_FAST if fast else ATTACKS_FULL
     return SimpleNamespace(n_test=d.n_test if n_test is None else int(n_test), eps_255=list(eps_255 or d.eps_255),
                            eps_l2=list(eps_l2 or d.eps_l2), pgd_steps=int(pgd_steps or d.pgd_steps))
+
+
+UAP_GRID_FAST = SimpleNamespace(zetas=(0.01, 0.02, 0.04), iter_passes=4)
+UAP_GRID_FULL = SimpleNamespace(zetas=(0.005, 0.01, 0.02, 0.03, 0.04), iter_passes=15)
+
+
+def uap_grid_settings(fast: bool, zeta: float = 0.02, zetas=None, target_zetas=None,
+                      iter_passes: int | None = None) -> SimpleNamespace:
+    """Notebook 02's grid for the mode, each argument given overriding its default: the ζ of the
+    fooling-rate curve (always including the headline ``zeta``), the ζ of the targeted UAPs (FAST:
+    the headline only; full: the whole curve), and the passes of the iterative UAP (4 FAST, Hirano
+    et al.'s 15 full).  Returns a namespace with ``zetas``, ``target_zetas``, ``iter_passes``."""
+    d = UAP_GRID_FAST if fast else UAP_GRID_FULL
+    zs = sorted(set(zetas or d.zetas) | {zeta})
+    return SimpleNamespace(zetas=zs, target_zetas=list(target_zetas or ((zeta,) if fast else zs)),
+                           iter_passes=int(iter_passes or d.iter_passes))

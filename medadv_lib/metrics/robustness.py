@@ -4,7 +4,10 @@ Definitions (untargeted, labels ``y``; "clean-correct" = classified correctly wi
 
 * robust accuracy      = share of *all* images still classified correctly under the attack;
 * attack success rate  = share of images misclassified under the attack (targeted: predicted
-  as the target); with ``x`` given, only clean-correct images count (the "fooling rate");
+  as the target); with ``x`` given, only clean-correct images count — the third variant of the
+  course's one fooling-rate definition, "prediction changed", counted over clean-correct images
+  (the other two, over all images against the clean prediction or the label, are
+  :func:`medadv_lib.metrics.universal.fooling_rate`'s ``reference="clean"`` / ``"labels"``);
 * defense rate         = among clean-correct images, the share still correct under the attack
   (= 1 − attack success rate over clean-correct images);
 * ρ_adv                = ‖r‖₂ / ‖x‖₂ per image (DeepFool's robustness measure).
@@ -159,3 +162,33 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
                              "median_norm": float(sel.quantile(0.5)) if sel.numel() else math.nan})
     df = pd.DataFrame(rows)
     return (df, results) if return_results else df
+
+
+def pgd_at_budget(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf", steps: int = 10,
+                  seed: int = 0, cache: dict | None = None):
+    """PGD on ``x`` at one budget and the clean predictions, memoised in ``cache`` under
+    ``(id(model), id(x), eps, norm, steps, seed)`` (and ``(id(model), id(x), "clean")``), so that a
+    slider moving back to a budget costs nothing.  ``eps = 0`` runs no step.  Returns
+    ``(AttackResult on the CPU, clean predictions)``."""
+    from ..attacks import pgd
+    cache = {} if cache is None else cache
+    key, ckey = (id(model), id(x), float(eps), norm, int(steps), int(seed)), (id(model), id(x), "clean")
+    if key not in cache:
+        dev = model_device(model)
+        cache[key] = pgd(model, x.to(dev), y.to(dev), eps, steps=int(steps) if eps > 0 else 0, norm=norm,
+                         seed=seed).cpu()
+    if ckey not in cache:
+        cache[ckey] = predict(model, x)
+    return cache[key], cache[ckey]
+
+
+def attack_summary(res: AttackResult, y: torch.Tensor, pred_clean: torch.Tensor, labels=LABELS) -> dict:
+    """The numbers of one attacked batch: ``n``, ``n_clean_correct``, ``clean_accuracy``,
+    ``robust_accuracy`` (all images), ``attack_success_rate`` and ``defense_rate`` (over the
+    clean-correct images), ``adv_pred_counts`` (``{class: images predicted as it under attack}``)."""
+    y = y.detach().cpu()
+    correct, still = pred_clean.cpu() == y, res.pred.cpu() == y
+    return {"n": len(y), "n_clean_correct": int(correct.sum()), "clean_accuracy": _rate(correct),
+            "robust_accuracy": _rate(still), "attack_success_rate": _rate(~still[correct]),
+            "defense_rate": _rate(still[correct]),
+            "adv_pred_counts": {lab: int((res.pred == c).sum()) for c, lab in enumerate(labels)}}

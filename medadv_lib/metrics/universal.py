@@ -313,3 +313,57 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
             row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def uap_table(cases: dict, x: torch.Tensor, y: torch.Tensor, zeta: float, norm: str = "inf",
+              columns=("clean_accuracy", "fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels",
+                       "random_fooling_rate"), random_kind: str = "uniform", seed: int = 0,
+              cache: dict | None = None, labels=LABELS):
+    """One row per case of precomputed UAPs evaluated on ``(x, y)`` (:func:`grid_point_metrics`).
+
+    ``cases`` maps a row name to ``(model, uaps, target)``: e.g. the victim's UAP on the victim, the same
+    UAP on another model (transfer), the other model's own UAP; or one targeted UAP per class.  Returns
+    ``(table, metrics)``: a DataFrame with the given metric ``columns`` (the library's names), rows in
+    the order of ``cases``, and ``{row name: the full metrics dict}`` for records and rendered text.
+    Predictions are memoised in ``cache`` (keyed per model)."""
+    import pandas as pd
+    full = {}
+    for name, (model, uaps, target) in cases.items():
+        key = uap_key(zeta, norm, target, labels)
+        full[name] = grid_point_metrics(model, x, y, uaps, key, True, random_kind, seed, cache, labels)
+    table = pd.DataFrame({n: {c: mt.get(c) for c in columns} for n, mt in full.items()}).T
+    return table.astype(float), full
+
+
+def compare_uap_builds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, results: dict,
+                       cache: dict | None = None):
+    """How UAP builders compare (notebook 02, section 7): per ``{name: UAPResult}`` the passes or epochs,
+    why it stopped, seconds, fooling rate on its build images, fooling and balanced fooling rate on
+    ``(x, y)``, and ``v_linf_share`` = ‖v‖∞ / eps (how much of the budget it used).  Returns a DataFrame."""
+    import pandas as pd
+    rows = {}
+    for name, r in results.items():
+        m = evaluate_uap_cached(model, x, y, r.v, cache=cache)
+        rows[name] = {"passes": r.passes, "stop_reason": r.stop_reason, "seconds": round(r.seconds, 1),
+                      **{k: round(float(v), 3) for k, v in (("fooling_rate_build", r.fooling_rate),
+                                                            ("fooling_rate", m["fooling_rate"]),
+                                                            ("fooling_rate_balanced", m["fooling_rate_balanced"]),
+                                                            ("v_linf_share", m["v_linf"] / r.eps))}}
+    return pd.DataFrame(rows).T
+
+
+def headline_rates(m: dict, targeted, transfer, labels=LABELS):
+    """Notebook 02's rates at the headline budget, with the library's metric names, as one Series:
+    the non-targeted metrics ``m`` (plain, per class, re-weighted, balanced, vs labels, random control),
+    ``target_success_rate[<class>]`` from the ``targeted`` table of :func:`uap_table` (rows = class
+    names), and from the ``transfer`` table (rows ``victim``, ``transfer``, ``own``) the transfer rate
+    and the other model's own UAP's fooling rate."""
+    import pandas as pd
+    out = {"fooling_rate": m["fooling_rate"],
+           **{f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])},
+           **{k: m[k] for k in ("fooling_rate_reweighted", "fooling_rate_balanced", "fooling_rate_vs_labels",
+                                "random_fooling_rate")},
+           **{f"target_success_rate[{lab}]": targeted.loc[lab, "target_success_rate"] for lab in labels},
+           "transfer_fooling_rate": transfer.loc["transfer", "fooling_rate"],
+           "other_model_own_uap_fooling_rate": transfer.loc["own", "fooling_rate"]}
+    return pd.Series(out, name="rate")

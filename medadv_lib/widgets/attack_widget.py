@@ -28,9 +28,8 @@ import math
 import torch
 
 from .. import LABELS
-from ..attacks import parse_norm, pgd
-from ..metrics import predict
-from ..runtime import model_device
+from ..attacks import parse_norm
+from ..metrics.robustness import attack_summary, pgd_at_budget
 
 __all__ = ["EPS_GRID_255", "eps_from_255", "pgd_view", "pgd_widget"]
 
@@ -110,32 +109,10 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
     if len(x) != len(y):
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
     eps = eps_from_255(e255, norm, tuple(x.shape[1:]))
-    key = (id(model), id(x), e255, norm, int(steps), int(seed))
-    ckey = (id(model), id(x), "clean")
-    dev = model_device(model)
+    res, pred_clean = pgd_at_budget(model, x, y, eps, norm, steps, seed, cache)
     y_cpu = y.detach().cpu()
-    if cache is not None and key in cache:
-        res = cache[key]
-    else:
-        res = pgd(model, x.to(dev), y.to(dev), eps, steps=int(steps) if e255 > 0 else 0, norm=norm,
-                  seed=seed).cpu()
-        if cache is not None:
-            cache[key] = res
-    if cache is not None and ckey in cache:
-        pred_clean = cache[ckey]
-    else:
-        pred_clean = predict(model, x)
-        if cache is not None:
-            cache[ckey] = pred_clean
-    correct = pred_clean == y_cpu
-    still = res.pred == y_cpu
-    n_ok = int(correct.sum())
-    rate = (lambda m: float(m.float().mean()) if m.numel() else math.nan)  # noqa: E731
     summary = {"eps_255": e255, "eps": eps, "norm": norm, "steps": int(steps) if e255 > 0 else 0,
-               "n": len(y_cpu), "n_clean_correct": n_ok, "clean_accuracy": rate(correct),
-               "robust_accuracy": rate(still), "attack_success_rate": rate(~still[correct]),
-               "defense_rate": rate(still[correct]),
-               "adv_pred_counts": {lab: int((res.pred == c).sum()) for c, lab in enumerate(labels)}}
+               **attack_summary(res, y_cpu, pred_clean, labels)}
     fig = None
     if show:
         from ..viz.attacks import adversarial_strip
