@@ -192,6 +192,12 @@ class Precision:
 FP32 = Precision("fp32", "cpu", False, "plain fp32")
 
 
+def full_precision(device_type: str):
+    """Context manager: no autocast inside (fp32), whatever policy is active outside — the one
+    exception the precision policy makes, for the classifier head (see ``models.Float32Linear``)."""
+    return torch.autocast(device_type, enabled=False)
+
+
 def resolve_precision(requested: str | Precision | None = None, device: torch.device | str | None = None) -> Precision:
     """The precision policy for ``device``: the one place that decides dtype and memory format.
 

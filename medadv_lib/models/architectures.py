@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..runtime import FP32, Precision, model_device, resolve_precision
+from ..runtime import FP32, Precision, full_precision, model_device, resolve_precision
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
@@ -43,7 +43,7 @@ class Float32Linear(nn.Linear):
     """
 
     def forward(self, x):
-        with torch.autocast(x.device.type, enabled=False):
+        with full_precision(x.device.type):
             return nn.functional.linear(x.float(), self.weight, self.bias)
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from .._common import check_eps, check_inputs, lp_norm, num_classes_of, parse_norm, parse_target
 from ...models import predict
+from ...runtime import model_device
 
 
 def _setup(model, x, y, eps, norm, target, reference):
@@ -42,3 +45,14 @@ def _log_pass(history, k, rates, v, norm, updates, t0):
            "seconds": time.perf_counter() - t0}
     history.append(rec)
     return rec
+
+
+def _start(model, x, y, reference, eval_batch_size, seed):
+    """What every UAP build starts from: the clock, the model's device, a seeded CPU generator for the
+    batch order, the reference predictions (clean ones or the labels) and a zero ``v`` (``1×1×H×W``)."""
+    t0 = time.perf_counter()
+    dev = model_device(model, x.device)
+    gen = torch.Generator().manual_seed(int(seed))
+    ref = (y if reference == "labels" else predict(model, x, eval_batch_size)).to(x.device)
+    v = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=dev)
+    return t0, dev, gen, ref, v

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._common import check_eps, project
-from ...models import predict
-from ...runtime import eval_mode, model_device
-from ._common import _log_pass, _rates, _setup, _stop_rate
+from ...runtime import eval_mode
+from ._common import _log_pass, _rates, _setup, _start, _stop_rate
 from .result import UAPResult
 
 
@@ -57,12 +56,8 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
         loss_clip = 10.0 if target is None else 0.05
     loss_clip = check_eps(loss_clip, "loss_clip")
 
-    t0 = time.perf_counter()
-    dev = model_device(model, x.device)
-    n, (_, _, h, w) = x.shape[0], x.shape
-    gen = torch.Generator().manual_seed(int(seed))
-    ref = (y if reference == "labels" else predict(model, x, eval_batch_size)).to(x.device)
-    v = torch.zeros(1, 1, h, w, dtype=x.dtype, device=dev)
+    t0, dev, gen, ref, v = _start(model, x, y, reference, eval_batch_size, seed)
+    n = x.shape[0]
     history: list = []
     converged = False
     stop_reason = "epochs"
