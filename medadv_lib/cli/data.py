@@ -1,4 +1,4 @@
-"""``medadv data check`` (and, from ``data_build``, ``build`` / ``download``)."""
+"""``medadv data check`` and ``ensure`` (and, from ``data_build``, ``build`` / ``download``)."""
 from __future__ import annotations
 
 import importlib
@@ -41,6 +41,16 @@ def _check(args) -> int:
     return 0
 
 
+def _ensure(args) -> int:
+    from ..data.ensure import ensure_dataset
+    result = ensure_dataset(args.data, sources_dir=args.sources, url_template=args.url_template,
+                            progress=not args.json)
+    line = (f"dataset: {result['data_dir']} (present, nothing downloaded)" if result["action"] == "present" else
+            f"dataset: {result['data_dir']} (built: {result['images']} images in {result['seconds']} s)")
+    emit({"ok": True, **result}, args.json, [line])
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("data", help="check, build or download the chest X-ray dataset")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -50,5 +60,15 @@ def register(sub) -> None:
     c.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
     c.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     c.set_defaults(func=_check)
+    e = dsub.add_parser("ensure", help="find the dataset, or download and build it from its public sources "
+                                       "(what make tutorial runs first; MEDADV_OFFLINE=1 never downloads)")
+    e.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/; "
+                                                "built at $MEDADV_DATA or data/covid-cxr-mini if missing)")
+    e.add_argument("--sources", default=None, metavar="DIR",
+                   help="download folder (default: raw/ beside the dataset folder)")
+    e.add_argument("--url-template", default=None, metavar="T",
+                   help="source URL template with {repo} {commit} {path} (default: $MEDADV_SOURCE_URL, else GitHub)")
+    e.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    e.set_defaults(func=_ensure)
     importlib.import_module(f"{__package__}.data_build").register(dsub)
     p.set_defaults(func=lambda args: p.print_help() or 2)

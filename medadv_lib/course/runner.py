@@ -1,6 +1,10 @@
 """Execute the course notebooks with papermill (``make tutorial`` and the notebook tests).
 
-    python -m medadv_lib.course.runner [--mode auto|fast|full] [--out build] [NOTEBOOK ...]
+    python -m medadv_lib.course.runner [--mode auto|fast|full] [--out build] [--data-only] [NOTEBOOK ...]
+
+First the data step: :func:`medadv_lib.data.ensure.ensure_dataset` finds the dataset, or says what
+it will fetch and downloads and builds it (``MEDADV_OFFLINE=1``: one line, exit 2, nothing fetched);
+``--data-only`` stops after it.
 
 Each notebook's ``parameters`` cell is overridden with ``FAST`` (fast on CPU, full size
 when CUDA is present, unless ``--mode`` says otherwise), ``OUTPUT_DIR`` (the shared
@@ -148,6 +152,21 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     return executed
 
 
+def _data_step(data_dir: str | None) -> int:
+    """Make sure the dataset is there before any notebook; 0, or 2 with one line on stderr."""
+    from ..cli._guard import describe_error
+    from ..data.ensure import ensure_dataset
+    try:
+        ensure_dataset(data_dir)
+    except KeyboardInterrupt:
+        print("medadv data ensure: interrupted; run again to resume the download", file=sys.stderr)
+        return 130
+    except Exception as exc:                 # the CLI's promise: one line naming the cause and the fix
+        print(f"medadv data ensure: error: {describe_error(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medadv_lib.course.runner", description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", help="notebook files or name prefixes like 00 01 (default: all)")
@@ -155,15 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="build", help="folder for executed notebooks, HTML and runs/")
     ap.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
     ap.add_argument("--no-html", action="store_true")
+    ap.add_argument("--data-only", action="store_true",
+                    help="only the data step: find the dataset, or download and build it; run no notebook")
     args = ap.parse_args(argv)
-    fast = resolve_mode(args.mode)
     notebooks = course_notebooks()
     if args.notebooks:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(s) or nb.name == Path(s).name
                                                      for s in args.notebooks)]
-    if not notebooks:
+    if not notebooks and not args.data_only:
         print("no notebooks matched", file=sys.stderr)
         return 2
+    status = _data_step(args.data)          # before any notebook: find, or download and build, the dataset
+    if status or args.data_only:
+        return status
+    fast = resolve_mode(args.mode)
     print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode -> {args.out}/")
     if not fast:
         import torch
