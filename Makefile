@@ -39,6 +39,8 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -ra -m "not notebook" $(PYTEST_ARGS)
 
+# the runner's first step finds the dataset, or says what it fetches and downloads and builds it
+# (medadv_lib.data.ensure; MEDADV_OFFLINE=1: a one-line error instead), then runs every notebook
 tutorial: setup
 	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out build
 
