@@ -73,8 +73,10 @@ class TrainConfig:
 
 
 def data_fingerprint(data_dir=None) -> str:
-    """Short hash of the dataset's metadata.csv: a different dataset gives a different cache key."""
-    return hashlib.sha1((find_data_dir(data_dir) / "metadata.csv").read_bytes()).hexdigest()[:10]
+    """Short hash of the dataset's content (metadata.csv and every image's bytes, memoised per file:
+    :mod:`medadv_lib.data.fingerprint`): an edited image or table gives a different cache key."""
+    from .data.fingerprint import dataset_fingerprint
+    return dataset_fingerprint(data_dir)[:10]
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, device=None) -> dict:

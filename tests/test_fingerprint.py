@@ -161,3 +161,19 @@ def test_racy_files_are_not_memoised(dataset, reads, monkeypatch):
 def test_missing_dataset_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="metadata.csv"):
         F.dataset_fingerprint(tmp_path / "nothing-here")
+
+
+def test_training_cache_key_follows_the_image_bytes(dataset):
+    """The cached-model key (train.data_fingerprint) changes when one image's bytes change, so an
+    edited dataset no longer reports a stale model as cached."""
+    from medadv_lib.train import TrainConfig, data_fingerprint
+
+    before = data_fingerprint(dataset)
+    assert before == F.dataset_fingerprint(dataset)[:10]
+    target = _image(dataset)
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF
+    target.write_bytes(bytes(data))
+    after = data_fingerprint(dataset)
+    assert after != before
+    assert TrainConfig().filename(after) != TrainConfig().filename(before)
