@@ -58,3 +58,111 @@ def test_readme_states_requirements(needle):
     section = readme[readme.index("## Requirements"):]
     section = section[:section.index("\n## ", 5)]
     assert needle in section
+
+
+# --------------------------------------------------------------------------------------------
+# docs/glossary.md and docs/instructor.md: linked from the README, complete, and naming only what exists
+# --------------------------------------------------------------------------------------------
+
+COURSE_DOCS = ("docs/glossary.md", "docs/instructor.md")
+_DOTTED = re.compile(r"\bmedadv_lib(?:\.[A-Za-z_]\w*)+")
+_SOURCE_PATH = re.compile(r"\bmedadv_lib/[\w/]+\.py\b")
+
+
+def _doc(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+def _resolve(dotted: str):
+    """Import the longest module prefix of ``dotted`` and get the remaining attributes from it."""
+    import importlib
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)          # AttributeError names what the doc gets wrong
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def _notebook_files() -> dict[str, Path]:
+    return {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+
+
+def _parameters(nb: Path) -> set[str]:
+    import json
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    src = "".join(next(c["source"] for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])))
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", src, flags=re.M))
+
+
+@pytest.mark.parametrize("doc", COURSE_DOCS)
+def test_course_docs_are_linked_from_the_readme(doc):
+    assert (ROOT / doc).is_file()
+    assert f"]({doc})" in (ROOT / "README.md").read_text(encoding="utf-8"), f"README.md does not link {doc}"
+
+
+@pytest.mark.parametrize("doc", COURSE_DOCS)
+def test_course_docs_name_only_library_objects_that_exist(doc):
+    text = _doc(doc)
+    names = sorted(set(_DOTTED.findall(text)))
+    assert len(names) >= 10, f"{doc} should point at the library's functions by their dotted names"
+    missing = []
+    for name in names:
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as exc:
+            missing.append(f"{name} ({type(exc).__name__}: {exc})")
+    assert not missing, f"{doc} names library objects that do not exist:\n" + "\n".join(missing)
+    absent = [p for p in set(_SOURCE_PATH.findall(text)) if not (ROOT / p).is_file()]
+    assert not absent, f"{doc} names source files that do not exist: {absent}"
+
+
+def test_glossary_defines_every_reported_number_with_its_function_and_notebook():
+    text = _doc("docs/glossary.md")
+    for term in ("ζ", "`zeta`", "mean image norm", "`fooling_rate`", "`fooling_rate_vs_labels`",
+                 "`fooling_rate_per_class`", "`fooling_rate_balanced`", "`fooling_rate_reweighted`",
+                 "100 normal, 100 pneumonia, 31 COVID-19", "`target_success_rate`",
+                 "Random control", "`robust_accuracy`", "`defense_rate`", "`attack_success_rate`",
+                 "ρ_adv", "Wilson interval", "White-box", "Black-box", "transfer", "Gradient masking",
+                 "`steps_restarts`", "`gradient_free`", "`large_eps`", "sensitivity", "PPV",
+                 "Balanced accuracy", "FAST vs full mode", "Precision policy", "bf16", "channels_last",
+                 "Pixel space [0, 1]", "Grad-CAM"):
+        assert term in text, f"the glossary does not define {term!r}"
+    entries = re.split(r"^### ", text, flags=re.M)[1:]
+    assert len(entries) >= 20
+    for entry in entries:
+        head = entry.splitlines()[0]
+        if "White-box" in head:                       # one entry, several terms
+            continue
+        assert "**Definition.**" in entry and "**Library.**" in entry and "**Introduced in.**" in entry, head
+    notebooks = _notebook_files()
+    for nn in set(re.findall(r"[Nn]otebooks? (\d\d)\b", text)):
+        assert nn in notebooks, f"the glossary refers to notebook {nn}, which does not exist"
+
+
+def test_instructor_guide_has_a_plan_per_notebook_and_names_real_parameters():
+    text = _doc("docs/instructor.md")
+    sections = {nn: (head, body) for nn, head, body in
+                re.findall(r"^## (\d\d) ·(.*?)$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)}
+    notebooks = _notebook_files()
+    for nn, nb in notebooks.items():
+        assert nn in sections, f"docs/instructor.md has no lesson plan for {nb.name}"
+        head, body = sections[nn]
+        assert "planned" not in head.lower(), (f"{nb.name} exists now: replace the 'planned' placeholder of "
+                                               f"notebook {nn} in docs/instructor.md by its lesson plan")
+        assert nb.name in head + body, f"the plan for notebook {nn} should name {nb.name}"
+        for part in ("**Show live", "**Questions to ask.**", "**Pitfalls.**"):
+            assert part in body, f"the plan for {nb.name} lacks {part}"
+        params = _parameters(nb)
+        for name in re.findall(r"`([A-Z][A-Z0-9_]*) = [^`]+`", body):
+            assert name in params, f"docs/instructor.md sets {name} for {nb.name}, which has no such parameter"
+    for nn, (head, _) in sections.items():
+        if nn not in notebooks:
+            assert "planned" in head.lower(), f"docs/instructor.md plans notebook {nn} as if it existed"
+    for needle in ("out of order", "Stale caches", "Full mode on a CPU", "Confounded sources", "2-core CPU",
+                   "bf16"):
+        assert needle in text, needle
