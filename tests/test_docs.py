@@ -89,7 +89,14 @@ def _resolve(dotted: str):
 
 
 def _notebook_files() -> dict[str, Path]:
-    return {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    """The course notebooks by number: the committed ones in a git checkout (a notebook still being
+    written in the working tree does not count yet), else every ``NN_*.ipynb``."""
+    files = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if shutil.which("git") and (ROOT / ".git").exists():
+        tracked = set(subprocess.run(["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True, text=True,
+                                     check=True).stdout.split())
+        files = [p for p in files if f"notebooks/{p.name}" in tracked]
+    return {p.name[:2]: p for p in files}
 
 
 def _parameters(nb: Path) -> set[str]:
