@@ -137,6 +137,8 @@ def test_targets_are_checked(images):
     assert torch.equal(gradcam(model, images, target="COVID-19"), gradcam(model, images, target=LABELS.index("COVID-19")))
     with pytest.raises(ValueError, match="target"):
         gradcam(model, images, target=[0, 1])
+    with pytest.raises(ValueError, match="unknown target class"):
+        gradcam(model, images, target="covid")
     with pytest.raises(ValueError, match="outside"):
         gradcam(model, images, target=3)
     with pytest.raises(ValueError, match="N×C×H×W"):

@@ -51,6 +51,8 @@ def _targets(model, x, target, batch_size) -> torch.Tensor:
         from ..models import predict
         return predict(model, x, batch_size)
     if isinstance(target, str):
+        if target not in LABELS:
+            raise ValueError(f"unknown target class {target!r}; use one of {', '.join(LABELS)} or an index")
         target = LABELS.index(target)
     t = torch.as_tensor(target, dtype=torch.long).cpu()
     if t.dim() == 0:
@@ -84,6 +86,9 @@ def gradcam(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | N
         ``N×H×W`` fp32 tensor on the CPU: the positive part of the class-weighted activations
         (Grad-CAM's ReLU), bilinearly upsampled to the image size and divided by each map's maximum,
         so every map lies in [0, 1] (an all-zero map stays zero: no region raised that class score).
+        The map has the layer's resolution before upsampling — 4×4 cells at 112 px for both FAST
+        models, 7×7 at 224 px — so read it region by region; an earlier block (``layer=
+        model.net.layer3``: 7×7 at 112 px) is finer but less specific to the class.
     Raises:
         ValueError: ``x`` not ``N×C×H×W``, a bad ``target``, or a network without a convolution.
 
@@ -175,11 +180,10 @@ def plot_gradcam(x, maps, y=None, pred=None, labels=LABELS, titles=None, ncols: 
 
     Arguments:
         x: ``N×1×H×W`` images in [0, 1].
-        maps: ``N×H×W`` maps in [0, 1] (:func:`gradcam`), or a dict of several map sets over the same
-            images, one row each, e.g. ``{"clean": maps_clean, "under the UAP": maps_adv}`` (only the
-            first ``ncols`` images are then shown).
-        x, pred: with a dict of ``maps``, each may be a dict with the same keys, e.g. the perturbed
-            images and their predictions in the second row.
+        maps: ``N×H×W`` maps in [0, 1] (:func:`gradcam`), or a dict of several map sets, one row each,
+            e.g. ``{"clean": maps_clean, "under the UAP": maps_adv}`` (only the first ``ncols`` images
+            are then shown).  With a dict, ``x`` and ``pred`` may be dicts with the same keys (each
+            row's own images and predictions: the perturbed images in the second row) or shared.
         y, pred: ``N`` true / predicted labels for the titles (either may be None).
         titles: explicit titles instead (a list of ``N`` strings).
         ncols (int): images per row. (Default: 6)  size: inches per image.  alpha: overlay opacity.
