@@ -134,7 +134,8 @@ def test_the_predicted_class_is_explained_by_default(images):
 
 def test_targets_are_checked(images):
     model = _region_model(_corner_masks())
-    assert torch.equal(gradcam(model, images, target="COVID-19"), gradcam(model, images, target=LABELS.index("COVID-19")))
+    by_name = gradcam(model, images, target="COVID-19")
+    assert torch.equal(by_name, gradcam(model, images, target=LABELS.index("COVID-19")))
     with pytest.raises(ValueError, match="target"):
         gradcam(model, images, target=[0, 1])
     with pytest.raises(ValueError, match="unknown target class"):
