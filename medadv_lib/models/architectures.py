@@ -18,6 +18,10 @@ ARCHITECTURES = {
     "mobilenet_v3_small": "mobilenet_v3_small",
     "mobilenet_v3_large": "mobilenet_v3_large",
     "efficientnet_b0": "efficientnet_b0",
+    # course-made (models/covidnet.py; any covidnet_small_w<width> with width in (0, 1] builds too)
+    "covidnet_small": "covidnet_small",
+    "covidnet_small_w0.5": "covidnet_small_w0.5",
+    "covidnet_small_w0.25": "covidnet_small_w0.25",
 }
 
 
@@ -159,14 +163,24 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
     Returns:
         a :class:`MedModel` that takes ``N×in_channels×H×W`` tensors in [0, 1].
     """
-    if name not in ARCHITECTURES:
+    from .covidnet import covidnet_small, parse_covidnet_name
+    width = parse_covidnet_name(name)
+    if name not in ARCHITECTURES and width is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
-    ctor = getattr(torchvision.models, ARCHITECTURES[name])
-    if weights is None:
+    if width is not None:                  # COVIDNet-CXR Small: trained from scratch, no weights to download
+        if weights is not None:
+            raise ValueError(f"{name} has no pretrained weights (COVID-Net's are TensorFlow files that cannot be "
+                             "downloaded here): leave weights out to train it from scratch")
+        net = covidnet_small(num_classes, in_channels, width)
+        _replace_head(net, num_classes)
+        default_mean, default_std = 0.5, 0.25
+    elif weights is None:
+        ctor = getattr(torchvision.models, ARCHITECTURES[name])
         net = ctor(weights=None, num_classes=num_classes)
         _replace_head(net, num_classes)
         default_mean, default_std = 0.5, 0.25
     else:
+        ctor = getattr(torchvision.models, ARCHITECTURES[name])
         net = ctor(weights=weights)
         _replace_head(net, num_classes)
         default_mean, default_std = 0.449, 0.226   # ImageNet RGB statistics averaged to grey
