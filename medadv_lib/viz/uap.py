@@ -184,3 +184,46 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
     fig.suptitle(head + f" (n = {m['n']})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_transfer_matrix(matrix, ax=None, title: str = "", cmap: str = "mako_r", fmt: str = ".2f"):
+    """The transferability matrix of :func:`medadv_lib.metrics.transfer.transfer_matrix` as an annotated
+    heat map (seaborn): rows = the model each UAP was built on, columns = the model it is applied to;
+    the diagonal (white-box) is outlined, and the random-control row is set off below a line.
+
+    Arguments:
+        matrix: the DataFrame (its last row the random control, ``attrs["metric"]`` the cell value).
+        ax: the axes to draw on (default: a new figure sized to the matrix). title: the axes title.
+        cmap: a colour map; the scale is fixed to [0, 1] so that matrices can be compared.
+        fmt: the number format of the annotations.
+    Returns:
+        the matplotlib ``Axes``.
+    Raises:
+        ValueError: an empty matrix.
+    """
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
+
+    from ..metrics.transfer import RANDOM_ROW
+    if matrix is None or matrix.empty:
+        raise ValueError("the matrix is empty: pass the DataFrame of transfer_matrix(models, uaps, x, y)")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 1.3 * matrix.shape[1], 1.0 + 0.55 * matrix.shape[0]))
+    metric = matrix.attrs.get("metric", "fooling_rate")
+    sns.heatmap(matrix.astype(float), annot=True, fmt=fmt, vmin=0, vmax=1, cmap=cmap, ax=ax, linewidths=0.5,
+                cbar_kws={"label": _NAMES.get(metric, metric)}, annot_kws={"fontsize": 9})
+    rows, cols = list(matrix.index), list(matrix.columns)
+    for j, c in enumerate(cols):                                  # white-box cells: the model's own UAP
+        if c in rows:
+            ax.add_patch(Rectangle((j, rows.index(c)), 1, 1, fill=False, edgecolor="C3", lw=2))
+    if RANDOM_ROW in rows:
+        ax.axhline(rows.index(RANDOM_ROW), color="white", lw=4)
+    ax.set_xlabel("UAP applied to (target)")
+    ax.set_ylabel("UAP built on (source)")
+    ax.tick_params(axis="x", rotation=20)
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_title(title or f"transfer of UAPs ({_NAMES.get(metric, metric)}; n = {matrix.attrs.get('n', '?')})",
+                 fontsize=9)
+    return ax
+__all__ += ["plot_transfer_matrix"]
