@@ -1,5 +1,6 @@
 # medadv — the commands a newcomer needs:
-#   make tutorial   execute the course notebooks into build/ (FAST on CPU, full size on CUDA; MODE=fast|full)
+#   make tutorial   execute the course notebooks into build/ (FAST on CPU, full size on CUDA; MODE=fast|full),
+#                   then write the reproduction report build/report.html
 #   make lab        open the course in JupyterLab (the project's kernel, on notebooks/; LAB_ARGS="--port 8890")
 #   make test       run the test suite (unit tests, peer cross-checks, every notebook in FAST mode)
 # All first run `make setup`, which creates .venv once (idempotent).
@@ -43,6 +44,7 @@ test-fast: setup
 # (medadv_lib.data.ensure; MEDADV_OFFLINE=1: a one-line error instead), then runs every notebook
 tutorial: setup
 	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out build
+	$(BIN)/python -m medadv_lib report --runs build/runs --out build/report.html
 
 # JupyterLab from the venv, rooted at notebooks/; its kernels run the project's (.venv) Python (the venv's
 # kernel specs before the user's) and talk to the server over CurveZMQ-encrypted sockets, not plain TCP

@@ -17,7 +17,7 @@ from .. import __version__
 from ._guard import DEBUG_ENV, CLIError, describe_error, jsonable, validate_args
 
 # module name under medadv_lib.cli, in the order shown in --help
-COMMANDS = ("data", "train", "attack", "uap", "defend", "evaluate")
+COMMANDS = ("data", "train", "attack", "uap", "defend", "evaluate", "report")
 
 
 def emit(result: dict, as_json: bool, lines: list[str] | None = None) -> None:

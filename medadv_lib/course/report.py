@@ -1,0 +1,944 @@
+"""The reproduction report: every claim of both papers beside the course's own numbers, with a verdict.
+
+``medadv report`` and ``make tutorial`` (``build/report.html``) call :func:`write_report`; notebook 06
+renders the same tables from :func:`build_report`.  Input: the records the notebooks write with
+:func:`~medadv_lib.course.results.record` into ``RUNS/results/<notebook>.json`` (notebooks
+:data:`NOTEBOOKS`).  Output: one self-contained HTML page (figures embedded as base64 PNG) or Markdown
+(figures as ``data:`` URIs, or none), with
+
+* the **claims table** (:func:`claims_table`): one row per claim of Hirano et al. 2020 and Chen et al.
+  2021 — the paper's number and conditions, ours and our conditions, ours re-weighted to the paper's
+  100/100/31 test mix where the class mix matters, and a verdict with its measured reason;
+* the **cost table** (:func:`cost_table`): seconds per notebook and per recorded step, precision, device,
+  torch version (what the records hold; "not recorded" otherwise);
+* **provenance** (:func:`provenance`): data and checkpoint fingerprints, settings, the git commit.
+
+A notebook whose results file is missing makes its claims "not run"; nothing is ever filled in.
+
+Verdicts are computed by small functions (:func:`verdict_at_least`, :func:`verdict_targeted`,
+:func:`verdict_majority`, :func:`verdict_random_control`, :func:`verdict_finetune`,
+:func:`verdict_defense_rate`, :func:`verdict_ablation`), each with its thresholds in its docstring, from
+the constants below.  Rates are shares in [0, 1]; "points" are percentage points.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from .. import LABELS, __version__
+from ..metrics.universal import PAPER_TEST_MIX, reweighted_rate
+from ..runtime import atomic_write_text
+
+__all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "claims_table", "cost_table", "provenance", "build_report",
+           "render_html", "render_markdown", "write_report", "verdict_at_least", "verdict_targeted",
+           "verdict_majority", "verdict_random_control", "verdict_finetune", "verdict_defense_rate",
+           "verdict_ablation", "FORMATS"]
+
+NOTEBOOKS = ("01_train_classifiers", "02_universal_perturbations", "03_pgd_and_deepfool", "04_pruning_and_attention",
+             "05_uap_finetuning_and_adversarial_training")
+"""The notebooks whose records the report reads (``RUNS/results/<notebook>.json``)."""
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
+
+FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}
+"""Output formats by file suffix."""
+
+# --- the papers' numbers (docs/papers.md, ../shared/PAPERS.md) ---------------------------------------------
+HIRANO_NONTARGETED = 0.85      # non-targeted UAP fooling rate at ζ = 2 %: "> 85 %"
+HIRANO_TARGETED = 0.90         # targeted UAP success rate at ζ = 2 %: "> 90 %"
+CHEN_PGD = 0.7718              # defense rate of pruning + attention against PGD (chest X-rays)
+CHEN_DEEPFOOL = 0.6949         # ... against DeepFool
+HEADLINE_ZETA = 0.02           # the papers' ζ = 2 %
+
+# --- the thresholds of the verdicts -------------------------------------------------------------------------
+NEAR = 0.10
+"""A number up to 10 points below the paper's is "partly" reproduced (:func:`verdict_at_least`)."""
+RANDOM_MAX = 0.10
+"""The random control counts as "barely changes predictions" up to a 10 % fooling rate."""
+RANDOM_RATIO = 3.0
+"""... and as "far below" the UAP when the UAP fools at least 3× as many images (and 10 points more)."""
+MIN_GAP = 0.05
+"""Differences under 5 points count as no difference (random control vs UAP)."""
+FINETUNE_DROP = 0.10
+"""UAP fine-tuning "improves robustness" when fresh UAPs fool at least 10 points fewer images ..."""
+FINETUNE_MIN_DROP = 0.03
+"""... "partly" from a 3-point drop ..."""
+FINETUNE_ACC_COST = 0.05
+"""... and at most 5 points of clean accuracy may be paid for a full "reproduced"."""
+PGD_EPS = 1 / 255
+"""The PGD-L∞ budget at which the Chen et al. rows compare (their budget is unstated; notebook 04 compares
+at 1/255 first and shows the others — the report lists them in the reason)."""
+
+_COVID = "COVID-19"
+_EPS = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
+
+
+# =============================================================================================== loading
+
+def load_results(runs_dir) -> dict:
+    """``{notebook: [records]}`` from ``runs_dir/results/*.json`` (every file there, known notebook or not).
+
+    Raises ``FileNotFoundError`` (missing folder, no results) or ``ValueError`` (a file that is not a JSON
+    list of records), each naming the file and the fix."""
+    runs = Path(runs_dir)
+    if not runs.is_dir():
+        raise FileNotFoundError(f"runs folder {runs} not found: run the notebooks first (`make tutorial` writes "
+                                "build/runs) or pass the folder the notebooks wrote (their OUTPUT_DIR)")
+    files = sorted((runs / "results").glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"{runs} holds no results/*.json: run the notebooks (or `make tutorial`) with "
+                                f"OUTPUT_DIR = {runs}, or pass the folder they wrote")
+    out = {}
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{f} is not readable JSON ({exc}): delete it and rerun its notebook") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError(f"{f} is not a JSON list of records (course.record writes one): delete it and rerun "
+                             "its notebook")
+        out[f.stem] = data
+    return out
+
+
+# ============================================================================================== verdicts
+
+def _v(verdict: str, reason: str) -> tuple[str, str]:
+    return verdict, reason
+
+
+def _pct(x, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f} %"
+
+
+def _pts(x) -> str:
+    return f"{100 * abs(x):.1f} points"
+
+
+def verdict_at_least(value, paper: float, near: float = NEAR, hi=None, what: str = "ours") -> tuple[str, str]:
+    """A claim "the rate reaches ``paper``".
+
+    * "not run" when ``value`` is None;
+    * "reproduced" when ``value ≥ paper``;
+    * "partly" when ``value`` is at most ``near`` (10 points) below ``paper``, or the upper end ``hi`` of
+      its 95 % interval reaches ``paper`` (not distinguishable from the paper's number at our sample size);
+    * "not reproduced" otherwise.
+    Returns ``(verdict, reason)``."""
+    if value is None:
+        return _v("not run", "no result recorded")
+    gap = value - paper
+    if gap >= -_EPS:
+        return _v("reproduced", f"{what} {_pct(value)} ≥ {_pct(paper, 2)}")
+    if -gap <= near + _EPS:
+        return _v("partly", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)} (within {_pts(near)})")
+    if hi is not None and hi >= paper - _EPS:
+        return _v("partly", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)}, but its 95 % interval "
+                            f"reaches {_pct(hi)}")
+    return _v("not reproduced", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)}")
+
+
+def verdict_targeted(rates: dict, paper: float = HIRANO_TARGETED, near: float = NEAR) -> tuple[str, str]:
+    """A claim "targeted UAPs reach ``paper`` success for the chosen target" (``rates``: target → success rate).
+
+    * "not run" with no target;
+    * "reproduced" when every target reaches ``paper``;
+    * "partly" when at least one target reaches ``paper − near`` (80 %);
+    * "not reproduced" when none does."""
+    rates = {k: v for k, v in rates.items() if v is not None}
+    if not rates:
+        return _v("not run", "no targeted UAP recorded")
+    listing = ", ".join(f"→ {k} {_pct(v)}" for k, v in rates.items())
+    if all(v >= paper - _EPS for v in rates.values()):
+        return _v("reproduced", f"every target reaches {_pct(paper, 0)}: {listing}")
+    hit = [k for k, v in rates.items() if v >= paper - near - _EPS]
+    if hit:
+        return _v("partly", f"only → {', '.join(hit)} reaches {_pct(paper - near, 0)} or more: {listing}")
+    return _v("not reproduced", f"no target reaches {_pct(paper - near, 0)}: {listing}")
+
+
+def verdict_majority(shares: dict, cls: str = _COVID, caveat: str = "") -> tuple[str, str]:
+    """A claim "most images go to ``cls``" (``shares``: class → share of the images predicted as it under
+    the UAP, re-weighted to the paper's test mix).
+
+    * "not run" when ``shares`` is empty or lacks ``cls``;
+    * "reproduced" when the share of ``cls`` is above one half;
+    * "partly" when ``cls`` is the most frequent class but holds half or less;
+    * "not reproduced" otherwise."""
+    if not shares or shares.get(cls) is None:
+        return _v("not run", "where the images go under the UAP was not recorded" + (f" ({caveat})" if caveat else ""))
+    s = shares[cls]
+    listing = ", ".join(f"{k} {_pct(v)}" for k, v in shares.items())
+    if s > 0.5:
+        return _v("reproduced", f"{_pct(s)} of the images are predicted {cls} under the UAP ({listing})")
+    if s >= max(shares.values()):
+        return _v("partly", f"{cls} is the most frequent prediction but holds only {_pct(s)} ({listing})")
+    top = max(shares, key=shares.get)
+    return _v("not reproduced", f"most images go to {top}, not {cls} ({listing})")
+
+
+def verdict_random_control(uap, random) -> tuple[str, str]:
+    """A claim "random noise of the same norm barely changes predictions; the UAP does".
+
+    * "not run" when either rate is missing;
+    * "reproduced" when the random control fools at most :data:`RANDOM_MAX` (10 %) and the UAP at least
+      :data:`RANDOM_RATIO` (3×) as many images and :data:`NEAR` (10 points) more;
+    * "partly" when the UAP beats the control by at least :data:`MIN_GAP` (5 points) but not that far;
+    * "not reproduced" otherwise (the UAP does no better than noise)."""
+    if uap is None or random is None:
+        return _v("not run", "no UAP with its random control recorded")
+    gap = uap - random
+    text = f"UAP {_pct(uap)} vs random {_pct(random)}"
+    if random <= RANDOM_MAX + _EPS and uap >= RANDOM_RATIO * random - _EPS and gap >= NEAR - _EPS:
+        return _v("reproduced", f"{text}: the control is far below")
+    if gap >= MIN_GAP - _EPS:
+        return _v("partly", f"{text}: the UAP is above the control but not far ({_pts(gap)})")
+    return _v("not reproduced", f"{text}: the UAP does no better than noise of its norm")
+
+
+def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None, rounds: int | None = None) -> tuple[str, str]:
+    """A claim "fine-tuning on UAP-perturbed images lowers the fooling rate of UAPs made afterwards".
+
+    ``r0``/``rk``: the fooling rate of a fresh white-box UAP against the undefended model (round 0) and
+    after the last round; ``acc0``/``acck`` their clean accuracies; ``r0_lo``/``rk_hi`` the Wilson 95 %
+    bounds.
+
+    * "not run" when ``r0`` or ``rk`` is missing (or there was no fine-tuning round);
+    * "reproduced" when the rate falls by at least :data:`FINETUNE_DROP` (10 points), the intervals do not
+      overlap (``rk_hi < r0_lo``, when given), and clean accuracy falls by at most
+      :data:`FINETUNE_ACC_COST` (5 points);
+    * "partly" when it falls by at least :data:`FINETUNE_MIN_DROP` (3 points) otherwise;
+    * "not reproduced" otherwise."""
+    if r0 is None or rk is None or rounds == 0:
+        return _v("not run", "no UAP fine-tuning round recorded")
+    drop = r0 - rk
+    text = f"fresh-UAP fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
+    cost = None if acc0 is None or acck is None else acc0 - acck
+    cost_text = "" if cost is None else f"; clean accuracy {_pct(acc0)} → {_pct(acck)}"
+    separated = r0_lo is None or rk_hi is None or rk_hi < r0_lo
+    if drop >= FINETUNE_DROP - _EPS and separated and (cost is None or cost <= FINETUNE_ACC_COST + _EPS):
+        return _v("reproduced", f"{text}, {_pts(drop)} lower{cost_text}")
+    if drop >= FINETUNE_MIN_DROP - _EPS:
+        why = ("the 95 % intervals overlap" if not separated else
+               f"it costs {_pts(cost)} of clean accuracy" if cost is not None and cost > FINETUNE_ACC_COST + _EPS else
+               f"less than {_pts(FINETUNE_DROP)}")
+        return _v("partly", f"{text}, {_pts(drop)} lower, but {why}{cost_text}")
+    return _v("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
+
+
+def verdict_defense_rate(value, paper: float, hi=None, baseline=None) -> tuple[str, str]:
+    """A claim "the defended model reaches a defense rate of ``paper``" (Chen et al.).
+
+    :func:`verdict_at_least` on ``value`` (with its interval's upper end ``hi``), except that a
+    "reproduced" becomes "partly" when the undefended ``baseline`` reaches ``paper`` at the same budget
+    too: the number is then set by the (unstated) budget, not by the defense."""
+    verdict, reason = verdict_at_least(value, paper, hi=hi, what="defended")
+    if verdict == "reproduced" and baseline is not None and baseline >= paper - _EPS:
+        return _v("partly", f"{reason}, but the undefended model reaches {_pct(baseline)} at this budget too")
+    return verdict, reason
+
+
+def verdict_ablation(arms: dict, reference) -> tuple[str, str]:
+    """A claim "each module (attention, pruning) helps" (Chen et al.'s ablation).
+
+    ``arms``: defended arm name → ``(rate, lo, hi)``, the defense rate and its Wilson 95 % interval;
+    ``reference``: the same for the equally fine-tuned undefended baseline ("baseline-ft").  An arm is
+    *shown* better when its interval lies above the reference's (``lo > reference hi``); overlapping
+    intervals are "not shown".  Arms are attention-only (``cbam``, ``se``), pruning-only (``prune…``,
+    ``channels…``) or both (``+``).
+
+    * "not run" without the reference or without any arm;
+    * "reproduced" when an attention-only arm *and* a pruning-only arm are shown better;
+    * "partly" when some arm is shown better, but not one of each module;
+    * "not reproduced" when no arm is shown better."""
+    if reference is None or reference[0] is None or not arms:
+        return _v("not run", "no ablation (defended arms and the fine-tuned baseline) recorded")
+    ref_rate, _, ref_hi = reference
+    shown = [a for a, (r, lo, hi) in arms.items() if r is not None and lo is not None and lo > ref_hi]
+    kinds = {a: _arm_kind(a) for a in shown}
+    listing = ", ".join(f"{a} {_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for a, (r, lo, hi) in arms.items())
+    ref = f"baseline-ft {_pct(ref_rate)} [{_pct(reference[1])}, {_pct(ref_hi)}]"
+    if "attention" in kinds.values() and "pruning" in kinds.values():
+        return _v("reproduced", f"attention and pruning arms both above {ref}: {listing}")
+    if shown:
+        return _v("partly", f"only {', '.join(shown)} above {ref} (not one arm of each module): {listing}")
+    return _v("not reproduced", f"every arm's 95 % interval overlaps {ref} or lies below it: {listing}")
+
+
+def _arm_kind(name: str) -> str:
+    parts = str(name).split("+")
+    att = any(p in ("cbam", "se") for p in parts)
+    pru = any(p.startswith(("prune", "channels")) for p in parts)
+    return "both" if att and pru else "attention" if att else "pruning" if pru else "other"
+
+
+# ============================================================================================ the claims
+
+def _close(a, b, tol=1e-6) -> bool:
+    return a is not None and b is not None and abs(float(a) - float(b)) <= tol
+
+
+def _uap_records(results: dict) -> list[dict]:
+    """Notebook 02's records of each model's own UAP at ζ = 2 % (not the transferred ones)."""
+    return [r for r in results.get("02_universal_perturbations", [])
+            if _close(r.get("zeta"), HEADLINE_ZETA) and not r.get("uap_from")]
+
+
+def _nontargeted(results: dict) -> dict | None:
+    recs = [r for r in _uap_records(results) if r.get("target") is None]
+    recs.sort(key=lambda r: r.get("norm") != "inf")            # the L∞ UAP first (the course's headline)
+    return recs[0] if recs else None
+
+
+def _per_class(rec: dict, key: str) -> dict | None:
+    v = rec.get(key)
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, list) and len(v) == len(LABELS):
+        return dict(zip(LABELS, v))
+    return None
+
+
+def _reweighted(rec: dict, key: str):
+    """``<key>_reweighted`` as recorded, else re-weighted from ``<key>_per_class`` (class → rate)."""
+    if rec.get(f"{key}_reweighted") is not None:
+        return rec[f"{key}_reweighted"]
+    pc = _per_class(rec, f"{key}_per_class")
+    return reweighted_rate([pc.get(c) for c in LABELS], LABELS) if pc else None
+
+
+def _row(cid, paper, claim, paper_value, paper_text, paper_conditions, source, ours=None, ours_text=None,
+         our_conditions="", reweighted=None, reweighted_text=None, verdict=("not run", "")) -> dict:
+    if ours_text is None:
+        ours_text = _pct(ours) if ours is not None else "not run"
+    if reweighted_text is None:
+        reweighted_text = _pct(reweighted) if reweighted is not None else "—"
+    return {"id": cid, "paper": paper, "claim": claim, "paper_value": paper_value, "paper_text": paper_text,
+            "paper_conditions": paper_conditions, "ours": ours, "ours_text": ours_text,
+            "our_conditions": our_conditions, "reweighted": reweighted, "reweighted_text": reweighted_text,
+            "verdict": verdict[0], "reason": verdict[1], "source": source}
+
+
+def _missing(results: dict, notebook: str) -> str:
+    return f"notebook {notebook} has no results in this runs folder"
+
+
+_HIRANO = "Hirano et al. 2020"
+_CHEN = "Chen et al. 2021"
+_HIRANO_COND = ("COVID-Net (small, large) and CNNs at 224 px; COVIDx2 test split 100/100/31 (likely; "
+                "87 % non-COVID); fooling = prediction ≠ true label (their script); ζ = 2 % of the mean image norm")
+_MIX = "/".join(str(v) for v in PAPER_TEST_MIX.values())
+
+
+def _conditions(rec: dict) -> str:
+    bits = [str(rec.get("model", "?"))]
+    if rec.get("norm"):
+        bits.append(f"L{'∞' if rec['norm'] == 'inf' else rec['norm']} UAP ζ = {_pct(rec.get('zeta'), 0)}")
+    if rec.get("eps") is not None:
+        bits.append(f"ε = {rec['eps']:.4g}")
+    if rec.get("n"):
+        bits.append(f"n = {rec['n']} test images (our split: 57 % COVID-19)")
+    bits.append("fooling = prediction ≠ clean prediction")
+    return "; ".join(bits)
+
+
+def _claim_nontargeted(results):
+    nb = "02_universal_perturbations"
+    claim = "A non-targeted UAP at ζ = 2 % fools more than 85 % of the images"
+    rec = _nontargeted(results)
+    if rec is None:
+        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
+        return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
+                    verdict=("not run", why))
+    rw = _reweighted(rec, "fooling_rate")
+    value = rw if rw is not None else rec.get("fooling_rate")
+    verdict, reason = verdict_at_least(value, HIRANO_NONTARGETED,
+                                       what=f"re-weighted to {_MIX}" if rw is not None else "ours")
+    pc = _per_class(rec, "fooling_rate_per_class") or {}
+    if pc:
+        reason += "; per class " + ", ".join(f"{k} {_pct(v)}" for k, v in pc.items())
+    cond = _conditions(rec)
+    if rec.get("fooling_rate_vs_labels_reweighted") is not None:
+        cond += f"; vs true labels re-weighted (the paper's definition and mix): {_pct(rec['fooling_rate_vs_labels_reweighted'])}"
+    return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
+                ours=rec.get("fooling_rate"), our_conditions=cond, reweighted=rw, verdict=(verdict, reason))
+
+
+def _claim_targeted(results):
+    nb = "02_universal_perturbations"
+    claim = "Targeted UAPs at ζ = 2 % force the chosen class on more than 90 % of the images"
+    recs = [r for r in _uap_records(results) if r.get("target") is not None]
+    recs.sort(key=lambda r: r.get("norm") != "inf")
+    norm = recs[0].get("norm") if recs else None
+    recs = [r for r in recs if r.get("norm") == norm]
+    rates = {r["target"]: r.get("target_success_rate") for r in recs}
+    cond = _HIRANO_COND.replace("fooling = prediction ≠ true label (their script)",
+                                "success = share of all images classified as the target")
+    if not recs:
+        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no targeted ζ = 2 % UAP"
+        return _row("hirano-targeted", _HIRANO, claim, HIRANO_TARGETED, "> 90 %", cond, nb, verdict=("not run", why))
+    verdict = verdict_targeted(rates)
+    rw = {}
+    for r in recs:
+        pc = _per_class(r, "target_success_rate_per_class")
+        if pc:
+            rw[r["target"]] = reweighted_rate([pc.get(c) for c in LABELS], LABELS)
+    ours_text = ", ".join(f"→ {k} {_pct(v)}" for k, v in rates.items())
+    rnd = ", ".join(f"→ {r['target']} {_pct(r.get('random_target_success_rate'))}" for r in recs
+                    if r.get("random_target_success_rate") is not None)
+    our_cond = _conditions(recs[0]).replace("fooling = prediction ≠ clean prediction",
+                                            "success counted over all images, those already in the target class too")
+    if rnd:
+        our_cond += f"; random control: {rnd}"
+    rw_text = (", ".join(f"→ {k} {_pct(v)}" for k, v in rw.items()) if rw else
+               "not recorded (needs the per-class success rates; 57 % of our test images are COVID-19 already)")
+    return _row("hirano-targeted", _HIRANO, claim, HIRANO_TARGETED, "> 90 %", cond, nb,
+                ours=min(v for v in rates.values() if v is not None) if any(v is not None for v in rates.values())
+                else None, ours_text=ours_text, our_conditions=our_cond,
+                reweighted=min(rw.values()) if rw else None, reweighted_text=rw_text, verdict=verdict)
+
+
+def _destinations(rec: dict):
+    """(plain shares, re-weighted shares) of the classes predicted under the UAP, from
+    ``confusion_labels_to_adv`` (true class → prediction under the UAP) or ``adv_prediction_share``."""
+    conf = rec.get("confusion_labels_to_adv")
+    if isinstance(conf, list) and len(conf) == len(LABELS):
+        rows = [[float(c) for c in row] for row in conf]
+        total = sum(map(sum, rows))
+        plain = {lab: sum(row[j] for row in rows) / total for j, lab in enumerate(LABELS)} if total else None
+        per_true = {LABELS[i]: [c / sum(row) for c in row] if sum(row) else None for i, row in enumerate(rows)}
+        mix = sum(PAPER_TEST_MIX.values())
+        if all(per_true[c] is not None for c in PAPER_TEST_MIX):
+            rw = {lab: sum(per_true[c][j] * n / mix for c, n in PAPER_TEST_MIX.items()) for j, lab in enumerate(LABELS)}
+        else:
+            rw = None
+        return plain, rw
+    share = _per_class(rec, "adv_prediction_share")
+    return share, None
+
+
+def _claim_to_covid(results):
+    nb = "02_universal_perturbations"
+    claim = "Non-targeted UAPs send most images to COVID-19"
+    cond = "COVID-Net; COVIDx2 test mix 100/100/31 (likely); confusion matrices clean vs under the UAP"
+    rec = _nontargeted(results)
+    if rec is None:
+        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
+        return _row("hirano-to-covid", _HIRANO, claim, None, "most images → COVID-19", cond, nb, verdict=("not run", why))
+    plain, rw = _destinations(rec)
+    if rw is not None:
+        verdict = verdict_majority(rw)
+    else:
+        verdict = ("not run", "notebook 02's records hold no confusion_labels_to_adv (true class → prediction under "
+                              "the UAP), so where the images go cannot be re-weighted to the paper's mix" +
+                   (f"; on our 57 %-COVID split {_pct(plain.get(_COVID))} are predicted COVID-19 under the UAP"
+                    if plain else ""))
+    return _row("hirano-to-covid", _HIRANO, claim, None, "most images → COVID-19", cond, nb,
+                ours=plain.get(_COVID) if plain else None,
+                ours_text=(f"{_pct(plain[_COVID])} predicted COVID-19" if plain else "not recorded"),
+                our_conditions=_conditions(rec), reweighted=rw.get(_COVID) if rw else None, verdict=verdict)
+
+
+def _claim_random(results):
+    nb = "02_universal_perturbations"
+    claim = "Random noise of the same norm barely changes the predictions (the UAP is not just noise)"
+    cond = "random UAP of the same norm (ART's random_sphere: inside the ball); no number given"
+    rec = _nontargeted(results)
+    if rec is None or rec.get("random_fooling_rate") is None:
+        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no random control"
+        return _row("hirano-random", _HIRANO, claim, None, "far below the UAP", cond, nb, verdict=("not run", why))
+    verdict = verdict_random_control(rec.get("fooling_rate"), rec["random_fooling_rate"])
+    return _row("hirano-random", _HIRANO, claim, None, "far below the UAP", cond, nb, ours=rec["random_fooling_rate"],
+                ours_text=f"random {_pct(rec['random_fooling_rate'])} vs UAP {_pct(rec.get('fooling_rate'))}",
+                our_conditions=_conditions(rec) + "; noise uniform per pixel, rescaled to exactly ‖v‖ = ε",
+                reweighted_text="— (per-class control rates not recorded)", verdict=verdict)
+
+
+def _finetune_rounds(results: dict) -> list[dict]:
+    recs = [r for r in results.get(NOTEBOOKS[4], []) if r.get("defense") == "uap-finetune" and r.get("round") is not None
+            and r.get("fresh_uap_fooling_rate") is not None]
+    return sorted(recs, key=lambda r: int(r["round"]))
+
+
+def _claim_finetune(results):
+    nb = NOTEBOOKS[4]
+    claim = "Fine-tuning on UAP-perturbed images (true labels) lowers the fooling rate of UAPs made afterwards"
+    cond = "COVID-Net; rounds of 'new UAP → fine-tune'; schedule (rounds, epochs, share perturbed) unpublished"
+    rounds = _finetune_rounds(results)
+    if len(rounds) < 2 or int(rounds[0]["round"]) != 0:
+        why = (_missing(results, nb) if nb not in results else
+               "notebook 05 recorded no UAP fine-tuning rounds (round 0 and at least one round after it)")
+        return _row("hirano-finetune", _HIRANO, claim, None, "lower fresh-UAP fooling rate", cond, nb,
+                    verdict=("not run", why))
+    r0, rk = rounds[0], rounds[-1]
+    verdict = verdict_finetune(r0["fresh_uap_fooling_rate"], rk["fresh_uap_fooling_rate"], r0.get("clean_accuracy"),
+                               rk.get("clean_accuracy"), r0.get("fresh_uap_fooling_rate_lo"),
+                               rk.get("fresh_uap_fooling_rate_hi"), rounds=int(rk["round"]))
+    rw0, rwk = r0.get("fresh_uap_fooling_rate_reweighted"), rk.get("fresh_uap_fooling_rate_reweighted")
+    old = rk.get("old_uap_fooling_rate")
+    our_cond = (f"{rk.get('model', '?')}; {int(rk['round'])} rounds; fresh white-box ζ = {_pct(rk.get('zeta'), 0)} "
+                f"UAP per round" + (f"; n = {rk['n']}" if rk.get("n") else "") +
+                (f"; the UAP it was trained against fools {_pct(old)} after the last round" if old is not None else ""))
+    return _row("hirano-finetune", _HIRANO, claim, None, "lower fresh-UAP fooling rate", cond, nb,
+                ours=rk["fresh_uap_fooling_rate"],
+                ours_text=f"{_pct(r0['fresh_uap_fooling_rate'])} → {_pct(rk['fresh_uap_fooling_rate'])}",
+                our_conditions=our_cond, reweighted=rwk,
+                reweighted_text=(f"{_pct(rw0)} → {_pct(rwk)}" if rw0 is not None and rwk is not None else "—"),
+                verdict=verdict)
+
+
+def _defense_records(results: dict) -> list[dict]:
+    """Robustness records of defended models (notebooks 04–05), not notebook 05's per-round records."""
+    return [r for nb in (NOTEBOOKS[3], NOTEBOOKS[4]) for r in results.get(nb, [])
+            if r.get("defense") is not None and r.get("attack") is not None and r.get("round") is None]
+
+
+def _rate_at(recs, defense, attack, eps=None) -> dict | None:
+    for r in recs:
+        if r.get("defense") == defense and r.get("attack") == attack and (eps is None or _close(r.get("eps"), eps, 1e-7)):
+            return r
+    return None
+
+
+def _claim_chen(results, attack: str, paper: float):
+    nb = NOTEBOOKS[3]
+    name = "PGD" if attack == "pgd" else "DeepFool"
+    claim = f"Pruning + attention reach a {_pct(paper, 2)} defense rate against {name} (chest X-rays)"
+    cond = "backbone, pruning ratio, attention type, budget and the definition of 'defense rate' unstated"
+    cid = f"chen-{attack}"
+    recs = _defense_records(results)
+    eps = PGD_EPS if attack == "pgd" else None
+    both = [r for r in recs if _arm_kind(r["defense"]) == "both" and r["attack"] == attack
+            and (eps is None or _close(r.get("eps"), eps, 1e-7)) and r.get("defense_rate") is not None]
+    if not both:
+        why = (_missing(results, nb) if nb not in results else
+               f"no arm with both pruning and attention attacked by {name}" + (f" at ε = {eps * 255:g}/255" if eps else ""))
+        return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, verdict=("not run", why))
+    best = max(both, key=lambda r: r["defense_rate"])
+    base = _rate_at(recs, "baseline", attack, eps)
+    ft = _rate_at(recs, "baseline-ft", attack, eps)
+    verdict, reason = verdict_defense_rate(best["defense_rate"], paper, best.get("defense_rate_hi"),
+                                           base.get("defense_rate") if base else None)
+    if base is not None:
+        reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
+    if ft is not None:
+        reason += f"; the equally fine-tuned baseline: {_pct(ft.get('defense_rate'))}"
+    others = sorted((r["eps"], r["defense_rate"]) for r in recs if r["defense"] == best["defense"] and r["attack"] == attack
+                    and r.get("eps") is not None and not _close(r["eps"], eps, 1e-7) and r.get("defense_rate") is not None)
+    if attack == "pgd" and others:
+        reason += "; at other budgets " + ", ".join(f"{e * 255:.3g}/255: {_pct(d)}" for e, d in others)
+    budget = (f"PGD-L∞ ε = {eps * 255:g}/255, {int(best['steps'])} steps" if attack == "pgd" and best.get("steps")
+              else f"PGD-L∞ ε = {eps * 255:g}/255" if attack == "pgd"
+              else f"DeepFool-L2 counted within ζ = {_pct(best.get('zeta'), 0)} of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
+    our_cond = (f"{best.get('model', '?')} + {best['defense']} (the best arm with both modules); {budget}; "
+                f"white-box; n = {best.get('n')} ({best.get('n_clean_correct')} clean-correct); defense rate = "
+                "share of the clean-correct images still correct under attack (our definition)")
+    return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, ours=best["defense_rate"],
+                ours_text=f"{_pct(best['defense_rate'])} [{_pct(best.get('defense_rate_lo'))}, {_pct(best.get('defense_rate_hi'))}]",
+                our_conditions=our_cond, reweighted_text="— (a rate among clean-correct images; not re-weighted)",
+                verdict=(verdict, reason))
+
+
+def _claim_ablation(results):
+    nb = NOTEBOOKS[3]
+    claim = "Each module (pruning, attention) improves robustness (ablation)"
+    cond = "ablation on the same backbone; budgets and sample sizes unstated"
+    recs = [r for r in results.get(nb, []) if r.get("defense") is not None and r.get("attack") == "pgd"
+            and _close(r.get("eps"), PGD_EPS, 1e-7)]
+    ref = _rate_at(recs, "baseline-ft", "pgd", PGD_EPS)
+    arms = {r["defense"]: (r.get("defense_rate"), r.get("defense_rate_lo"), r.get("defense_rate_hi")) for r in recs
+            if r["defense"] not in ("baseline", "baseline-ft")}
+    if ref is None or not arms:
+        why = _missing(results, nb) if nb not in results else "notebook 04 recorded no ablation at this budget"
+        return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, verdict=("not run", why))
+    verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")))
+    best = max(arms, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
+    return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
+                ours_text=f"best arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
+                our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
+                                f"Wilson 95 % intervals on n = {ref.get('n')}; overlapping intervals = not shown"),
+                reweighted_text="—", verdict=verdict)
+
+
+def claims_table(results: dict) -> list[dict]:
+    """One row per claim of both papers (see the module docstring for the columns), in a fixed order:
+    Hirano et al. (non-targeted, targeted, → COVID-19, random control, UAP fine-tuning), then Chen et al.
+    (PGD, DeepFool, ablation).  A claim whose notebook has no results is "not run"."""
+    return [_claim_nontargeted(results), _claim_targeted(results), _claim_to_covid(results), _claim_random(results),
+            _claim_finetune(results), _claim_chen(results, "pgd", CHEN_PGD), _claim_chen(results, "deepfool", CHEN_DEEPFOOL),
+            _claim_ablation(results)]
+
+
+# ======================================================================================= cost, provenance
+
+def _unique(values) -> list:
+    out = []
+    for v in values:
+        if v is not None and v not in out:
+            out.append(v)
+    return out
+
+
+def cost_table(results: dict) -> dict:
+    """``{"notebooks": [...], "steps": [...]}``: per notebook (all of :data:`NOTEBOOKS`, then any other
+    results file) its seconds (the largest ``seconds`` of its records: notebooks record their run time),
+    precision, device and torch version as recorded ("not recorded" when no record holds it; "not run"
+    for a missing notebook); per recorded step every other ``*_seconds`` value (training, fine-tuning,
+    attacks) with what it belongs to."""
+    rows, steps = [], []
+    for nb in [*NOTEBOOKS, *sorted(set(results) - set(NOTEBOOKS))]:
+        recs = results.get(nb)
+        if recs is None:
+            rows.append({"notebook": nb, "seconds": None, "precision": "not run", "device": "not run",
+                         "torch": "not run", "records": 0})
+            continue
+        secs = [r["seconds"] for r in recs if isinstance(r.get("seconds"), (int, float))]
+        rows.append({"notebook": nb, "seconds": max(secs) if secs else None,
+                     "precision": ", ".join(map(str, _unique(r.get("precision") for r in recs))) or "not recorded",
+                     "device": ", ".join(map(str, _unique(r.get("device") for r in recs))) or "not recorded",
+                     "torch": ", ".join(map(str, _unique(r.get("torch_version", r.get("torch")) for r in recs)))
+                     or "not recorded", "records": len(recs)})
+        seen = set()
+        for r in recs:
+            for k, v in r.items():
+                if k.endswith("seconds") and k != "seconds" and isinstance(v, (int, float)):
+                    what = " · ".join(str(r[x]) for x in ("model", "defense", "attack") if r.get(x) is not None)
+                    key = (nb, what, k, round(float(v), 3))
+                    if key not in seen:
+                        seen.add(key)
+                        steps.append({"notebook": nb, "what": what, "step": k.removesuffix("_seconds") or k,
+                                      "seconds": float(v)})
+    return {"notebooks": rows, "steps": steps}
+
+
+def _git(*args) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    """The commit of the code writing the report (``git rev-parse``), "+ uncommitted changes" when the tree
+    differs; "unknown" outside a git checkout or without git (never raises)."""
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout, or git is not installed)"
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit + (" + uncommitted changes" if dirty else "")
+
+
+_SETTING_KEYS = ("image_size", "epochs", "norm", "zeta", "eps", "steps", "restarts", "n", "target", "overshoot")
+
+
+def provenance(results: dict, runs_dir=None) -> dict:
+    """What the results were computed from: data fingerprints (a warning when the notebooks saw different
+    data), the checkpoints (model, defense, file, fingerprint), the settings each notebook recorded, the
+    git commit of the code writing the report and the machine writing it."""
+    data = {}
+    for nb, recs in results.items():
+        for fp in _unique(r.get("data_fingerprint") for r in recs):
+            data.setdefault(fp, []).append(nb)
+    ckpts = []
+    for nb, recs in results.items():
+        for r in recs:
+            item = (r.get("model"), r.get("defense"), r.get("checkpoint"), r.get("checkpoint_fingerprint"))
+            if item[3] is None:
+                continue
+            hit = next((c for c in ckpts if (c["model"], c["defense"], c["checkpoint"], c["fingerprint"]) == item), None)
+            if hit is None:
+                ckpts.append({"model": item[0], "defense": item[1], "checkpoint": item[2], "fingerprint": item[3],
+                              "notebooks": [nb]})
+            elif nb not in hit["notebooks"]:
+                hit["notebooks"].append(nb)
+    settings = {nb: {k: _unique(r.get(k) for r in recs) for k in _SETTING_KEYS if _unique(r.get(k) for r in recs)}
+                for nb, recs in results.items()}
+    import torch
+    return {"data_fingerprints": data,
+            "data_warning": (f"the notebooks saw {len(data)} different datasets: {', '.join(map(str, data))}"
+                             if len(data) > 1 else None),
+            "checkpoints": ckpts, "settings": settings, "git_commit": git_commit(),
+            "runs": str(runs_dir) if runs_dir is not None else None,
+            "written_by": (f"medadv {__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
+                           f"{platform.system()} {platform.machine()}"),
+            "written_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+# ================================================================================================ figures
+
+def _figure_png(fig) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_COLOURS = {"reproduced": "#2e7d32", "partly": "#ef8f00", "not reproduced": "#c62828", "not run": "#9e9e9e"}
+
+
+def _claims_figure(claims: list[dict]) -> str | None:
+    """Ours (re-weighted where available) beside the paper's number, per claim with both numbers."""
+    from matplotlib.figure import Figure
+    rows = [c for c in claims if c["paper_value"] is not None and (c["reweighted"] if c["reweighted"] is not None
+                                                                   else c["ours"]) is not None]
+    if not rows:
+        return None
+    fig = Figure(figsize=(7.5, 0.5 + 0.55 * len(rows)))
+    ax = fig.add_subplot()
+    for i, c in enumerate(rows):
+        ours = c["reweighted"] if c["reweighted"] is not None else c["ours"]
+        ax.plot([ours], [i], "o", ms=9, color=_COLOURS[c["verdict"]])
+        ax.plot([c["paper_value"]], [i], "k|", ms=16, mew=2.5)
+        ax.plot([min(ours, c["paper_value"]), max(ours, c["paper_value"])], [i, i], color="0.7", lw=1, zorder=0)
+    names = {"hirano-targeted": "targeted (lowest target)", "hirano-nontargeted": "non-targeted (re-weighted)"}
+    ax.set_yticks(range(len(rows)), [f"{c['paper'].split()[0]}: {names.get(c['id'], c['id'].split('-', 1)[1])}"
+                                     for c in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("rate (dot: ours, re-weighted where the class mix matters; bar: the paper's)")
+    ax.grid(axis="x", alpha=0.3)
+    return _figure_png(fig)
+
+
+def _finetune_figure(results: dict) -> str | None:
+    from matplotlib.figure import Figure
+    rounds = _finetune_rounds(results)
+    if len(rounds) < 2:
+        return None
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    ks = [int(r["round"]) for r in rounds]
+    for key, label, style in (("fresh_uap_fooling_rate", "fresh UAP (white-box, new each round)", "o-"),
+                              ("old_uap_fooling_rate", "the UAP it was fine-tuned against", "s--"),
+                              ("random_fooling_rate", "random control", "^:"), ("clean_accuracy", "clean accuracy", "d-")):
+        pts = [(k, r.get(key), r.get(f"{key}_lo"), r.get(f"{key}_hi")) for k, r in zip(ks, rounds) if r.get(key) is not None]
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.plot(xs, ys, style, label=label)
+        if all(p[2] is not None and p[3] is not None for p in pts):
+            ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], alpha=0.15)
+    ax.set_xlabel("UAP fine-tuning round (0 = undefended)")
+    ax.set_ylabel("rate on the test split")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _figure_png(fig)
+
+
+def _defense_figure(results: dict) -> str | None:
+    from matplotlib.figure import Figure
+    recs = [r for r in _defense_records(results) if r["attack"] in ("pgd", "deepfool") and r.get("defense_rate") is not None
+            and (r["attack"] == "deepfool" or _close(r.get("eps"), PGD_EPS, 1e-7))]
+    if not recs:
+        return None
+    arms = _unique(r["defense"] for r in recs)
+    fig = Figure(figsize=(7.5, 0.6 + 0.35 * len(arms)))
+    ax = fig.add_subplot()
+    for j, (attack, paper, label) in enumerate((("pgd", CHEN_PGD, f"PGD ε = {PGD_EPS * 255:g}/255"),
+                                                ("deepfool", CHEN_DEEPFOOL, "DeepFool"))):
+        labelled = False
+        for i, a in enumerate(arms):
+            r = _rate_at(recs, a, attack)
+            if r is None:
+                continue
+            lo, hi = r.get("defense_rate_lo"), r.get("defense_rate_hi")
+            xerr = [[r["defense_rate"] - lo], [hi - r["defense_rate"]]] if lo is not None and hi is not None else None
+            ax.errorbar([r["defense_rate"]], [i + (j - 0.5) * 0.3], xerr=xerr, fmt="o", color=f"C{j}", ms=5,
+                        label=None if labelled else label)
+            labelled = True
+        ax.axvline(paper, color=f"C{j}", ls="--", lw=1, label=f"Chen et al. {label.split()[0]} {_pct(paper, 2)}")
+    ax.set_yticks(range(len(arms)), arms)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("defense rate (95 % Wilson interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _figure_png(fig)
+
+
+# ================================================================================================ report
+
+def build_report(runs_dir, figures: bool = True) -> dict:
+    """Everything the report shows, as data: ``runs``, ``notebooks`` (notebook → "ran" / "not run"),
+    ``claims`` (:func:`claims_table`), ``cost`` (:func:`cost_table`), ``provenance``, ``defenses`` (one
+    row per defended model and attack, notebooks 04–05) and, with ``figures``, ``figures`` (title →
+    base64 PNG).  Raises like :func:`load_results`."""
+    results = load_results(runs_dir)
+    report = {"runs": str(runs_dir), "notebooks": {nb: ("ran" if nb in results else "not run") for nb in NOTEBOOKS},
+              "claims": claims_table(results), "cost": cost_table(results),
+              "provenance": provenance(results, runs_dir), "defenses": _defense_rows(results), "figures": {}}
+    if figures:
+        for title, fn in (("Our numbers beside the papers'", lambda: _claims_figure(report["claims"])),
+                          ("UAP fine-tuning, round by round (notebook 05)", lambda: _finetune_figure(results)),
+                          ("Defense rates of the defended models (notebooks 04–05)", lambda: _defense_figure(results))):
+            png = fn()
+            if png:
+                report["figures"][title] = png
+    return report
+
+
+def _defense_rows(results: dict) -> list[dict]:
+    rows = []
+    for r in _defense_records(results):
+        if r["attack"] in ("pgd", "deepfool", "uap", "uap-test", "uap-covid-test", "transfer", "square"):
+            rows.append({"notebook": r.get("notebook"), "defense": r["defense"], "attack": r["attack"],
+                         "eps": r.get("eps"), "n": r.get("n"), "clean_accuracy": r.get("clean_accuracy"),
+                         "robust_accuracy": r.get("robust_accuracy"), "defense_rate": r.get("defense_rate"),
+                         "defense_rate_lo": r.get("defense_rate_lo"), "defense_rate_hi": r.get("defense_rate_hi")})
+    return rows
+
+
+_CLAIM_COLUMNS = (("paper", "paper"), ("claim", "claim"), ("paper_text", "paper's number"),
+                  ("paper_conditions", "paper's conditions"), ("ours_text", "ours"),
+                  ("our_conditions", "our conditions"), ("reweighted_text", f"ours re-weighted to {_MIX}"),
+                  ("verdict", "verdict"), ("reason", "measured reason"))
+
+
+def _eps_text(e) -> str:
+    return "—" if e is None else f"{e * 255:.3g}/255" if e < 0.2 else f"{e:.3g}"
+
+
+def _tables(report: dict) -> dict:
+    """Header + rows of every table, as text cells (shared by the HTML and Markdown renderers)."""
+    cost = report["cost"]
+    prov = report["provenance"]
+    t = {"claims": ([h for _, h in _CLAIM_COLUMNS], [[str(c[k]) for k, _ in _CLAIM_COLUMNS] for c in report["claims"]]),
+         "cost": (["notebook", "seconds", "precision", "device", "torch", "records"],
+                  [[r["notebook"], "not run" if r["records"] == 0 else
+                    ("not recorded" if r["seconds"] is None else f"{r['seconds']:.0f}"), r["precision"], r["device"],
+                    r["torch"], str(r["records"])] for r in cost["notebooks"]]),
+         "steps": (["notebook", "what", "step", "seconds"],
+                   [[s["notebook"], s["what"], s["step"], f"{s['seconds']:.1f}"] for s in cost["steps"]]),
+         "checkpoints": (["model", "defense", "checkpoint", "fingerprint", "notebooks"],
+                         [[str(c["model"]), str(c["defense"] or "—"), str(c["checkpoint"]), str(c["fingerprint"]),
+                           ", ".join(c["notebooks"])] for c in prov["checkpoints"]]),
+         "settings": (["notebook", "settings"],
+                      [[nb, "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s.items())]
+                       for nb, s in prov["settings"].items()]),
+         "defenses": (["notebook", "defense", "attack", "ε", "n", "clean acc.", "robust acc.", "defense rate", "95 % interval"],
+                      [[str(r["notebook"]), r["defense"], r["attack"], _eps_text(r["eps"]), str(r["n"]),
+                        _pct(r["clean_accuracy"]), _pct(r["robust_accuracy"]), _pct(r["defense_rate"]),
+                        f"[{_pct(r['defense_rate_lo'])}, {_pct(r['defense_rate_hi'])}]"] for r in report["defenses"]])}
+    return t
+
+
+_INTRO = ("Every claim of the two papers the course rebuilds (Hirano, Koga & Takemoto 2020, PLoS ONE; Chen, Zhao & "
+          "Chen 2021, Med Phys), our number beside the paper's with the conditions of each, and a verdict computed "
+          "from the recorded results (thresholds: medadv_lib/course/report.py). Definitions: docs/papers.md. Our "
+          "test split is 57 % COVID-19 where the paper's (COVIDx2, 100/100/31) was 13 %: where the class mix "
+          "matters our per-class rates are re-weighted to the paper's mix. A claim whose notebook did not run is "
+          "'not run', never filled in.")
+
+
+def render_html(report: dict) -> str:
+    """The report as one self-contained HTML page (inline CSS, figures as base64 PNG)."""
+    e = html.escape
+    t = _tables(report)
+
+    def table(key, verdict_col=None):
+        head, rows = t[key]
+        if not rows:
+            return "<p><em>nothing recorded</em></p>"
+        out = ["<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+        for row in rows:
+            cells = []
+            for j, cell in enumerate(row):
+                style = f' class="v" style="background:{_COLOURS.get(cell, "#fff")}"' if j == verdict_col else ""
+                cells.append(f"<td{style}>{e(cell)}</td>")
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        return "\n".join(out) + "</tbody></table>"
+
+    prov = report["provenance"]
+    counts = {v: sum(c["verdict"] == v for c in report["claims"]) for v in VERDICTS}
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>medadv reproduction report</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 6px;"
+        "vertical-align:top;text-align:left}th{background:#f0f0f0}td.v{color:#fff;font-weight:600;white-space:nowrap}"
+        "img{max-width:100%}code{background:#f4f4f4;padding:0 3px}.warn{color:#c62828}</style></head><body>",
+        "<h1>medadv — reproduction report</h1>", f"<p>{e(_INTRO)}</p>",
+        f"<p>Runs: <code>{e(str(report['runs']))}</code>. Notebooks: "
+        + ", ".join(f"{e(nb)} <b>{e(s)}</b>" for nb, s in report["notebooks"].items()) + ".</p>",
+        "<p>Verdicts: " + ", ".join(f"{n} {e(v)}" for v, n in counts.items()) + ".</p>",
+        "<h2>Claims</h2>", table("claims", verdict_col=len(_CLAIM_COLUMNS) - 2)]
+    for title, png in report.get("figures", {}).items():
+        parts += [f"<h3>{e(title)}</h3>", f"<img alt='{e(title)}' src='data:image/png;base64,{png}'>"]
+    parts += ["<h2>Defended models (notebooks 04–05)</h2>", table("defenses"),
+              "<h2>Cost</h2>", "<p>Seconds per notebook (its recorded run time) and per recorded step.</p>",
+              table("cost"), table("steps"),
+              "<h2>Provenance</h2>",
+              "<p>Data fingerprints: " + (", ".join(f"<code>{e(str(fp))}</code> ({e(', '.join(nbs))})"
+                                                   for fp, nbs in prov["data_fingerprints"].items()) or "none recorded")
+              + "</p>"]
+    if prov["data_warning"]:
+        parts.append(f"<p class='warn'>{e(prov['data_warning'])}</p>")
+    parts += [table("checkpoints"), table("settings"),
+              f"<p>Git commit of the code writing this report: <code>{e(prov['git_commit'])}</code>. Written by "
+              f"{e(prov['written_by'])} at {e(prov['written_at'])}.</p>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def render_markdown(report: dict, figures: bool = True) -> str:
+    """The report as Markdown (pipe tables; figures as ``data:`` URIs, or left out with ``figures=False``)."""
+    t = _tables(report)
+
+    def cell(s: str) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
+    def table(key):
+        head, rows = t[key]
+        if not rows:
+            return "_nothing recorded_\n"
+        lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+
+    prov = report["provenance"]
+    counts = {v: sum(c["verdict"] == v for c in report["claims"]) for v in VERDICTS}
+    parts = ["# medadv — reproduction report\n", _INTRO + "\n",
+             f"Runs: `{report['runs']}`. Notebooks: " + ", ".join(f"{nb} **{s}**" for nb, s in report["notebooks"].items())
+             + ".\n", "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".\n",
+             "## Claims\n", table("claims")]
+    if figures:
+        for title, png in report.get("figures", {}).items():
+            parts += [f"### {title}\n", f"![{title}](data:image/png;base64,{png})\n"]
+    parts += ["## Defended models (notebooks 04–05)\n", table("defenses"), "## Cost\n",
+              "Seconds per notebook (its recorded run time) and per recorded step.\n", table("cost"), table("steps"),
+              "## Provenance\n",
+              "Data fingerprints: " + (", ".join(f"`{fp}` ({', '.join(nbs)})" for fp, nbs in prov["data_fingerprints"].items())
+                                       or "none recorded") + ".\n"]
+    if prov["data_warning"]:
+        parts.append(f"**{prov['data_warning']}**\n")
+    parts += [table("checkpoints"), table("settings"),
+              f"Git commit of the code writing this report: `{prov['git_commit']}`. Written by {prov['written_by']} "
+              f"at {prov['written_at']}.\n"]
+    return "\n".join(parts)
+
+
+def report_format(out) -> str:
+    """``"html"`` or ``"markdown"`` from the suffix of ``out``; ``ValueError`` naming the fix otherwise."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{out}: unknown report format {suffix or '(no suffix)'!r}; name the file .html (one "
+                         "self-contained page) or .md (Markdown)")
+    return FORMATS[suffix]
+
+
+def write_report(runs_dir, out, figures: bool = True) -> tuple[Path, dict]:
+    """Build the report of ``runs_dir`` and write it to ``out`` (``.html`` or ``.md``), atomically.
+    Returns ``(path, report)`` (the report dict of :func:`build_report`, figures included)."""
+    fmt = report_format(out)
+    report = build_report(runs_dir, figures=figures)
+    text = render_html(report) if fmt == "html" else render_markdown(report, figures=figures)
+    return atomic_write_text(text, out), report
