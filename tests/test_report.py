@@ -120,7 +120,8 @@ def fabricate(runs, level: str, notebooks=("01", "02", "03", "04", "05")) -> Non
     """Result files as the notebooks write them (course.record), with the scenario's numbers."""
     s = SCENARIOS[level]
     if "01" in notebooks:
-        record("01_train_classifiers", [_id(test_accuracy=0.82, image_size=112, epochs=10, train_seconds=300.0)], runs, seconds=12.0)
+        record("01_train_classifiers", [_id(test_accuracy=0.82, image_size=112, epochs=10, train_seconds=300.0)],
+               runs, seconds=12.0)
     if "02" in notebooks:
         recs = [_id(norm="inf", zeta=0.02, eps=0.0176, target=None, fooling_rate=s["nt"] - 0.1,
                     fooling_rate_reweighted=s["nt"], fooling_rate_per_class={"normal": s["nt"], "pneumonia": s["nt"],
@@ -133,7 +134,8 @@ def fabricate(runs, level: str, notebooks=("01", "02", "03", "04", "05")) -> Non
                         uap_from="resnet18"))                      # a transferred UAP: not the headline
         record("02_universal_perturbations", recs, runs, seconds=12.0)
     if "03" in notebooks:
-        record("03_pgd_and_deepfool", [_id(attack="pgd", norm="inf", eps=1 / 255, defense_rate=0.7)], runs, seconds=30.0)
+        record("03_pgd_and_deepfool", [_id(attack="pgd", norm="inf", eps=1 / 255, defense_rate=0.7)], runs,
+               seconds=30.0)
     if "04" in notebooks:
         n, recs = 64, []
         arms = {"baseline": 0.5, "baseline-ft": 0.4, **s["abl"], "cbam+prune0.6": s["pgd"]}
@@ -152,7 +154,8 @@ def fabricate(runs, level: str, notebooks=("01", "02", "03", "04", "05")) -> Non
         recs = []
         for k, r in enumerate((r0, (r0 + rk) / 2, rk)):
             lo, hi = _wilson(r, n)
-            recs.append(_id(defense="uap-finetune", round=k, attack="uap", norm="inf", clean_accuracy=0.82, fresh_uap_fooling_rate=r,
+            recs.append(_id(defense="uap-finetune", round=k, attack="uap", norm="inf", clean_accuracy=0.82,
+                            fresh_uap_fooling_rate=r,
                             fresh_uap_fooling_rate_lo=lo, fresh_uap_fooling_rate_hi=hi,
                             old_uap_fooling_rate=None if k == 0 else 0.1, random_fooling_rate=0.05, n=n, zeta=0.02,
                             train_seconds=50.0 * k))
@@ -226,7 +229,8 @@ def test_cost_and_provenance(tmp_path):
     report = rep.build_report(tmp_path, figures=False)
     cost = {r["notebook"]: r for r in report["cost"]["notebooks"]}
     assert cost["04_pruning_and_attention"]["seconds"] == 400.0 and cost["01_train_classifiers"]["seconds"] == 12.0
-    assert cost["01_train_classifiers"]["precision"] == "fp32" and cost["01_train_classifiers"]["device"] == "not recorded"
+    assert cost["01_train_classifiers"]["precision"] == "fp32"
+    assert cost["01_train_classifiers"]["device"] == "not recorded"
     steps = {(s["notebook"], s["what"], s["step"]): s["seconds"] for s in report["cost"]["steps"]}
     assert steps[("01_train_classifiers", "resnet18", "train")] == 300.0
     prov = report["provenance"]

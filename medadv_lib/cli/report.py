@@ -47,10 +47,12 @@ def _report(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="the reproduction report: the papers' claims beside our numbers, cost, provenance")
+    p = sub.add_parser("report",
+                       help="the reproduction report: the papers' claims beside our numbers, cost, provenance")
     p.add_argument("--runs", default="runs", help="the folder the notebooks wrote (their OUTPUT_DIR; `make tutorial`: "
                                                   "build/runs); its results/*.json are read (default: runs)")
-    p.add_argument("--out", default=None, help="the report file, .html (self-contained) or .md (default: RUNS/report.html)")
+    p.add_argument("--out", default=None,
+                   help="the report file, .html (self-contained) or .md (default: RUNS/report.html)")
     p.add_argument("--no-figures", action="store_true", help="leave the figures out (smaller file)")
     p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     p.set_defaults(func=_report)

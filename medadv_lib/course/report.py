@@ -202,7 +202,8 @@ def verdict_random_control(uap, random) -> tuple[str, str]:
     return _v("not reproduced", f"{text}: the UAP does no better than noise of its norm")
 
 
-def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None, rounds: int | None = None) -> tuple[str, str]:
+def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
+                     rounds: int | None = None) -> tuple[str, str]:
     """A claim "fine-tuning on UAP-perturbed images lowers the fooling rate of UAPs made afterwards".
 
     ``r0``/``rk``: the fooling rate of a fresh white-box UAP against the undefended model (round 0) and
@@ -365,7 +366,8 @@ def _claim_nontargeted(results):
         reason += "; per class " + ", ".join(f"{k} {_pct(v)}" for k, v in pc.items())
     cond = _conditions(rec)
     if rec.get("fooling_rate_vs_labels_reweighted") is not None:
-        cond += f"; vs true labels re-weighted (the paper's definition and mix): {_pct(rec['fooling_rate_vs_labels_reweighted'])}"
+        cond += ("; vs true labels re-weighted (the paper's definition and mix): "
+                 f"{_pct(rec['fooling_rate_vs_labels_reweighted'])}")
     return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
                 ours=rec.get("fooling_rate"), our_conditions=cond, reweighted=rw, verdict=(verdict, reason))
 
@@ -430,7 +432,8 @@ def _claim_to_covid(results):
     rec = _nontargeted(results)
     if rec is None:
         why = _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
-        return _row("hirano-to-covid", _HIRANO, claim, None, "most images → COVID-19", cond, nb, verdict=("not run", why))
+        return _row("hirano-to-covid", _HIRANO, claim, None, "most images → COVID-19", cond, nb,
+                    verdict=("not run", why))
     plain, rw = _destinations(rec)
     if rw is not None:
         verdict = verdict_majority(rw)
@@ -461,8 +464,8 @@ def _claim_random(results):
 
 
 def _finetune_rounds(results: dict) -> list[dict]:
-    recs = [r for r in results.get(NOTEBOOKS[4], []) if r.get("defense") == "uap-finetune" and r.get("round") is not None
-            and r.get("fresh_uap_fooling_rate") is not None]
+    recs = [r for r in results.get(NOTEBOOKS[4], []) if r.get("defense") == "uap-finetune"
+            and r.get("round") is not None and r.get("fresh_uap_fooling_rate") is not None]
     return sorted(recs, key=lambda r: int(r["round"]))
 
 
@@ -501,7 +504,8 @@ def _defense_records(results: dict) -> list[dict]:
 
 def _rate_at(recs, defense, attack, eps=None) -> dict | None:
     for r in recs:
-        if r.get("defense") == defense and r.get("attack") == attack and (eps is None or _close(r.get("eps"), eps, 1e-7)):
+        if (r.get("defense") == defense and r.get("attack") == attack
+                and (eps is None or _close(r.get("eps"), eps, 1e-7))):
             return r
     return None
 
@@ -518,7 +522,8 @@ def _claim_chen(results, attack: str, paper: float):
             and (eps is None or _close(r.get("eps"), eps, 1e-7)) and r.get("defense_rate") is not None]
     if not both:
         why = (_missing(results, nb) if nb not in results else
-               f"no arm with both pruning and attention attacked by {name}" + (f" at ε = {eps * 255:g}/255" if eps else ""))
+               f"no arm with both pruning and attention attacked by {name}"
+               + (f" at ε = {eps * 255:g}/255" if eps else ""))
         return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, verdict=("not run", why))
     best = max(both, key=lambda r: r["defense_rate"])
     base = _rate_at(recs, "baseline", attack, eps)
@@ -529,18 +534,21 @@ def _claim_chen(results, attack: str, paper: float):
         reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
     if ft is not None:
         reason += f"; the equally fine-tuned baseline: {_pct(ft.get('defense_rate'))}"
-    others = sorted((r["eps"], r["defense_rate"]) for r in recs if r["defense"] == best["defense"] and r["attack"] == attack
-                    and r.get("eps") is not None and not _close(r["eps"], eps, 1e-7) and r.get("defense_rate") is not None)
+    others = sorted((r["eps"], r["defense_rate"]) for r in recs
+                    if r["defense"] == best["defense"] and r["attack"] == attack and r.get("eps") is not None
+                    and not _close(r["eps"], eps, 1e-7) and r.get("defense_rate") is not None)
     if attack == "pgd" and others:
         reason += "; at other budgets " + ", ".join(f"{e * 255:.3g}/255: {_pct(d)}" for e, d in others)
     budget = (f"PGD-L∞ ε = {eps * 255:g}/255, {int(best['steps'])} steps" if attack == "pgd" and best.get("steps")
               else f"PGD-L∞ ε = {eps * 255:g}/255" if attack == "pgd"
-              else f"DeepFool-L2 counted within ζ = {_pct(best.get('zeta'), 0)} of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
+              else f"DeepFool-L2 counted within ζ = {_pct(best.get('zeta'), 0)} of the mean L2 norm "
+                   f"(ε = {best.get('eps', 0):.3g})")
     our_cond = (f"{best.get('model', '?')} + {best['defense']} (the best arm with both modules); {budget}; "
                 f"white-box; n = {best.get('n')} ({best.get('n_clean_correct')} clean-correct); defense rate = "
                 "share of the clean-correct images still correct under attack (our definition)")
     return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, ours=best["defense_rate"],
-                ours_text=f"{_pct(best['defense_rate'])} [{_pct(best.get('defense_rate_lo'))}, {_pct(best.get('defense_rate_hi'))}]",
+                ours_text=(f"{_pct(best['defense_rate'])} [{_pct(best.get('defense_rate_lo'))}, "
+                           f"{_pct(best.get('defense_rate_hi'))}]"),
                 our_conditions=our_cond, reweighted_text="— (a rate among clean-correct images; not re-weighted)",
                 verdict=(verdict, reason))
 
@@ -561,7 +569,8 @@ def _claim_ablation(results):
     best = max(arms, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
                 ours_text=f"best arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
-                our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
+                our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; "
+                                f"PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
                                 f"Wilson 95 % intervals on n = {ref.get('n')}; overlapping intervals = not shown"),
                 reweighted_text="—", verdict=verdict)
 
@@ -571,8 +580,8 @@ def claims_table(results: dict) -> list[dict]:
     Hirano et al. (non-targeted, targeted, → COVID-19, random control, UAP fine-tuning), then Chen et al.
     (PGD, DeepFool, ablation).  A claim whose notebook has no results is "not run"."""
     return [_claim_nontargeted(results), _claim_targeted(results), _claim_to_covid(results), _claim_random(results),
-            _claim_finetune(results), _claim_chen(results, "pgd", CHEN_PGD), _claim_chen(results, "deepfool", CHEN_DEEPFOOL),
-            _claim_ablation(results)]
+            _claim_finetune(results), _claim_chen(results, "pgd", CHEN_PGD),
+            _claim_chen(results, "deepfool", CHEN_DEEPFOOL), _claim_ablation(results)]
 
 
 # ======================================================================================= cost, provenance
@@ -653,7 +662,8 @@ def provenance(results: dict, runs_dir=None) -> dict:
             item = (r.get("model"), r.get("defense"), r.get("checkpoint"), r.get("checkpoint_fingerprint"))
             if item[3] is None:
                 continue
-            hit = next((c for c in ckpts if (c["model"], c["defense"], c["checkpoint"], c["fingerprint"]) == item), None)
+            hit = next((c for c in ckpts
+                        if (c["model"], c["defense"], c["checkpoint"], c["fingerprint"]) == item), None)
             if hit is None:
                 ckpts.append({"model": item[0], "defense": item[1], "checkpoint": item[2], "fingerprint": item[3],
                               "notebooks": [nb]})
@@ -719,8 +729,10 @@ def _finetune_figure(results: dict) -> str | None:
     ks = [int(r["round"]) for r in rounds]
     for key, label, style in (("fresh_uap_fooling_rate", "fresh UAP (white-box, new each round)", "o-"),
                               ("old_uap_fooling_rate", "the UAP it was fine-tuned against", "s--"),
-                              ("random_fooling_rate", "random control", "^:"), ("clean_accuracy", "clean accuracy", "d-")):
-        pts = [(k, r.get(key), r.get(f"{key}_lo"), r.get(f"{key}_hi")) for k, r in zip(ks, rounds) if r.get(key) is not None]
+                              ("random_fooling_rate", "random control", "^:"),
+                              ("clean_accuracy", "clean accuracy", "d-")):
+        pts = [(k, r.get(key), r.get(f"{key}_lo"), r.get(f"{key}_hi")) for k, r in zip(ks, rounds)
+               if r.get(key) is not None]
         if not pts:
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -738,7 +750,8 @@ def _finetune_figure(results: dict) -> str | None:
 
 def _defense_figure(results: dict) -> str | None:
     from matplotlib.figure import Figure
-    recs = [r for r in _defense_records(results) if r["attack"] in ("pgd", "deepfool") and r.get("defense_rate") is not None
+    recs = [r for r in _defense_records(results)
+            if r["attack"] in ("pgd", "deepfool") and r.get("defense_rate") is not None
             and (r["attack"] == "deepfool" or _close(r.get("eps"), PGD_EPS, 1e-7))]
     if not recs:
         return None
@@ -781,7 +794,8 @@ def build_report(runs_dir, figures: bool = True) -> dict:
     if figures:
         for title, fn in (("Our numbers beside the papers'", lambda: _claims_figure(report["claims"])),
                           ("UAP fine-tuning, round by round (notebook 05)", lambda: _finetune_figure(results)),
-                          ("Defense rates of the defended models (notebooks 04–05)", lambda: _defense_figure(results))):
+                          ("Defense rates of the defended models (notebooks 04–05)",
+                           lambda: _defense_figure(results))):
             png = fn()
             if png:
                 report["figures"][title] = png
@@ -826,7 +840,8 @@ def _tables(report: dict) -> dict:
          "settings": (["notebook", "settings"],
                       [[nb, "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s.items())]
                        for nb, s in prov["settings"].items()]),
-         "defenses": (["notebook", "defense", "attack", "ε", "n", "clean acc.", "robust acc.", "defense rate", "95 % interval"],
+         "defenses": (["notebook", "defense", "attack", "ε", "n", "clean acc.", "robust acc.", "defense rate",
+                       "95 % interval"],
                       [[str(r["notebook"]), r["defense"], r["attack"], _eps_text(r["eps"]), str(r["n"]),
                         _pct(r["clean_accuracy"]), _pct(r["robust_accuracy"]), _pct(r["defense_rate"]),
                         f"[{_pct(r['defense_rate_lo'])}, {_pct(r['defense_rate_hi'])}]"] for r in report["defenses"]])}
@@ -907,8 +922,9 @@ def render_markdown(report: dict, figures: bool = True) -> str:
     prov = report["provenance"]
     counts = {v: sum(c["verdict"] == v for c in report["claims"]) for v in VERDICTS}
     parts = ["# medadv — reproduction report\n", _INTRO + "\n",
-             f"Runs: `{report['runs']}`. Notebooks: " + ", ".join(f"{nb} **{s}**" for nb, s in report["notebooks"].items())
-             + ".\n", "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".\n",
+             f"Runs: `{report['runs']}`. Notebooks: "
+             + ", ".join(f"{nb} **{s}**" for nb, s in report["notebooks"].items()) + ".\n",
+             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".\n",
              "## Claims\n", table("claims")]
     if figures:
         for title, png in report.get("figures", {}).items():
@@ -916,8 +932,9 @@ def render_markdown(report: dict, figures: bool = True) -> str:
     parts += ["## Defended models (notebooks 04–05)\n", table("defenses"), "## Cost\n",
               "Seconds per notebook (its recorded run time) and per recorded step.\n", table("cost"), table("steps"),
               "## Provenance\n",
-              "Data fingerprints: " + (", ".join(f"`{fp}` ({', '.join(nbs)})" for fp, nbs in prov["data_fingerprints"].items())
-                                       or "none recorded") + ".\n"]
+              "Data fingerprints: "
+              + (", ".join(f"`{fp}` ({', '.join(nbs)})" for fp, nbs in prov["data_fingerprints"].items())
+                 or "none recorded") + ".\n"]
     if prov["data_warning"]:
         parts.append(f"**{prov['data_warning']}**\n")
     parts += [table("checkpoints"), table("settings"),
