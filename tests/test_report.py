@@ -197,6 +197,26 @@ def test_reweighting_of_destinations_uses_the_paper_mix(tmp_path):
     assert c["verdict"] == "reproduced"
 
 
+def test_targeted_success_is_reweighted_from_the_recorded_confusion(tmp_path):
+    fabricate(tmp_path, "near", notebooks=("02",))
+    path = tmp_path / "results" / "02_universal_perturbations.json"
+    recs = json.loads(path.read_text())
+    covid = next(r for r in recs if r.get("target") == "COVID-19")
+    covid["confusion_labels_to_adv"] = [[50, 0, 50], [0, 0, 100], [0, 0, 31]]   # normal half, the rest all → COVID
+    path.write_text(json.dumps(recs))
+    c = {c["id"]: c for c in rep.claims_table(rep.load_results(tmp_path))}["hirano-targeted"]
+    assert "→ COVID-19 " + f"{100 * (50 + 100 + 31) / 231:.1f} %" in c["reweighted_text"]
+    assert c["reweighted"] == pytest.approx((50 + 100 + 31) / 231)
+    assert c["verdict"] == "partly" and c["reason"].startswith("on our test mix")   # not every target re-weighted
+    for r in recs:                     # every target re-weighted: → normal and → pneumonia move nobody (43.3 %)
+        if r.get("target") in ("normal", "pneumonia"):
+            r["confusion_labels_to_adv"] = [[100, 0, 0], [0, 100, 0], [0, 0, 31]]
+    path.write_text(json.dumps(recs))
+    c = {c["id"]: c for c in rep.claims_table(rep.load_results(tmp_path))}["hirano-targeted"]
+    assert c["verdict"] == "not reproduced" and c["reason"].startswith("re-weighted")   # → COVID-19 78.4 % < 80 %
+    assert c["reweighted"] == pytest.approx(100 / 231)                # the lowest target
+
+
 def test_missing_notebooks_are_not_run_never_invented(tmp_path):
     fabricate(tmp_path, "above", notebooks=("01", "02"))
     report = rep.build_report(tmp_path, figures=False)
