@@ -69,6 +69,8 @@ class TrainConfig:
         if self.defense:
             from .defenses import defense_name
             name += f"-{defense_name(self.defense)}"
+        if self.perturbation:
+            name += f"-{self.perturbation.get('name', self.perturbation.get('kind', 'perturbed'))}"
         return f"{name}-{self.image_size}px-e{self.epochs}-s{self.seed}-{self.key(data_fingerprint)}.pt"
 
 

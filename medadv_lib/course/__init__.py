@@ -6,12 +6,15 @@ Notebook 01 trains the classifiers; notebooks 02+ call :func:`course_model` with
 and get the cached checkpoint (or train it themselves when run standalone); likewise :func:`course_uap`,
 :func:`course_defense` and :func:`course_robustness`.
 """
-from .config import (ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_FAST, DEFENSE_FULL, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
-                     UAP_FAST, UAP_FULL, attack_settings, model_config, parse_defense, robustness_settings, settings,
+from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_ARMS_FAST, DEFENSE_FAST, DEFENSE_FULL, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
+                     UAP_FAST, UAP_FULL, adversarial_settings, attack_settings, defense_arms, model_config, parse_defense, robustness_settings, settings,
                      uap_grid_settings,
                      uap_settings)
 from .pipelines import (course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
-                        defended_models_table, defense_study, eval_images, robustness_study, sparsity_sweep,
-                        transfer_examples)
+                        defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
+                        sparsity_sweep, transfer_examples)
+from .adversarial import (METHODS, adversarial_finetune, adversarial_training, adversarial_verdicts, best_arm_of_04,  # noqa: F401
+                          course_adversarial_training, course_uap_finetune, cross_threat_table, rounds_table,
+                          uap_finetune_rounds)
 from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401
-                      file_fingerprint, model_record, record, uap_record)
+                      file_fingerprint, model_record, record, round_records, uap_record)

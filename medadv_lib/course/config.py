@@ -107,6 +107,16 @@ def robustness_settings(fast: bool):
 DEFENSE_ARMS = ("baseline", "baseline-ft", "cbam", "se", "prune0.6", "channels0.3", "cbam+prune0.6")
 
 
+# FAST leaves out the squeeze-and-excitation arm (a second attention type, not part of Chen et al.'s
+# baseline / + attention / + pruning / + both design): each arm costs ~1 minute of a CPU notebook.
+DEFENSE_ARMS_FAST = tuple(a for a in DEFENSE_ARMS if a != "se")
+
+
+def defense_arms(fast: bool) -> tuple:
+    """Notebook 04's ablation arms for the mode: :data:`DEFENSE_ARMS_FAST` or :data:`DEFENSE_ARMS`."""
+    return DEFENSE_ARMS_FAST if fast else DEFENSE_ARMS
+
+
 SPARSITY_GRID = (0.3, 0.6, 0.9)     # unstructured sparsities of the sweep (and the instructor widget)
 
 
@@ -160,3 +170,39 @@ def uap_grid_settings(fast: bool, zeta: float = 0.02, zetas=None, target_zetas=N
     zs = sorted(set(zetas or d.zetas) | {zeta})
     return SimpleNamespace(zetas=zs, target_zetas=list(target_zetas or ((zeta,) if fast else zs)),
                            iter_passes=int(iter_passes or d.iter_passes))
+
+
+# Notebook 05's training-side defenses, all fine-tuned from notebook 01's model with the same optimiser
+# settings as notebook 04's defenses and the same number of fine-tuning epochs each, so that they compare
+# defenses, not amounts of training:
+# - UAP fine-tuning (Hirano et al.; schedule unpublished): `rounds` rounds of "build the course's ζ = 2 %
+#   UAP against the current model, fine-tune `round_epochs` on training images with that UAP added to
+#   `share` of every batch (true labels)".  Half of each batch stays clean so the model keeps its clean
+#   accuracy; Hirano et al.'s figure shows most of the effect within the first rounds.
+# - Universal adversarial training (Shafahi et al.): one UAP at the same ζ updated on every batch, the
+#   whole batch perturbed, as in their paper; `epochs` = rounds × round_epochs.
+# - PGD adversarial training (Madry et al.) at ε = `at_eps`: FAST uses FGSM with a random start
+#   (`at_steps` = 1, Wong et al. 2020), FULL PGD with 7 steps.
+ADVERSARIAL_FAST = SimpleNamespace(rounds=3, round_epochs=1, share=0.5, zeta=0.02, uat_share=1.0,
+                                   at_eps=2 / 255, at_steps=1, at_share=1.0)
+
+
+ADVERSARIAL_FULL = SimpleNamespace(rounds=5, round_epochs=2, share=0.5, zeta=0.02, uat_share=1.0,
+                                   at_eps=2 / 255, at_steps=7, at_share=1.0)
+
+
+def adversarial_settings(fast: bool, rounds: int | None = None, eps: float | None = None) -> SimpleNamespace:
+    """Notebook 05's settings for the mode (:data:`ADVERSARIAL_FAST` / :data:`ADVERSARIAL_FULL`), with
+    ``rounds`` (UAP fine-tuning rounds) and ``eps`` (the adversarial-training budget, pixel units)
+    overriding the defaults; ``epochs`` is the fine-tuning epochs each defense gets in all."""
+    d = dict(vars(ADVERSARIAL_FAST if fast else ADVERSARIAL_FULL))
+    if rounds is not None:
+        if int(rounds) != rounds or rounds < 1:
+            raise ValueError(f"rounds must be a positive integer; got {rounds}")
+        d["rounds"] = int(rounds)
+    if eps is not None:
+        if not 0 < float(eps) <= 1:
+            raise ValueError(f"eps is in pixel units of [0,1] images, e.g. 2/255 = {2 / 255:.4f}; got {eps}")
+        d["at_eps"] = float(eps)
+    d["epochs"] = d["rounds"] * d["round_epochs"]
+    return SimpleNamespace(**d)

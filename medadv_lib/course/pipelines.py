@@ -56,13 +56,13 @@ def course_model(name: str, fast: bool, output_dir="../runs", data_dir=None, dev
                          precision=precision)
 
 
-def defend_checkpoint(checkpoint, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None,
-                      device=None, epochs: int | None = None, progress: bool = True, precision=None):
-    """Apply ``defense`` (see :mod:`medadv_lib.defenses`; ``None`` = fine-tune only) to the trained
-    model in ``checkpoint`` and fine-tune it with :data:`DEFENSE_FAST`/:data:`DEFENSE_FULL` (``epochs``
-    overrides) on the training configuration the checkpoint records (size, crop, seed), through
-    :func:`~medadv_lib.train.load_or_train`: cached under its own key.  Returns ``(model, info)``.
-    ``medadv defend`` and :func:`course_defense` both come here."""
+def finetune_config(checkpoint, fast: bool, epochs: int | None = None, defense: dict | None = None,
+                    perturbation: dict | None = None) -> TrainConfig:
+    """The :class:`~medadv_lib.train.TrainConfig` that fine-tunes the model in ``checkpoint`` with the
+    course's defense settings (:data:`DEFENSE_FAST`/:data:`DEFENSE_FULL`; ``epochs`` overrides) on the
+    training configuration the checkpoint records (size, crop, seed), with a model ``defense``
+    (attention/pruning) and/or a per-batch ``perturbation`` description (notebook 05's hooks).
+    Every defense of notebooks 04 and 05 is fine-tuned with this very configuration."""
     from ..defenses import normalize_defense
     from ..models import read_checkpoint
     base = read_checkpoint(checkpoint).get("meta", {}).get("config")
@@ -70,10 +70,19 @@ def defend_checkpoint(checkpoint, defense: dict | None, fast: bool, output_dir="
         raise ValueError(f"{checkpoint} records no training configuration; train it with `medadv train` or notebook 01")
     d = DEFENSE_FAST if fast else DEFENSE_FULL
     cfg = TrainConfig(**{k: v for k, v in base.items() if k in TrainConfig.__dataclass_fields__})
-    cfg = dataclasses.replace(cfg, epochs=epochs or d.epochs, lr=d.lr, warmup_epochs=d.warmup_epochs, patience=None,
-                              train_limit=min((v for v in (d.train_limit, cfg.train_limit) if v), default=None),
-                              init_from=str(checkpoint), defense=normalize_defense(defense), perturbation=None,
-                              weights=None)
+    return dataclasses.replace(cfg, epochs=epochs or d.epochs, lr=d.lr, warmup_epochs=d.warmup_epochs, patience=None,
+                               train_limit=min((v for v in (d.train_limit, cfg.train_limit) if v), default=None),
+                               init_from=str(checkpoint), perturbation=perturbation, weights=None,
+                               defense=normalize_defense(defense) if perturbation is None or defense else None)
+
+
+def defend_checkpoint(checkpoint, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None,
+                      device=None, epochs: int | None = None, progress: bool = True, precision=None):
+    """Apply ``defense`` (see :mod:`medadv_lib.defenses`; ``None`` = fine-tune only) to the trained
+    model in ``checkpoint`` and fine-tune it (:func:`finetune_config`) through
+    :func:`~medadv_lib.train.load_or_train`: cached under its own key.  Returns ``(model, info)``.
+    ``medadv defend`` and :func:`course_defense` both come here."""
+    cfg = finetune_config(checkpoint, fast, epochs, defense)
     return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress,
                          precision=precision)
 

@@ -121,3 +121,17 @@ def defense_records(table, checks, study: dict, precision) -> list[dict]:
         out.append({**model_record(info["config"]["model"], info, precision), "defense": row["model"],
                     "target": None, **{k: row[k] for k in keys if k in row}, "verdict": verdict.get(row["model"])})
     return out
+
+
+def round_records(table, rounds: list[dict], precision) -> list[dict]:
+    """Notebook 05's per-round records (results schema): one per row of
+    :func:`medadv_lib.course.rounds_table`, with ``defense``, ``round`` (0 = the undefended model),
+    ``clean_accuracy``, ``old_uap_fooling_rate``, ``fresh_uap_fooling_rate`` and the random control
+    (each with its Wilson interval), the fresh UAP's per-class rates and its budget."""
+    by_round = {r["round"]: r for r in rounds}
+    out = []
+    for row in table.to_dict(orient="records"):
+        info = by_round[row["round"]]["info"]
+        out.append({**model_record(info["config"]["model"], info, precision), "norm": "inf", "target": None,
+                    "attack": "uap", **{k: v for k, v in row.items() if k not in ("checkpoint",)}})
+    return out

@@ -1,4 +1,5 @@
-"""Plots for the defenses of notebook 04: defense rates with intervals, attention maps, the sparsity curve.
+"""Plots for the defenses of notebooks 04 and 05: defense rates with intervals, attention maps, the sparsity
+curve; UAP fine-tuning round by round and the cross-threat matrix.
 
 Each function takes the tidy tables of :mod:`medadv_lib.metrics.defense` (or tensors), draws on a
 new figure (or the ``ax`` given) and returns it.
@@ -9,7 +10,7 @@ import numpy as np
 
 from .. import LABELS
 
-__all__ = ["plot_defense_rates", "plot_attention_maps", "plot_sparsity_curve"]
+__all__ = ["plot_defense_rates", "plot_attention_maps", "plot_sparsity_curve", "plot_rounds", "plot_cross_threat"]
 
 
 def _plt():
@@ -86,4 +87,57 @@ def plot_sparsity_curve(sweep, ax=None):
                     marker="s", capsize=3, label=f"PGD defense rate, ε = {e * 255:.0f}/255")
     ax.set(xlabel="share of weights pruned", ylabel="rate", ylim=(-0.02, 1.02), title="pruning: accuracy vs robustness")
     ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_rounds(rounds, others: dict | None = None):
+    """UAP fine-tuning round by round (a :func:`medadv_lib.course.rounds_table`): left, the fooling
+    rate of the UAP each round was trained against ("old"), of a fresh white-box UAP built against
+    the round's model, and of random noise of the same norm, with Wilson 95 % error bars; right,
+    clean accuracy and balanced accuracy.  ``others``: ``{name: (fresh fooling rate, clean accuracy)}``
+    of other defenses, drawn as horizontal reference lines on both panels.  Returns the figure."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    r = rounds.sort_values("round")
+    for col, label, style in (("fresh_uap_fooling_rate", "fresh UAP (white-box, rebuilt each round)", "o-"),
+                              ("old_uap_fooling_rate", "old UAP (the one the round trained on)", "s--"),
+                              ("random_fooling_rate", "random noise, same norm", "^:")):
+        t = r.dropna(subset=[col])
+        a1.errorbar(t["round"], t[col], yerr=_err(t[col], t[f"{col}_lo"], t[f"{col}_hi"]), fmt=style, capsize=3,
+                    label=label)
+    a2.plot(r["round"], r.clean_accuracy, "o-", label="clean accuracy")
+    a2.plot(r["round"], r.balanced_accuracy, "s--", label="balanced accuracy")
+    for i, (name, (fr, acc)) in enumerate((others or {}).items()):
+        c = f"C{i + 3}"
+        a1.axhline(fr, color=c, lw=1, ls="-.", label=f"{name}: fresh UAP")
+        a2.axhline(acc, color=c, lw=1, ls="-.", label=f"{name}")
+    a1.set(xlabel="fine-tuning round (0 = undefended)", ylabel="fooling rate (test split)", ylim=(-0.02, 1.02),
+           title="ζ = 2 % UAPs against the fine-tuned model")
+    a2.set(xlabel="fine-tuning round (0 = undefended)", ylabel="accuracy (test split)", ylim=(0.4, 1.0),
+           title="clean accuracy")
+    for a in (a1, a2):
+        a.set_xticks(list(r["round"]))
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cross_threat(matrix, ax=None):
+    """The cross-threat matrix (a :func:`medadv_lib.course.cross_threat_table`) as a heat map in which
+    higher always means more robust: 1 − fooling rate of the model's own UAP, 1 − success of its
+    targeted UAP → COVID-19, and the PGD-L∞ defense rates; each cell annotated.  Returns the figure."""
+    import seaborn as sns
+    plt = _plt()
+    cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success", True)}
+    cols.update({c: (f"PGD {c[3:-13]}/255\ndefense rate", False) for c in matrix.columns
+                 if c.startswith("pgd") and c.endswith("_defense_rate")})
+    data = np.column_stack([1 - matrix[c] if flip else matrix[c] for c, (_, flip) in cols.items()])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 * len(cols) + 2.5, 0.55 * len(matrix) + 1.6))
+    sns.heatmap(data, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                xticklabels=[lab for lab, _ in cols.values()], yticklabels=list(matrix.index),
+                cbar_kws={"label": "higher = more robust"})
+    ax.set(title="which defense for which threat (white-box, each model attacked itself)")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.figure.tight_layout()
     return ax.figure

@@ -1,0 +1,311 @@
+"""Notebook 05's pipelines: the training-side defenses (UAP fine-tuning rounds, universal adversarial
+training, PGD adversarial training) fine-tuned from a trained checkpoint and cached like every course
+model, their round-by-round evaluation, and the cross-threat table of every defended model.
+
+The hooks themselves live in :mod:`medadv_lib.defenses.adversarial`; the fine-tuning configuration is
+notebook 04's (:func:`~medadv_lib.course.pipelines.finetune_config`), so the two defense notebooks
+compare defenses trained the same way.  ``medadv defend --method`` comes here too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import LABELS
+from ..train import load_or_train
+from .config import adversarial_settings
+from .pipelines import course_model, course_robustness, course_uap, finetune_config
+
+METHODS = ("uap-finetune", "uat", "pgd-at")
+COVID = LABELS.index("COVID-19")
+
+
+def _load(checkpoint, device=None, precision=None):
+    from ..models import load_checkpoint
+    model, meta = load_checkpoint(checkpoint, device=device, precision=precision)
+    return model, {**meta, "checkpoint": str(checkpoint), "cached": True}
+
+
+def adversarial_finetune(checkpoint, hook, fast: bool, epochs: int, output_dir="../runs", data_dir=None,
+                         device=None, progress: bool = True, precision=None):
+    """Fine-tune the model in ``checkpoint`` for ``epochs`` with the per-batch ``hook``
+    (:mod:`medadv_lib.defenses.adversarial`) through :func:`~medadv_lib.train.load_or_train`: the
+    hook's description enters the configuration, so the result is cached under its own key.
+    Returns ``(model, info)``."""
+    cfg = finetune_config(checkpoint, fast, epochs, perturbation=hook.describe())
+    return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress,
+                         precision=precision, perturb=hook)
+
+
+def uap_finetune_rounds(checkpoint, fast: bool, rounds: int | None = None, output_dir="../runs", data_dir=None,
+                        device=None, seed: int = 0, progress: bool = True, precision=None) -> list[dict]:
+    """Hirano et al.'s iterative UAP fine-tuning, starting from the model in ``checkpoint``.
+
+    Round 0 is that model and its course UAP (:func:`course_uap`, ζ from
+    :func:`adversarial_settings`).  Round k fine-tunes round k−1's model for ``round_epochs`` with a
+    UAP added to ``share`` of every batch (:class:`~medadv_lib.defenses.adversarial.UAPPerturb`): one
+    drawn from the pool of every UAP built so far (rounds 0 … k−1), newest included, so that the
+    model does not forget earlier ones.  Then it builds a **fresh** course UAP against the new
+    model — same budget, images and effort — which joins the pool of round k+1.  Each round is
+    cached (model and UAP).
+
+    Returns one dict per round: ``round``, ``model``, ``info`` (as :func:`load_or_train`),
+    ``trained_against`` (the newest UAPResult of the round's pool, i.e. round k−1's fresh UAP;
+    ``None`` for round 0), ``pool`` (the number of UAPs it trained on) and ``fresh`` (the UAPResult
+    built against the round's model).
+    """
+    import torch
+    from ..defenses.adversarial import UAPPerturb
+    a = adversarial_settings(fast, rounds)
+    model, info = _load(checkpoint, device, precision)
+    size = info["config"]["image_size"]
+
+    def fresh(m):
+        return course_uap(m, a.zeta, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
+                          image_size=size)
+
+    out = [{"round": 0, "model": model, "info": info, "trained_against": None, "pool": 0, "fresh": fresh(model)}]
+    for k in range(1, a.rounds + 1):
+        prev = out[-1]
+        pool = torch.cat([r["fresh"].v.detach().cpu() for r in out])
+        hook = UAPPerturb(pool, a.share, seed, name=f"uapft-r{k}", zeta=a.zeta, round=k)
+        m, inf = adversarial_finetune(prev["info"]["checkpoint"], hook, fast, a.round_epochs, output_dir, data_dir,
+                                      device, progress, precision)
+        out.append({"round": k, "model": m, "info": inf, "trained_against": prev["fresh"], "pool": len(pool),
+                    "fresh": fresh(m)})
+    return out
+
+
+def adversarial_training(checkpoint, method: str, fast: bool, eps: float | None = None, epochs: int | None = None,
+                         output_dir="../runs", data_dir=None, device=None, seed: int = 0, progress: bool = True,
+                         precision=None):
+    """Universal adversarial training (``method="uat"``, Shafahi et al.; ζ of
+    :func:`adversarial_settings`) or PGD adversarial training (``"pgd-at"``, Madry et al.; ``eps``
+    pixel units, default the mode's ``at_eps``; FAST one FGSM step with a random start, Wong et al.)
+    of the model in ``checkpoint``, for ``epochs`` (default: as many as all UAP fine-tuning rounds
+    together).  Cached; returns ``(model, info)``."""
+    from ..attacks.uap import uap_budget
+    from ..data import image_norm_stats
+    from ..defenses.adversarial import PGDPerturb, UATPerturb
+    from ..models import read_checkpoint
+    a = adversarial_settings(fast, eps=eps)
+    if method == "uat":
+        size = read_checkpoint(checkpoint)["meta"]["config"]["image_size"]
+        budget = uap_budget(a.zeta, "inf", image_norm_stats(size, data_dir))
+        hook = UATPerturb(budget, "inf", share=a.uat_share, seed=seed, name="uat", zeta=a.zeta)
+    elif method == "pgd-at":
+        hook = PGDPerturb(a.at_eps, steps=a.at_steps, share=a.at_share, seed=seed,
+                          name=f"pgdat{a.at_eps * 255:.3g}")
+    else:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)} (uap-finetune: uap_finetune_rounds)")
+    return adversarial_finetune(checkpoint, hook, fast, epochs or a.epochs, output_dir, data_dir, device, progress,
+                                precision)
+
+
+def course_uap_finetune(base: str, fast: bool, rounds: int | None = None, output_dir="../runs", data_dir=None,
+                        device=None, seed: int = 0, progress: bool = True, precision=None) -> list[dict]:
+    """:func:`uap_finetune_rounds` from the course's ``base`` model (notebook 01's, loaded or trained)."""
+    _, info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
+    return uap_finetune_rounds(info["checkpoint"], fast, rounds, output_dir, data_dir, device, seed, progress,
+                               precision)
+
+
+def course_adversarial_training(base: str, method: str, fast: bool, eps: float | None = None,
+                                output_dir="../runs", data_dir=None, device=None, seed: int = 0,
+                                progress: bool = True, precision=None):
+    """:func:`adversarial_training` from the course's ``base`` model (notebook 01's, loaded or trained)."""
+    _, info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
+    return adversarial_training(info["checkpoint"], method, fast, eps, None, output_dir, data_dir, device, seed,
+                                progress, precision)
+
+
+def _rate_cols(prefix: str, k: int, n: int) -> dict:
+    from ..metrics.defense import wilson_interval
+    lo, hi = wilson_interval(k, n)
+    return {prefix: k / n if n else float("nan"), f"{prefix}_lo": lo, f"{prefix}_hi": hi}
+
+
+def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str = "uap-finetune"):
+    """One row per round of :func:`uap_finetune_rounds`, measured on the whole test split.
+
+    Columns: ``defense``, ``round``, ``pool`` (UAPs trained on), ``clean_accuracy``, ``balanced_accuracy``, ``sensitivity_<class>``;
+    ``old_uap_fooling_rate`` (the UAP the round was fine-tuned against, on the fine-tuned model;
+    empty for round 0), ``fresh_uap_fooling_rate`` (a new white-box UAP against the round's model,
+    same budget and effort) and ``random_fooling_rate`` (noise of the fresh UAP's norm), each with
+    its Wilson 95 % interval (``_lo``/``_hi``) and the fresh rate per class; ``cosine_to_previous``:
+    cosine similarity of the fresh UAP to the previous round's (does the attacker's pattern change?).
+    Fooling rate = prediction changed by the perturbation (:mod:`medadv_lib.metrics.universal`).
+    """
+    import pandas as pd
+    import torch
+
+    from ..attacks.uap import random_uap
+    from ..data import load_split
+    from ..metrics.universal import uap_report
+    from ..models import predict
+    size = rounds[0]["info"]["config"]["image_size"]
+    x, y = load_split("test", size, data_dir)
+    n, rows, prev_v = len(y), [], None
+    for r in rounds:
+        m, fresh = r["model"], r["fresh"]
+        clean = predict(m, x)
+
+        def evaluate_uap(m, x, y, v):       # the clean predictions once per round
+            return uap_report(m, x, y, v, clean, predict(m, x, perturbation=v))
+        ev = evaluate_uap(m, x, y, fresh.v)
+        rnd = evaluate_uap(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, seed=seed))
+        row = {"defense": defense, "round": r["round"], "pool": r.get("pool", 0), "clean_accuracy": ev["clean_accuracy"],
+               "balanced_accuracy": float(sum(ev["sensitivity_clean"]) / len(LABELS)),
+               **{f"sensitivity_{lab}": s for lab, s in zip(LABELS, ev["sensitivity_clean"])}}
+        if r["trained_against"] is not None:
+            old = evaluate_uap(m, x, y, r["trained_against"].v)
+            row.update(_rate_cols("old_uap_fooling_rate", round(old["fooling_rate"] * n), n))
+        else:
+            row.update(old_uap_fooling_rate=float("nan"), old_uap_fooling_rate_lo=float("nan"),
+                       old_uap_fooling_rate_hi=float("nan"))
+        row.update(_rate_cols("fresh_uap_fooling_rate", round(ev["fooling_rate"] * n), n))
+        row.update({f"fresh_uap_fooling_rate_{lab}": f for lab, f in zip(LABELS, ev["fooling_rate_per_class"])})
+        row["fresh_uap_fooling_rate_reweighted"] = ev["fooling_rate_reweighted"]
+        row.update(_rate_cols("random_fooling_rate", round(rnd["fooling_rate"] * n), n))
+        v = fresh.v.flatten().float().cpu()
+        row["cosine_to_previous"] = (float(torch.nn.functional.cosine_similarity(v, prev_v, dim=0))
+                                     if prev_v is not None else float("nan"))
+        row.update(eps=fresh.eps, zeta=fresh.params.get("zeta"), n=n, checkpoint=Path(r["info"]["checkpoint"]).name)
+        prev_v = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cross_threat_table(models: dict, fast: bool, source: str = "baseline", output_dir="../runs", data_dir=None,
+                       seed: int = 0, progress: bool = True):
+    """Every model × every threat: ``models`` is ``{name: (model, info)}``; ``source`` names the
+    undefended model whose PGD examples are the transfer check.
+
+    Per model: :func:`course_robustness` (white-box PGD-L∞ at the mode's ε, the stronger PGD, DeepFool,
+    transfer, Square, large ε — on :func:`eval_images`; cached, so notebook 04's arms are not attacked
+    twice) and, on the whole test split, the model's own non-targeted ζ = 2 % UAP and its targeted UAP
+    → COVID-19 (:func:`course_uap`).  Returns ``(matrix, table)``: ``matrix`` one row per model with
+    ``clean_accuracy`` (test split), ``uap_fooling_rate``, ``uap_to_covid_success`` and
+    ``pgd<ε·255>_defense_rate`` (each with ``_lo``/``_hi``), ``deepfool_median_rho_adv``; ``table`` the
+    long robustness table of every model (plus the ``uap-test`` and ``uap-covid-test`` rows) for
+    :func:`~medadv_lib.metrics.defense.hygiene_checks` and the records.
+    """
+    import pandas as pd
+
+    from ..data import load_split
+    from ..metrics.defense import _row
+    from ..metrics.universal import evaluate_uap
+    from ..models import predict
+    src, src_info = models[source]
+    tables, rows = [], []
+    for name, (m, info) in models.items():
+        t = course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
+        size = info["config"]["image_size"]
+        x, y = load_split("test", size, data_dir)
+        correct = predict(m, x) == y
+        uaps = {"uap-test": None, "uap-covid-test": COVID}
+        extra = []
+        for attack, target in uaps.items():
+            u = course_uap(m, 0.02, "inf", target=target, fast=fast, output_dir=output_dir, data_dir=data_dir,
+                           seed=seed, image_size=size)
+            ev = evaluate_uap(m, x, y, u.v, target=target)
+            adv = predict(m, x, perturbation=u.v)
+            r = _row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
+                     target=None if target is None else LABELS[target], fooling_rate=ev["fooling_rate"],
+                     target_success_rate=ev.get("target_success_rate"))
+            extra.append(r)
+            key = "uap_fooling_rate" if target is None else "uap_to_covid_success"
+            k = round((ev["fooling_rate"] if target is None else ev["target_success_rate"]) * len(y))
+            rows.append({"model": name, **_rate_cols(key, k, len(y))})
+        t = pd.concat([t, pd.DataFrame(extra)], ignore_index=True)
+        t["model"] = name
+        tables.append(t)
+        base = {"model": name, "clean_accuracy": float(correct.float().mean())}
+        for _, p in t[t.attack == "pgd"].iterrows():
+            tag = f"pgd{p.eps * 255:.3g}_defense_rate"
+            base.update({tag: p.defense_rate, f"{tag}_lo": p.defense_rate_lo, f"{tag}_hi": p.defense_rate_hi})
+        df = t[t.attack == "deepfool"]
+        base["deepfool_median_rho_adv"] = float(df.median_rho_adv.iloc[0]) if len(df) else float("nan")
+        rows.append(base)
+    matrix = pd.DataFrame(rows).groupby("model", sort=False).first()
+    lead = ["clean_accuracy", "uap_fooling_rate", "uap_fooling_rate_lo", "uap_fooling_rate_hi", "uap_to_covid_success",
+            "uap_to_covid_success_lo", "uap_to_covid_success_hi"]
+    return matrix[lead + [c for c in matrix.columns if c not in lead]], pd.concat(tables, ignore_index=True)
+
+
+def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: float = 1 / 255) -> tuple[str, str]:
+    """The defended arm of notebook 04 with the highest PGD-10 defense rate at ``eps``, read from
+    ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is
+    missing.  Returns ``(arm, how it was chosen)``."""
+    import json
+    path = Path(output_dir) / "results" / "04_pruning_and_attention.json"
+    if not path.is_file():
+        return default, f"notebook 04's results are not in {path.parent.name}/: the default arm {default}"
+    recs = [r for r in json.loads(path.read_text()) if r.get("attack") == "pgd" and r.get("defense")
+            not in ("baseline", "baseline-ft") and r.get("eps") is not None and abs(r["eps"] - eps) < 1e-9
+            and r.get("defense_rate") is not None]
+    if not recs:
+        return default, f"no PGD record at ε = {eps * 255:g}/255 in notebook 04's results: the default arm {default}"
+    best = max(recs, key=lambda r: r["defense_rate"])
+    return best["defense"], f"notebook 04's highest PGD-10 defense rate at ε = {eps * 255:g}/255 ({best['defense_rate']:.3f})"
+
+
+def _apart(m, a: str, b: str, col: str) -> bool:
+    """The Wilson intervals of ``col`` for rows ``a`` and ``b`` of ``m`` do not overlap."""
+    return bool(m.loc[a, f"{col}_hi"] < m.loc[b, f"{col}_lo"] or m.loc[b, f"{col}_hi"] < m.loc[a, f"{col}_lo"])
+
+
+def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
+                         pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03):
+    """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
+
+    One row per statement with ``measured`` (text), ``verdict`` and ``met`` (True/False; None where the
+    statement is a comparison, not a goal):
+
+    * UAP fine-tuning: a fresh UAP fools at most ``max_ratio`` × as many test images as on ``base``;
+    * UAP fine-tuning: clean accuracy loss at most ``max_acc_loss``;
+    * ``reference`` (PGD adversarial training): defense rate at ε = 1/255 ≥ ``pgd_bar`` (Chen et al.'s
+      77.18 %) — "met" on the point estimate, and whether the interval clears the bar;
+    * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — "supported" when the
+      Wilson intervals are apart, else "not shown";
+    * Hirano, Minagi & Takemoto 2021, "only very few cases": "consistent" when the fresh UAP's rate is
+      not clearly lowered, "partly" when it is lowered but by less than ``max_ratio``, "contradicted"
+      when it is lowered to ``max_ratio`` or less;
+    * per-image vs UAP training against UAPs: which of ``reference`` and ``defended`` leaves the lower
+      fresh-UAP fooling rate (intervals apart, else "not shown to differ");
+    * UAP fine-tuning against per-image attacks: PGD defense rate at 2/255 vs ``base`` (intervals).
+    """
+    import pandas as pd
+    m = matrix
+    u0, ud, ur = (m.loc[k, "uap_fooling_rate"] for k in (base, defended, reference))
+    ratio = ud / u0 if u0 else float("nan")
+    loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
+    at1, lo1, hi1 = (m.loc[reference, f"pgd1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
+    lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
+    rows = [
+        ("goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
+         f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
+        ("goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
+         f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
+        ("goal", f"{reference}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
+         f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)"),
+         bool(at1 >= pgd_bar)),
+        ("claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
+         f"fresh UAP {u0:.1%} → {ud:.1%}, intervals {'apart' if _apart(m, defended, base, 'uap_fooling_rate') else 'overlap'}",
+         "supported" if lowered else "not shown"),
+        ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
+         f"{ratio:.2f}× the undefended rate",
+         "consistent: no clear help" if not lowered else ("partly: it helps, by less than half" if ratio > max_ratio
+                                                          else "contradicted: it more than halves the rate")),
+        ("comparison", f"against UAPs, {reference} (per-image) vs {defended} (UAP-specific)",
+         f"fresh UAP {ur:.1%} vs {ud:.1%}",
+         (f"{reference if ur < ud else defended} lower" if _apart(m, reference, defended, "uap_fooling_rate")
+          else "not shown to differ")),
+        ("comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
+         f"defense rate {m.loc[defended, 'pgd2_defense_rate']:.1%} vs {m.loc[base, 'pgd2_defense_rate']:.1%}",
+         ("higher" if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else "lower")
+         if _apart(m, defended, base, "pgd2_defense_rate") else "not shown to differ"),
+    ]
+    out = pd.DataFrame(rows, columns=["kind", "statement", "measured", "verdict"])
+    out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
+    out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]
+    return out

@@ -1,0 +1,169 @@
+"""Notebook 05's defenses: UAP fine-tuning, universal adversarial training, PGD adversarial training."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from medadv_lib import course
+from medadv_lib.attacks.uap import sgd_uap, uap_budget
+from medadv_lib.cli import main
+from medadv_lib.data import load_split
+from medadv_lib.defenses.adversarial import PGDPerturb, UAPPerturb, UATPerturb
+from medadv_lib.metrics.universal import fooling_rate
+from medadv_lib.models import build_model, load_checkpoint
+from medadv_lib.runtime import seed_everything
+from medadv_lib.train import TrainConfig, fit
+
+TINY = TrainConfig(model="resnet18", image_size=64, epochs=1, batch_size=16, seed=0)
+
+
+def _last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_zero_uap_hook_equals_plain_fine_tuning(real_batch):
+    """The UAP fine-tuning hook with v = 0 leaves training bit-identical (seeded, CPU)."""
+    x, y = real_batch
+    states = []
+    for hook in (None, UAPPerturb(torch.zeros(1, 1, 64, 64), share=0.5)):
+        seed_everything(0)
+        m = build_model("resnet18")
+        fit(m, (x, y), None, TINY, device="cpu", progress=False, precision="fp32", perturb=hook)
+        states.append(m.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_uap_hook_perturbs_exactly_its_share(real_batch):
+    x, _ = real_batch
+    v = torch.full((1, 1, 64, 64), 0.01)
+    out = UAPPerturb(v, share=0.25)(None, x, None)
+    changed = (out != x).flatten(1).any(1)
+    assert int(changed.sum()) == 8 and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="share"):
+        UAPPerturb(v, share=0)
+
+
+def test_uat_keeps_its_uap_inside_the_ball_and_moves_it(small_model, real_batch):
+    x, y = real_batch
+    eps = 4 / 255
+    for norm, size in (("inf", lambda v: v.abs().max()), ("2", lambda v: v.norm())):
+        hook = UATPerturb(eps if norm == "inf" else 1.0, norm, lr=eps if norm == "inf" else 0.5)
+        for _ in range(4):
+            out = hook(small_model, x, y)
+            assert out.min() >= 0 and out.max() <= 1
+        bound = eps if norm == "inf" else 1.0
+        assert 0 < float(size(hook.v)) <= bound + 1e-6, norm
+        assert len(hook.history) == 4
+    assert small_model.training is False          # crafting in eval mode restores the caller's mode
+
+
+def test_pgd_hook_stays_in_the_ball_and_fools_more_than_noise(small_model, real_batch):
+    x, y = real_batch
+    eps = 4 / 255
+    hook = PGDPerturb(eps, steps=3)
+    x_adv = hook(small_model, x, y)
+    assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        acc_adv = (small_model(x_adv).argmax(1) == y).float().mean()
+        acc = (small_model(x).argmax(1) == y).float().mean()
+    assert acc_adv < acc
+    fgsm = PGDPerturb(eps)                        # one step = FGSM with random start, step 1.25·eps
+    assert fgsm.steps == 1 and fgsm.alpha == pytest.approx(1.25 * eps)
+
+
+def test_checkpoints_carry_the_defense_in_their_hash(small_checkpoint):
+    v = torch.zeros(1, 1, 64, 64)
+    a = course.finetune_config(small_checkpoint, True, 1, perturbation=UAPPerturb(v, name="uapft-r1").describe())
+    b = course.finetune_config(small_checkpoint, True, 1, perturbation=UAPPerturb(v + 0.01, name="uapft-r1").describe())
+    c = course.finetune_config(small_checkpoint, True, 1, perturbation=PGDPerturb(2 / 255, name="pgdat2").describe())
+    plain = course.finetune_config(small_checkpoint, True, 1)
+    assert len({a.key(), b.key(), c.key(), plain.key()}) == 4        # a different UAP is a different model
+    assert "-uapft-r1-" in a.filename() and "-pgdat2-" in c.filename()
+    assert a.defense is None and plain.defense is not None            # notebook 04's keys are unchanged
+
+
+def test_one_round_of_uap_fine_tuning_lowers_the_fooling_rate_of_its_uap(small_checkpoint, tmp_path):
+    """Hirano et al.'s defense, one round on the small real-data model: the UAP it trained against
+    fools fewer test images afterwards."""
+    model, _ = load_checkpoint(small_checkpoint, precision="fp32")
+    x_tr, _ = load_split("train", 64, limit=128, seed=0)
+    x_te, _ = load_split("test", 64)
+    uap = sgd_uap(model, x_tr, eps=uap_budget(0.04, "inf", x_tr), epochs=3, batch_size=16)
+    before = fooling_rate(model, x_te, uap.v)
+    hook = UAPPerturb(uap.v, share=0.5, name="uapft-r1")
+    tuned, info = course.adversarial_finetune(small_checkpoint, hook, True, 1, output_dir=tmp_path, device="cpu",
+                                              progress=False, precision="fp32")
+    after = fooling_rate(tuned, x_te, uap.v)
+    assert before > 0.2 and after < 0.5 * before, (before, after)
+    assert info["config"]["perturbation"]["uap"] == hook.describe()["uap"]
+
+
+def test_defend_method_json_contract(small_checkpoint, tmp_path, capsys):
+    common = ["--checkpoint", small_checkpoint, "--mode", "fast", "--out", str(tmp_path), "--device", "cpu",
+              "--precision", "fp32", "--json"]
+    assert main(["defend", "--method", "pgd-at", "--eps", "2/255", "--epochs", "1", *common]) == 0
+    res = _last_json(capsys)
+    assert res["defense"] == "pgd-at" and res["perturbation"]["kind"] == "pgd" and res["epochs"] == 1
+    assert res["perturbation"]["eps"] == pytest.approx(2 / 255) and not res["cached"]
+    assert 0 <= res["test_accuracy"] <= 1 and res["checkpoint"].endswith(".pt")
+    assert main(["defend", "--method", "uap-finetune", "--rounds", "1", *common]) == 0
+    res = _last_json(capsys)
+    assert res["defense"] == "uap-finetune" and [r["round"] for r in res["rounds"]] == [0, 1]
+    assert load_checkpoint(res["checkpoint"])[1]["config"]["init_from"] == small_checkpoint
+    for bad, msg in ((["--method", "uat", "--eps", "0.01"], "--eps belongs to --method pgd-at"),
+                     (["--method", "pgd-at", "--eps", "8"], "did you mean 8/255"),
+                     (["--method", "uap-finetune", "--rounds", "0"], "rounds must be a positive integer"),
+                     (["--method", "uat", "--attention", "cbam"], "leave out --attention")):
+        assert main(["defend", *bad, *common]) == 2
+        assert msg in capsys.readouterr().err
+
+
+def _matrix(u_base, u_ft, u_at, acc_ft=0.80, at1=0.92, at1_lo=0.82, pgd2_ft=0.49, n=348):
+    import pandas as pd
+
+    from medadv_lib.metrics.defense import wilson_interval
+    rows = {}
+    for name, u, acc, p1, p2 in (("baseline", u_base, 0.83, 0.80, 0.37), ("uap-finetune", u_ft, acc_ft, 0.80, pgd2_ft),
+                                 ("pgd-at", u_at, 0.80, at1, 0.88)):
+        lo, hi = wilson_interval(round(u * n), n)
+        rows[name] = {"clean_accuracy": acc, "uap_fooling_rate": u, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi,
+                      "pgd1_defense_rate": p1, "pgd1_defense_rate_lo": at1_lo if name == "pgd-at" else p1 - 0.1,
+                      "pgd1_defense_rate_hi": min(1, p1 + 0.05), "pgd2_defense_rate": p2,
+                      "pgd2_defense_rate_lo": p2 - 0.12, "pgd2_defense_rate_hi": p2 + 0.12}
+    return pd.DataFrame(rows).T
+
+
+@pytest.mark.parametrize("u_ft, acc_ft, goal, hirano, follow_up", [
+    (0.10, 0.81, True, "supported", "contradicted"),       # a third of the rate, 2 points lost
+    (0.20, 0.81, False, "supported", "partly"),            # lowered, but not halved
+    (0.28, 0.81, False, "not shown", "consistent"),        # within the noise
+    (0.10, 0.75, False, "supported", "contradicted"),      # halved, but 8 points of clean accuracy lost
+])
+def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano, follow_up):
+    v = course.adversarial_verdicts(_matrix(0.30, u_ft, 0.05, acc_ft=acc_ft)).set_index("kind", append=True)
+    goals = v.xs("goal", level="kind")
+    assert bool(goals.met.iloc[0] and goals.met.iloc[1]) is goal
+    claims = v.xs("claim", level="kind").verdict.tolist()
+    assert claims[0] == hirano and claims[1].startswith(follow_up)
+    # 5 % vs 10 % on 348 images: the Wilson intervals touch, so no winner is declared
+    assert v.xs("comparison", level="kind").verdict.iloc[0] == ("pgd-at lower" if u_ft >= 0.2 else "not shown to differ")
+
+
+def test_the_pgd_goal_uses_the_papers_bar():
+    below = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6))
+    assert below.met.iloc[2] is False and "below the bar" in below.measured.iloc[2]
+    assert course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)).met.iloc[2] is True
+
+
+def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
+    arm, why = course.best_arm_of_04(tmp_path)
+    assert arm == "cbam+prune0.6" and "default" in why
+    recs = [{"attack": "pgd", "eps": 1 / 255, "defense": d, "defense_rate": r}
+            for d, r in (("baseline", 0.99), ("baseline-ft", 0.9), ("cbam", 0.7), ("prune0.6", 0.8))]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "04_pruning_and_attention.json").write_text(json.dumps(recs))
+    arm, why = course.best_arm_of_04(tmp_path)
+    assert arm == "prune0.6" and "0.800" in why
