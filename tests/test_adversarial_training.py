@@ -167,3 +167,16 @@ def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
     (tmp_path / "results" / "04_pruning_and_attention.json").write_text(json.dumps(recs))
     arm, why = course.best_arm_of_04(tmp_path)
     assert arm == "prune0.6" and "0.800" in why
+
+
+def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
+    from medadv_lib.metrics.defense import wilson_interval
+    m = _matrix(0.30, 0.15, 0.05)
+    lo, hi = wilson_interval(round(0.16 * 348), 348)
+    same = {"uap_fooling_rate": 0.16, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
+    v = course.adversarial_verdicts(m, control=same)
+    assert v.verdict.iloc[3] == "not shown beyond plain fine-tuning" and v.verdict.iloc[7] == "not shown to differ"
+    lo, hi = wilson_interval(round(0.40 * 348), 348)
+    worse = {**same, "uap_fooling_rate": 0.40, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi}
+    v = course.adversarial_verdicts(m, control=worse)
+    assert v.verdict.iloc[3] == "supported" and v.verdict.iloc[7] == "uap-finetune lower"

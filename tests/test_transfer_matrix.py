@@ -93,3 +93,16 @@ def test_heat_map(zoo):
     with pytest.raises(ValueError, match="empty"):
         plot_transfer_matrix(m.iloc[:0])
     matplotlib.pyplot.close("all")
+
+
+def test_transfer_summary_compares_every_cell_with_its_columns_noise():
+    import pandas as pd
+
+    from medadv_lib.metrics.transfer import RANDOM_ROW, transfer_summary
+    m = pd.DataFrame({"a": [0.30, 0.06, 0.05], "b": [0.20, 0.40, 0.02]}, index=["a", "b", RANDOM_ROW])
+    m.attrs["n"] = 348
+    s = transfer_summary(m).set_index(["source", "target"])
+    assert len(s) == 4 and s.white_box.sum() == 2
+    assert s.loc[("a", "a"), "beats_random"] and s.loc[("a", "b"), "beats_random"]    # 20 % vs 2 % noise
+    assert not s.loc[("b", "a"), "beats_random"]                                        # 6 % vs 5 %: noise
+    assert s.loc[("a", "a"), "rate_lo"] < 0.30 < s.loc[("a", "a"), "rate_hi"]

@@ -249,13 +249,29 @@ def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: fl
     return best["defense"], f"notebook 04's highest PGD-10 defense rate at ε = {eps * 255:g}/255 ({best['defense_rate']:.3f})"
 
 
+def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0) -> dict:
+    """The model's own course UAP (ζ = 2 % L∞, :func:`course_uap`, cached) on the whole test split:
+    ``uap_fooling_rate`` with ``_lo``/``_hi`` (Wilson 95 %), ``clean_accuracy``, ``n`` — the numbers
+    :func:`adversarial_verdicts` compares, for a model outside the cross-threat table (e.g. the
+    equally fine-tuned control)."""
+    from ..data import load_split
+    from ..models import predict
+    size = info["config"]["image_size"]
+    x, y = load_split("test", size, data_dir)
+    u = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed, image_size=size)
+    clean, adv = predict(model, x), predict(model, x, perturbation=u.v)
+    return {**_rate_cols("uap_fooling_rate", int((adv != clean).sum()), len(y)),
+            "clean_accuracy": float((clean == y).float().mean()), "n": len(y)}
+
+
 def _apart(m, a: str, b: str, col: str) -> bool:
     """The Wilson intervals of ``col`` for rows ``a`` and ``b`` of ``m`` do not overlap."""
     return bool(m.loc[a, f"{col}_hi"] < m.loc[b, f"{col}_lo"] or m.loc[b, f"{col}_hi"] < m.loc[a, f"{col}_lo"])
 
 
 def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
-                         pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03):
+                         pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
+                         control: dict | None = None):
     """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
 
     One row per statement with ``measured`` (text), ``verdict`` and ``met`` (True/False; None where the
@@ -266,21 +282,28 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     * ``reference`` (PGD adversarial training): defense rate at ε = 1/255 ≥ ``pgd_bar`` (Chen et al.'s
       77.18 %) — "met" on the point estimate, and whether the interval clears the bar;
     * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — "supported" when the
-      Wilson intervals are apart, else "not shown";
+      Wilson intervals are apart (from ``base`` and, when given, from ``control``: plain fine-tuning for
+      as many epochs, :func:`uap_fooling_summary`), "not shown beyond plain fine-tuning" when only
+      ``base``'s are, else "not shown";
     * Hirano, Minagi & Takemoto 2021, "only very few cases": "consistent" when the fresh UAP's rate is
       not clearly lowered, "partly" when it is lowered but by less than ``max_ratio``, "contradicted"
       when it is lowered to ``max_ratio`` or less;
     * per-image vs UAP training against UAPs: which of ``reference`` and ``defended`` leaves the lower
       fresh-UAP fooling rate (intervals apart, else "not shown to differ");
-    * UAP fine-tuning against per-image attacks: PGD defense rate at 2/255 vs ``base`` (intervals).
+    * UAP fine-tuning against per-image attacks: PGD defense rate at 2/255 vs ``base`` (intervals);
+    * with ``control``: UAP fine-tuning vs plain fine-tuning against a fresh UAP (intervals).
     """
     import pandas as pd
     m = matrix
+    if control is not None:
+        m = pd.concat([m, pd.DataFrame([control], index=["control"])])
     u0, ud, ur = (m.loc[k, "uap_fooling_rate"] for k in (base, defended, reference))
     ratio = ud / u0 if u0 else float("nan")
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"pgd1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
+    uc = m.loc["control", "uap_fooling_rate"] if control is not None else None
+    beyond = control is None or (_apart(m, defended, "control", "uap_fooling_rate") and ud < uc)
     rows = [
         ("goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
@@ -290,8 +313,9 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
          f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)"),
          bool(at1 >= pgd_bar)),
         ("claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
-         f"fresh UAP {u0:.1%} → {ud:.1%}, intervals {'apart' if _apart(m, defended, base, 'uap_fooling_rate') else 'overlap'}",
-         "supported" if lowered else "not shown"),
+         f"fresh UAP {u0:.1%} → {ud:.1%}, intervals {'apart' if _apart(m, defended, base, 'uap_fooling_rate') else 'overlap'}"
+         + (f"; plain fine-tuning {uc:.1%}" if uc is not None else ""),
+         ("supported" if beyond else "not shown beyond plain fine-tuning") if lowered else "not shown"),
         ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
          f"{ratio:.2f}× the undefended rate",
          "consistent: no clear help" if not lowered else ("partly: it helps, by less than half" if ratio > max_ratio
@@ -305,6 +329,11 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
          ("higher" if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else "lower")
          if _apart(m, defended, base, "pgd2_defense_rate") else "not shown to differ"),
     ]
+    if control is not None:
+        rows.append(("comparison", f"{defended} vs plain fine-tuning for as many epochs, against a fresh UAP",
+                     f"fresh UAP {ud:.1%} vs {uc:.1%}",
+                     (f"{defended} {'lower' if ud < uc else 'higher'}" if _apart(m, defended, "control", "uap_fooling_rate")
+                      else "not shown to differ")))
     out = pd.DataFrame(rows, columns=["kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]

@@ -63,9 +63,17 @@ def record(notebook: str, records: list[dict], output_dir="../runs", seconds: fl
 
 def model_record(name: str, info: dict, precision) -> dict:
     """The identity part of a record for a course model: name, fingerprints, precision."""
+    import torch
     return {"model": name, "checkpoint": Path(info["checkpoint"]).name,
             "checkpoint_fingerprint": file_fingerprint(info["checkpoint"]),
-            "data_fingerprint": info.get("data_fingerprint"), "precision": str(precision)}
+            "data_fingerprint": info.get("data_fingerprint"), "precision": str(precision),
+            "device": _device_of(precision), "torch_version": str(torch.__version__)}
+
+
+def _device_of(precision) -> str:
+    """Where a record's numbers were computed: the device type of the precision policy (a
+    :class:`~medadv_lib.runtime.Precision`), else ``"not recorded"``."""
+    return str(getattr(precision, "device_type", "not recorded"))
 
 
 def classifier_record(name: str, info: dict, report: dict, precision) -> dict:
@@ -89,7 +97,8 @@ def uap_record(name: str, info: dict, precision, metrics: dict, zeta: float, nor
     from .. import LABELS
     keys = ("fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels", "fooling_rate_reweighted",
             "fooling_rate_vs_labels_reweighted",
-            "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy")
+            "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy",
+            "confusion_labels_to_adv", "adv_prediction_share")
     out = {**model_record(name, info, precision), "norm": norm, "zeta": zeta, "eps": metrics.get("eps"),
            "target": None if target is None else LABELS[int(target)],
            **{k: metrics[k] for k in keys if k in metrics},
@@ -134,4 +143,18 @@ def round_records(table, rounds: list[dict], precision) -> list[dict]:
         info = by_round[row["round"]]["info"]
         out.append({**model_record(info["config"]["model"], info, precision), "norm": "inf", "target": None,
                     "attack": "uap", **{k: v for k, v in row.items() if k not in ("checkpoint",)}})
+    return out
+
+
+def transfer_records(summary, infos: dict, precision) -> list[dict]:
+    """Notebook 06's records: one per cell of the transfer matrix (a
+    :func:`medadv_lib.metrics.transfer.transfer_summary`): the target model's identity, ``uap_from`` (the
+    source), ``fooling_rate`` with its interval, the random control and ``beats_random``."""
+    out = []
+    for row in summary.to_dict(orient="records"):
+        info = infos[row["target"]]
+        out.append({**model_record(row["target"], info, precision), "uap_from": row["source"], "attack": "uap",
+                    "norm": "inf", "zeta": 0.02, "target": None, "white_box": row["white_box"],
+                    "fooling_rate": row["rate"], "fooling_rate_lo": row["rate_lo"], "fooling_rate_hi": row["rate_hi"],
+                    "random_fooling_rate": row["random"], "beats_random": row["beats_random"]})
     return out

@@ -26,7 +26,7 @@ from ..attacks.uap import random_uap
 from ..models import predict
 from .universal import uap_metrics_from_predictions
 
-__all__ = ["transfer_matrix", "RANDOM_ROW", "METRICS"]
+__all__ = ["transfer_matrix", "transfer_summary", "RANDOM_ROW", "METRICS"]
 
 RANDOM_ROW = "random control"
 """Name of the matrix's last row: per column, random noise of the target's own UAP's norm and size."""
@@ -116,3 +116,27 @@ def transfer_matrix(models: dict, uaps: dict, x: torch.Tensor, y: torch.Tensor |
                      eps={s: float(getattr(u, "eps", float("nan"))) for s, u in uaps.items()},
                      norm={s: str(getattr(u, "norm", "")) for s, u in uaps.items()})
     return out
+
+
+def transfer_summary(matrix):
+    """One row per cell of a :func:`transfer_matrix` (fooling rates), with its Wilson 95 % interval on the
+    matrix's ``n`` images and the verdict against the random control of its column:
+
+    ``source``, ``target``, ``white_box`` (source is target), ``rate``, ``rate_lo``, ``rate_hi``,
+    ``random``, ``random_hi`` and ``beats_random`` — True when the cell's interval lies wholly above the
+    control's (a transferred UAP that only matches noise teaches the attacker nothing).
+    """
+    import pandas as pd
+
+    from .defense import wilson_interval
+    n = int(matrix.attrs.get("n", 0))
+    rows = []
+    for target in matrix.columns:
+        rnd = float(matrix.loc[RANDOM_ROW, target])
+        _, rnd_hi = wilson_interval(round(rnd * n), n)
+        for source in matrix.index.drop(RANDOM_ROW):
+            rate = float(matrix.loc[source, target])
+            lo, hi = wilson_interval(round(rate * n), n)
+            rows.append({"source": source, "target": target, "white_box": source == target, "rate": rate,
+                         "rate_lo": lo, "rate_hi": hi, "random": rnd, "random_hi": rnd_hi, "beats_random": lo > rnd_hi})
+    return pd.DataFrame(rows)
