@@ -136,20 +136,21 @@ def _matrix(u_base, u_ft, u_at, acc_ft=0.80, at1=0.92, at1_lo=0.82, pgd2_ft=0.49
     return pd.DataFrame(rows).T
 
 
-@pytest.mark.parametrize("u_ft, acc_ft, goal, hirano, follow_up", [
-    (0.10, 0.81, True, "supported", "contradicted"),       # a third of the rate, 2 points lost
-    (0.20, 0.81, False, "supported", "partly"),            # lowered, but not halved
-    (0.28, 0.81, False, "not shown", "consistent"),        # within the noise
-    (0.10, 0.75, False, "supported", "contradicted"),      # halved, but 8 points of clean accuracy lost
+@pytest.mark.parametrize("u_ft, acc_ft, goal, hirano", [
+    (0.10, 0.81, True, "supported"),        # a third of the rate, 2 points lost
+    (0.20, 0.81, False, "supported"),       # lowered, but not halved
+    (0.28, 0.81, False, "not shown"),       # within the noise
+    (0.10, 0.75, False, "supported"),       # halved, but 8 points of clean accuracy lost
 ])
-def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano, follow_up):
+def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano):
     v = course.adversarial_verdicts(_matrix(0.30, u_ft, 0.05, acc_ft=acc_ft)).set_index("kind", append=True)
     goals = v.xs("goal", level="kind")
     assert bool(goals.met.iloc[0] and goals.met.iloc[1]) is goal
     claims = v.xs("claim", level="kind").verdict.tolist()
-    assert claims[0] == hirano and claims[1].startswith(follow_up)
+    assert claims[0] == hirano and claims[1] == f"cannot test a frequency; in this one case: {hirano}"
     # 5 % vs 10 % on 348 images: the Wilson intervals touch, so no winner is declared
-    assert v.xs("comparison", level="kind").verdict.iloc[0] == ("pgd-at lower" if u_ft >= 0.2 else "not shown to differ")
+    assert v.xs("comparison", level="kind").verdict.iloc[0] == (
+        "pgd-at leaves the lower fresh-UAP rate" if u_ft >= 0.2 else "not shown to differ (intervals overlap)")
 
 
 def test_the_pgd_goal_uses_the_papers_bar():
@@ -171,12 +172,14 @@ def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
 
 def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
     from medadv_lib.metrics.defense import wilson_interval
+
+    def summary(rate):
+        lo, hi = wilson_interval(round(rate * 348), 348)
+        return {"uap_fooling_rate": rate, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
     m = _matrix(0.30, 0.15, 0.05)
-    lo, hi = wilson_interval(round(0.16 * 348), 348)
-    same = {"uap_fooling_rate": 0.16, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
-    v = course.adversarial_verdicts(m, control=same)
-    assert v.verdict.iloc[3] == "not shown beyond plain fine-tuning" and v.verdict.iloc[7] == "not shown to differ"
-    lo, hi = wilson_interval(round(0.40 * 348), 348)
-    worse = {**same, "uap_fooling_rate": 0.40, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi}
-    v = course.adversarial_verdicts(m, control=worse)
-    assert v.verdict.iloc[3] == "supported" and v.verdict.iloc[7] == "uap-finetune lower"
+    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40), "plain 1 epoch": summary(0.16)})
+    assert v.verdict.iloc[3] == "not shown beyond plain fine-tuning"
+    assert v.verdict.iloc[7] == "uap-finetune leaves the lower fresh-UAP rate"
+    assert v.verdict.iloc[8] == "not shown to differ (intervals overlap)" and "plain 1 epoch 16.0%" in v.measured.iloc[3]
+    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40)})
+    assert v.verdict.iloc[3] == "supported"

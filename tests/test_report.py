@@ -71,6 +71,9 @@ def test_verdict_defense_rate_discounts_a_number_the_undefended_model_reaches_to
     v, reason = rep.verdict_defense_rate(0.80, 0.7718, baseline=0.79)
     assert v == "partly" and "undefended" in reason
     assert rep.verdict_defense_rate(0.70, 0.7718)[0] == "partly"
+    assert rep.verdict_defense_rate(0.70, 0.7718, baseline=0.65)[0] == "partly"
+    v, reason = rep.verdict_defense_rate(0.712, 0.7718, baseline=0.796)     # near the paper, below the undefended
+    assert v == "not reproduced" and "lowered" in reason
     assert rep.verdict_defense_rate(0.40, 0.7718)[0] == "not reproduced"
 
 

@@ -184,7 +184,8 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
     transfer, Square, large ε — on :func:`eval_images`; cached, so notebook 04's arms are not attacked
     twice) and, on the whole test split, the model's own non-targeted ζ = 2 % UAP and its targeted UAP
     → COVID-19 (:func:`course_uap`).  Returns ``(matrix, table)``: ``matrix`` one row per model with
-    ``clean_accuracy`` (test split), ``uap_fooling_rate``, ``uap_to_covid_success`` and
+    ``clean_accuracy`` (test split), ``uap_fooling_rate``, ``uap_to_covid_success`` (among the test images
+    the model does *not* already predict COVID-19: the share the targeted UAP sends there) and
     ``pgd<ε·255>_defense_rate`` (each with ``_lo``/``_hi``), ``deepfool_median_rho_adv``; ``table`` the
     long robustness table of every model (plus the ``uap-test`` and ``uap-covid-test`` rows) for
     :func:`~medadv_lib.metrics.defense.hygiene_checks` and the records.
@@ -201,7 +202,8 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
         t = course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
         size = info["config"]["image_size"]
         x, y = load_split("test", size, data_dir)
-        correct = predict(m, x) == y
+        clean = predict(m, x)
+        correct = clean == y
         uaps = {"uap-test": None, "uap-covid-test": COVID}
         extra = []
         for attack, target in uaps.items():
@@ -211,11 +213,15 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
             adv = predict(m, x, perturbation=u.v)
             r = _row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
                      target=None if target is None else LABELS[target], fooling_rate=ev["fooling_rate"],
-                     target_success_rate=ev.get("target_success_rate"))
+                     target_success_rate=ev.get("target_success_rate"),
+                     target_success_rate_non_target=ev.get("target_success_rate_non_target"))
             extra.append(r)
-            key = "uap_fooling_rate" if target is None else "uap_to_covid_success"
-            k = round((ev["fooling_rate"] if target is None else ev["target_success_rate"]) * len(y))
-            rows.append({"model": name, **_rate_cols(key, k, len(y))})
+            if target is None:
+                rows.append({"model": name, **_rate_cols("uap_fooling_rate", int((adv != clean).sum()), len(y))})
+            else:      # among the images not already predicted COVID-19: what the UAP itself achieves
+                moved = clean != target
+                rows.append({"model": name, **_rate_cols("uap_to_covid_success", int((adv[moved] == target).sum()),
+                                                         int(moved.sum()))})
         t = pd.concat([t, pd.DataFrame(extra)], ignore_index=True)
         t["model"] = name
         tables.append(t)
@@ -271,69 +277,76 @@ def _apart(m, a: str, b: str, col: str) -> bool:
 
 def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
                          pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
-                         control: dict | None = None):
+                         controls: dict | None = None):
     """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
 
-    One row per statement with ``measured`` (text), ``verdict`` and ``met`` (True/False; None where the
-    statement is a comparison, not a goal):
+    ``controls``: ``{name: summary}`` of models fine-tuned *without* UAPs (:func:`uap_fooling_summary`),
+    e.g. plain fine-tuning for as many epochs and notebook 04's one-epoch ``baseline-ft``: fine-tuning
+    alone moves a model and so its fresh UAP, and a defense must beat that too.
+
+    One row per statement with ``measured`` (text), ``verdict`` (a phrase) and ``met`` (True/False for
+    the goals, None for claims and comparisons):
 
     * UAP fine-tuning: a fresh UAP fools at most ``max_ratio`` × as many test images as on ``base``;
     * UAP fine-tuning: clean accuracy loss at most ``max_acc_loss``;
     * ``reference`` (PGD adversarial training): defense rate at ε = 1/255 ≥ ``pgd_bar`` (Chen et al.'s
-      77.18 %) — "met" on the point estimate, and whether the interval clears the bar;
-    * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — "supported" when the
-      Wilson intervals are apart (from ``base`` and, when given, from ``control``: plain fine-tuning for
-      as many epochs, :func:`uap_fooling_summary`), "not shown beyond plain fine-tuning" when only
-      ``base``'s are, else "not shown";
-    * Hirano, Minagi & Takemoto 2021, "only very few cases": "consistent" when the fresh UAP's rate is
-      not clearly lowered, "partly" when it is lowered but by less than ``max_ratio``, "contradicted"
-      when it is lowered to ``max_ratio`` or less;
+      77.18 %), shown beside the undefended model's rate at 1/255 and both at 2/255;
+    * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — "supported" when its Wilson
+      interval lies below ``base``'s *and* every control's, "not shown beyond plain fine-tuning" when only
+      below ``base``'s, else "not shown";
+    * Hirano, Minagi & Takemoto 2021, "only very few cases": one model cannot test a frequency; the row
+      says whether *this* case helps (as the previous claim) and says so;
     * per-image vs UAP training against UAPs: which of ``reference`` and ``defended`` leaves the lower
       fresh-UAP fooling rate (intervals apart, else "not shown to differ");
-    * UAP fine-tuning against per-image attacks: PGD defense rate at 2/255 vs ``base`` (intervals);
-    * with ``control``: UAP fine-tuning vs plain fine-tuning against a fresh UAP (intervals).
+    * UAP fine-tuning against per-image PGD at 2/255 vs ``base`` (intervals);
+    * one row per control: UAP fine-tuning vs that control against a fresh UAP (intervals).
     """
     import pandas as pd
     m = matrix
-    if control is not None:
-        m = pd.concat([m, pd.DataFrame([control], index=["control"])])
+    controls = controls or {}
+    if controls:
+        m = pd.concat([m, pd.DataFrame(list(controls.values()), index=list(controls))])
     u0, ud, ur = (m.loc[k, "uap_fooling_rate"] for k in (base, defended, reference))
     ratio = ud / u0 if u0 else float("nan")
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"pgd1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
-    uc = m.loc["control", "uap_fooling_rate"] if control is not None else None
-    beyond = control is None or (_apart(m, defended, "control", "uap_fooling_rate") and ud < uc)
+    beyond = all(_apart(m, defended, c, "uap_fooling_rate") and ud < m.loc[c, "uap_fooling_rate"] for c in controls)
+    ctrl_text = "; ".join(f"{c} {m.loc[c, 'uap_fooling_rate']:.1%}" for c in controls)
+    hirano = ("supported" if beyond else "not shown beyond plain fine-tuning") if lowered else "not shown"
+
+    def lower_of(a, b, col, what):
+        if not _apart(m, a, b, col):
+            return "not shown to differ (intervals overlap)"
+        return f"{a if m.loc[a, col] < m.loc[b, col] else b} leaves the lower {what}"
+
     rows = [
         ("goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
         ("goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
         ("goal", f"{reference}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
-         f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)"),
+         f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)")
+         + f"; undefended {m.loc[base, 'pgd1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'pgd2_defense_rate']:.1%} vs "
+           f"{m.loc[base, 'pgd2_defense_rate']:.1%} undefended",
          bool(at1 >= pgd_bar)),
         ("claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
-         f"fresh UAP {u0:.1%} → {ud:.1%}, intervals {'apart' if _apart(m, defended, base, 'uap_fooling_rate') else 'overlap'}"
-         + (f"; plain fine-tuning {uc:.1%}" if uc is not None else ""),
-         ("supported" if beyond else "not shown beyond plain fine-tuning") if lowered else "not shown"),
+         f"fresh UAP {u0:.1%} → {ud:.1%}" + (f"; fine-tuned without UAPs: {ctrl_text}" if controls else ""), hirano),
         ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
-         f"{ratio:.2f}× the undefended rate",
-         "consistent: no clear help" if not lowered else ("partly: it helps, by less than half" if ratio > max_ratio
-                                                          else "contradicted: it more than halves the rate")),
+         f"one model, one seed: {ratio:.2f}× the undefended rate",
+         f"cannot test a frequency; in this one case: {hirano}"),
         ("comparison", f"against UAPs, {reference} (per-image) vs {defended} (UAP-specific)",
-         f"fresh UAP {ur:.1%} vs {ud:.1%}",
-         (f"{reference if ur < ud else defended} lower" if _apart(m, reference, defended, "uap_fooling_rate")
-          else "not shown to differ")),
+         f"fresh UAP {ur:.1%} vs {ud:.1%}", lower_of(reference, defended, "uap_fooling_rate", "fresh-UAP rate")),
         ("comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
          f"defense rate {m.loc[defended, 'pgd2_defense_rate']:.1%} vs {m.loc[base, 'pgd2_defense_rate']:.1%}",
-         ("higher" if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else "lower")
-         if _apart(m, defended, base, "pgd2_defense_rate") else "not shown to differ"),
+         ("not shown to differ (intervals overlap)" if not _apart(m, defended, base, "pgd2_defense_rate") else
+          f"{'higher' if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else 'lower'} "
+          "than the undefended model's")),
     ]
-    if control is not None:
-        rows.append(("comparison", f"{defended} vs plain fine-tuning for as many epochs, against a fresh UAP",
-                     f"fresh UAP {ud:.1%} vs {uc:.1%}",
-                     (f"{defended} {'lower' if ud < uc else 'higher'}" if _apart(m, defended, "control", "uap_fooling_rate")
-                      else "not shown to differ")))
+    for c in controls:
+        rows.append(("comparison", f"{defended} vs {c}, against a fresh UAP",
+                     f"fresh UAP {ud:.1%} vs {m.loc[c, 'uap_fooling_rate']:.1%}",
+                     lower_of(defended, c, "uap_fooling_rate", "fresh-UAP rate")))
     out = pd.DataFrame(rows, columns=["kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]

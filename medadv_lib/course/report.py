@@ -238,10 +238,14 @@ def verdict_defense_rate(value, paper: float, hi=None, baseline=None) -> tuple[s
 
     :func:`verdict_at_least` on ``value`` (with its interval's upper end ``hi``), except that a
     "reproduced" becomes "partly" when the undefended ``baseline`` reaches ``paper`` at the same budget
-    too: the number is then set by the (unstated) budget, not by the defense."""
+    too: the number is then set by the (unstated) budget, not by the defense; and a "partly" becomes
+    "not reproduced" when the defended model stays *below* the undefended ``baseline``: a number near
+    the paper's that the defense made worse is no support for it."""
     verdict, reason = verdict_at_least(value, paper, hi=hi, what="defended")
     if verdict == "reproduced" and baseline is not None and baseline >= paper - _EPS:
         return _v("partly", f"{reason}, but the undefended model reaches {_pct(baseline)} at this budget too")
+    if verdict == "partly" and baseline is not None and value < baseline - _EPS:
+        return _v("not reproduced", f"{reason}, but below the undefended model's {_pct(baseline)}: the defense lowered it")
     return verdict, reason
 
 

@@ -125,10 +125,11 @@ def plot_rounds(rounds, others: dict | None = None):
 def plot_cross_threat(matrix, ax=None):
     """The cross-threat matrix (a :func:`medadv_lib.course.cross_threat_table`) as a heat map in which
     higher always means more robust: 1 − fooling rate of the model's own UAP, 1 − success of its
-    targeted UAP → COVID-19, and the PGD-L∞ defense rates; each cell annotated.  Returns the figure."""
+    targeted UAP → COVID-19 (among images not already predicted COVID-19), and the PGD-L∞ defense rates;
+    each cell annotated.  Returns the figure."""
     import seaborn as sns
     plt = _plt()
-    cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success", True)}
+    cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success*", True)}
     cols.update({c: (f"PGD {c[3:-13]}/255\ndefense rate", False) for c in matrix.columns
                  if c.startswith("pgd") and c.endswith("_defense_rate")})
     data = np.column_stack([1 - matrix[c] if flip else matrix[c] for c, (_, flip) in cols.items()])
@@ -138,6 +139,7 @@ def plot_cross_threat(matrix, ax=None):
                 xticklabels=[lab for lab, _ in cols.values()], yticklabels=list(matrix.index),
                 cbar_kws={"label": "higher = more robust"})
     ax.set(title="which defense for which threat (white-box, each model attacked itself)")
+    ax.figure.text(0.01, 0.01, "* among images not already predicted COVID-19", fontsize=7)
     ax.tick_params(axis="x", labelsize=8)
     ax.figure.tight_layout()
     return ax.figure
