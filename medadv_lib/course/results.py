@@ -122,7 +122,8 @@ def defense_records(table, checks, study: dict, precision) -> list[dict]:
     with ``defense`` (the arm), the budget, the rates with their intervals and the hygiene verdict."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
-            "defense_rate_hi", "median_rho_adv", "fooling_rate", "params", "flops", "latency_ms")
+            "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
+            "params", "flops", "latency_ms")
     verdict = dict(zip(checks.model, checks.verdict))
     out = []
     for row in table.to_dict(orient="records"):
