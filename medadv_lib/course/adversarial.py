@@ -118,6 +118,14 @@ def course_adversarial_training(base: str, method: str, fast: bool, eps: float |
                                 progress, precision)
 
 
+def _uap_eval(model, x, y, v, clean, target=None) -> dict:
+    """:func:`~medadv_lib.metrics.universal.uap_report` of ``v`` on ``x`` with the model's clean predictions
+    ``clean`` computed once by the caller (one forward pass per perturbation, not two)."""
+    from ..metrics.universal import uap_report
+    from ..models import predict
+    return uap_report(model, x, y, v, clean, predict(model, x, perturbation=v), target)
+
+
 def _rate_cols(prefix: str, k: int, n: int) -> dict:
     from ..metrics.defense import wilson_interval
     lo, hi = wilson_interval(k, n)
@@ -140,7 +148,6 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
 
     from ..attacks.uap import random_uap
     from ..data import load_split
-    from ..metrics.universal import uap_report
     from ..models import predict
     size = rounds[0]["info"]["config"]["image_size"]
     x, y = load_split("test", size, data_dir)
@@ -148,16 +155,13 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
     for r in rounds:
         m, fresh = r["model"], r["fresh"]
         clean = predict(m, x)
-
-        def evaluate_uap(m, x, y, v):       # the clean predictions once per round
-            return uap_report(m, x, y, v, clean, predict(m, x, perturbation=v))
-        ev = evaluate_uap(m, x, y, fresh.v)
-        rnd = evaluate_uap(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, seed=seed))
+        ev = _uap_eval(m, x, y, fresh.v, clean)
+        rnd = _uap_eval(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, seed=seed), clean)
         row = {"defense": defense, "round": r["round"], "pool": r.get("pool", 0), "clean_accuracy": ev["clean_accuracy"],
                "balanced_accuracy": float(sum(ev["sensitivity_clean"]) / len(LABELS)),
                **{f"sensitivity_{lab}": s for lab, s in zip(LABELS, ev["sensitivity_clean"])}}
         if r["trained_against"] is not None:
-            old = evaluate_uap(m, x, y, r["trained_against"].v)
+            old = _uap_eval(m, x, y, r["trained_against"].v, clean)
             row.update(_rate_cols("old_uap_fooling_rate", round(old["fooling_rate"] * n), n))
         else:
             row.update(old_uap_fooling_rate=float("nan"), old_uap_fooling_rate_lo=float("nan"),
@@ -194,14 +198,16 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
 
     from ..data import load_split
     from ..metrics.defense import _row
-    from ..metrics.universal import evaluate_uap
+    from ..metrics.universal import uap_report
     from ..models import predict
     src, src_info = models[source]
-    tables, rows = [], []
+    tables, rows, splits = [], [], {}
     for name, (m, info) in models.items():
         t = course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
         size = info["config"]["image_size"]
-        x, y = load_split("test", size, data_dir)
+        if size not in splits:                   # the test split once per image size
+            splits[size] = load_split("test", size, data_dir)
+        x, y = splits[size]
         clean = predict(m, x)
         correct = clean == y
         uaps = {"uap-test": None, "uap-covid-test": COVID}
@@ -209,8 +215,8 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
         for attack, target in uaps.items():
             u = course_uap(m, 0.02, "inf", target=target, fast=fast, output_dir=output_dir, data_dir=data_dir,
                            seed=seed, image_size=size)
-            ev = evaluate_uap(m, x, y, u.v, target=target)
             adv = predict(m, x, perturbation=u.v)
+            ev = uap_report(m, x, y, u.v, clean, adv, target)
             r = _row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
                      target=None if target is None else LABELS[target], fooling_rate=ev["fooling_rate"],
                      target_success_rate=ev.get("target_success_rate"),
@@ -223,7 +229,6 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
                 rows.append({"model": name, **_rate_cols("uap_to_covid_success", int((adv[moved] == target).sum()),
                                                          int(moved.sum()))})
         t = pd.concat([t, pd.DataFrame(extra)], ignore_index=True)
-        t["model"] = name
         tables.append(t)
         base = {"model": name, "clean_accuracy": float(correct.float().mean())}
         for _, p in t[t.attack == "pgd"].iterrows():

@@ -353,12 +353,16 @@ def _conditions(rec: dict) -> str:
     return "; ".join(bits)
 
 
+def _missing_nontargeted(results: dict, nb: str) -> str:
+    return _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
+
+
 def _claim_nontargeted(results):
     nb = "02_universal_perturbations"
     claim = "A non-targeted UAP at ζ = 2 % fools more than 85 % of the images"
     rec = _nontargeted(results)
     if rec is None:
-        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
+        why = _missing_nontargeted(results, nb)
         return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
                     verdict=("not run", why))
     rw = _reweighted(rec, "fooling_rate")
@@ -450,7 +454,7 @@ def _claim_to_covid(results):
     cond = "COVID-Net; COVIDx2 test mix 100/100/31 (likely); confusion matrices clean vs under the UAP"
     rec = _nontargeted(results)
     if rec is None:
-        why = _missing(results, nb) if nb not in results else "notebook 02 recorded no non-targeted ζ = 2 % UAP"
+        why = _missing_nontargeted(results, nb)
         return _row("hirano-to-covid", _HIRANO, claim, None, "most images → COVID-19", cond, nb,
                     verdict=("not run", why))
     plain, rw = _destinations(rec)
