@@ -192,11 +192,15 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
 
 def _same_config(stored: dict | None, config: TrainConfig) -> bool:
     """A cached checkpoint's configuration equals ``config``; fields added to :class:`TrainConfig`
-    after it was written count as equal when ``config`` leaves them at ``None`` (their default)."""
+    after it was written count as equal when ``config`` leaves them at ``None`` (their default).
+    ``init_from`` is a path, and one checkpoint has many spellings (``../runs/x.pt`` from a notebook,
+    ``runs/x.pt`` from the CLI, a copied runs folder): its *content* is in the file name's hash
+    (:meth:`TrainConfig.key`), so here only its presence is compared."""
     if not isinstance(stored, dict):
         return False
     want = dataclasses.asdict(config)
-    return all(stored.get(k) == v for k, v in want.items() if k in stored or v is not None) and set(stored) <= set(want)
+    same = lambda k, v: (stored.get(k) is None) == (v is None) if k == "init_from" else stored.get(k) == v
+    return all(same(k, v) for k, v in want.items() if k in stored or v is not None) and set(stored) <= set(want)
 
 
 def checkpoint_path(config: TrainConfig, out_dir="runs", data_dir=None, precision: str | Precision | None = None,

@@ -276,3 +276,28 @@ def test_deepfool_agrees_with_foolbox(model, batch):
     their_rho = rho_adv(theirs - x, x)[correct].median()
     assert abs(ours_rho - their_rho) <= 0.01 * their_rho, (ours_rho, their_rho)
     assert torch.allclose(ours.x_adv, theirs, atol=1e-4)
+
+
+def test_pgd_early_stop_keeps_every_success_and_skips_fooled_samples(model, batch):
+    x, y = batch
+    eps = 1 / 255
+    plain = pgd(model, x, y, eps, steps=6, seed=0)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, inp: seen.append(len(inp[0])))
+    try:
+        early = pgd(model, x, y, eps, steps=6, seed=0, early_stop=True)
+    finally:
+        hook.remove()
+    _check_result(early, model, x, y, eps)
+    assert plain.success.any() and (~plain.success).any(), "budget should fool some images, not all"
+    assert not (plain.success & ~early.success).any()     # the plain run's successes are kept
+    assert torch.equal(early.x_adv[~early.success], plain.x_adv[~early.success])  # never stopped: same path
+    assert len(seen) > 2 and seen[0] == len(x) and min(seen[:-1]) < len(x)   # fooled samples left the batch
+
+
+def test_pgd_early_stop_targeted_stops_on_the_target(model, batch):
+    x, _ = batch
+    target = torch.full((len(x),), 2)
+    res = pgd(model, x, target, 8 / 255, steps=5, targeted=True, seed=0, early_stop=True)
+    _check_result(res, model, x, target, 8 / 255)
+    assert res.success.any()

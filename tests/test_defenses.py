@@ -221,3 +221,26 @@ def test_the_sparsity_view_marks_the_chosen_point():
                           "defense_rate_hi": [0.2, 0.22, 0.3]})
     row, fig = sparsity_view(sweep, 0.55)
     assert row["sparsity"] == 0.6 and "60% pruned" in fig.axes[0].get_title()
+
+
+def test_the_sparsity_sweep_reuses_the_pgd_rows_of_a_model_already_evaluated(small_model, small_checkpoint,
+                                                                            tmp_path, monkeypatch):
+    """A sweep point whose model the ablation already attacked reads its PGD-10 rows instead of
+    attacking it again; they equal what the sweep computes itself."""
+    import medadv_lib.course.pipelines as P
+    from medadv_lib.models import read_checkpoint
+    info = {"checkpoint": small_checkpoint, "config": read_checkpoint(small_checkpoint)["meta"]["config"]}
+    monkeypatch.setattr(P, "course_defense", lambda *a, **k: (small_model, info))
+    monkeypatch.setattr(P, "_PGD_ROWS", {})
+    monkeypatch.setattr(P.config, "robustness_settings",
+                        lambda fast: RobustnessSettings(strong_eps=(), square_queries=0, deepfool_steps=0, large_eps=None))
+    cols = ["eps", "n", "robust_accuracy", "defense_rate", "defense_rate_lo", "defense_rate_hi"]
+    computed, _ = P.sparsity_sweep("resnet18", [0.0], True, output_dir=tmp_path)
+    P.course_robustness(small_model, info, "baseline-ft", True, output_dir=tmp_path)
+    assert P._PGD_ROWS
+    calls = []
+    monkeypatch.setattr("medadv_lib.metrics.defense.robustness_table", lambda *a, **k: calls.append(1))
+    reused, _ = P.sparsity_sweep("resnet18", [0.0], True, output_dir=tmp_path)
+    assert not calls
+    pd.testing.assert_frame_equal(reused[cols].reset_index(drop=True), computed[cols].reset_index(drop=True))
+    assert list(reused.model) == ["prune0"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,17 @@ def test_fine_tuning_from_a_checkpoint_has_its_own_key_and_starts_from_its_weigh
 def test_a_perturbation_hook_without_a_description_is_refused(tmp_path):
     with pytest.raises(ValueError, match="config.perturbation"):
         load_or_train(TINY, out_dir=tmp_path, device="cpu", progress=False, perturb=lambda m, x, y: x)
+
+
+def test_a_fine_tuned_checkpoint_is_reused_whatever_the_path_spelling_of_init_from(tmp_path, small_checkpoint):
+    """Notebooks say ``../runs/x.pt``, the CLI ``runs/x.pt``, a copied runs folder another path: the
+    content of ``init_from`` (in the file name's hash) decides, not its spelling."""
+    import shutil
+    copy = tmp_path / "elsewhere" / Path(small_checkpoint).name
+    copy.parent.mkdir()
+    shutil.copy(small_checkpoint, copy)
+    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, train_limit=32, init_from=str(small_checkpoint))
+    _, first = load_or_train(cfg, out_dir=tmp_path, device="cpu", progress=False)
+    _, again = load_or_train(dataclasses.replace(cfg, init_from=str(copy)), out_dir=tmp_path, device="cpu",
+                             progress=False)
+    assert not first["cached"] and again["cached"] and again["checkpoint"] == first["checkpoint"]

@@ -126,7 +126,8 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
     runs += [("pgd-large", s.large_eps, s.steps, 1)] if s.large_eps else []
     from tqdm.auto import tqdm
     for attack, eps, steps, restarts in tqdm(runs, desc=f"PGD on {name}", disable=not progress, leave=False):
-        res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=restarts, seed=s.seed)
+        res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=restarts, seed=s.seed,
+                       early_stop=True)
         rows.append(_row(name, attack, "inf", eps, correct, res.pred == y, steps=steps, restarts=restarts))
     if s.deepfool_steps:
         norms = x.flatten(1).norm(dim=1)
