@@ -72,7 +72,7 @@ def test_cache_keeps_different_perturbations_apart(small_model, grid, data):
     b, _ = uap_view(small_model, x, y, {(0.02, "inf", None): grid[(0.04, "inf", None)]}, 0.02, cache=cache,
                     show=False)                                     # another v under the same key
     ref = evaluate_uap(small_model, x, y, v_other)
-    assert b["v_linf"] == pytest.approx(ref["v_linf"]) and b["v_linf"] != pytest.approx(a["v_linf"])
+    assert b["v_norm_inf"] == pytest.approx(ref["v_norm_inf"]) and b["v_norm_inf"] != pytest.approx(a["v_norm_inf"])
     assert b["confusion_clean_to_adv"] == ref["confusion_clean_to_adv"]
     n_entries = len(cache)
     c = evaluate_uap_cached(small_model, x, y, v_other, cache=cache)
@@ -135,6 +135,15 @@ def test_file_cache_round_trips(small_model, data, tmp_path):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def test_cache_file_names_spell_the_norm_kind_as_the_library_does(small_model):
+    from medadv_lib.attacks.uap.cache import cache_path
+    arch = getattr(small_model, "arch", type(small_model).__name__)
+    assert cache_path("c", small_model, "sgd", uap_key(0.02, "linf"), 0.0176, "abc").name == \
+        f"{arch}-sgd-norminf-z2pct-none-eps0.0176-abc.npy"
+    assert cache_path("c", small_model, "sgd", uap_key(0.02, "l2", "COVID-19"), 1.3, "abc").name == \
+        f"{arch}-sgd-norm2-z2pct-covid19-eps1.3-abc.npy"
+
+
 def test_widget_builds_and_reacts(small_model, grid, data):
     pytest.importorskip("ipywidgets")
     _, _, x, y = data
@@ -172,5 +181,5 @@ def test_uap_table_and_headline_rates_read_the_same_metrics(small_model, grid, d
     assert rates["fooling_rate"] == table.loc["victim", "fooling_rate"]
     assert rates["target_success_rate[COVID-19]"] == targeted.loc["COVID-19", "target_success_rate"]
     cmp = compare_uap_builds(small_model, x, y, {"sgd": grid[(0.02, "inf", None)]}, cache=cache)
-    assert 0 < cmp.loc["sgd", "v_linf_share"] <= 1 + 1e-5
+    assert 0 < cmp.loc["sgd", "v_norm_inf_share"] <= 1 + 1e-5
     assert cmp.loc["sgd", "fooling_rate"] == round(float(rates["fooling_rate"]), 3)

@@ -145,12 +145,16 @@ def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, no
 
 
 def cache_path(cache_dir, model: torch.nn.Module, method: str, key: tuple, eps: float, fp: str, labels=LABELS) -> Path:
-    """The file a cached UAP lives in: architecture, method, norm, ζ, target, ``eps`` and the hash
-    :func:`fingerprint` of the model weights, the build images and the settings."""
+    """The file a cached UAP lives in: architecture, method, norm kind, ζ, target, ``eps`` and the hash
+    :func:`fingerprint` of the model weights, the build images and the settings.
+
+    Each field after the method is a prefix and a value, the norm kind spelled as everywhere else
+    (``"inf"`` or ``"2"``): ``resnet18-sgd-norminf-z2pct-none-eps0.0176-<hash>.npy``,
+    ``resnet18-sgd-norm2-z2pct-covid19-eps1.3-<hash>.npy``."""
     zeta, norm, target = key
     tname = _target_name(target, labels).replace("-", "").lower()
     arch = str(getattr(model, "arch", type(model).__name__))
-    return Path(cache_dir) / (f"{arch}-{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
+    return Path(cache_dir) / (f"{arch}-{method}-norm{parse_norm(norm)}-z{100 * zeta:g}pct-"
                               f"{tname}-eps{eps:.6g}-{fp}.npy")
 
 
