@@ -183,3 +183,45 @@ def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
     assert v.verdict.iloc[8] == "not shown to differ (intervals overlap)" and "plain 1 epoch 16.0%" in v.measured.iloc[3]
     v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40)})
     assert v.verdict.iloc[3] == "supported"
+
+
+def _fake_rounds_table():
+    import pandas as pd
+    return pd.DataFrame({"round": [0, 1, 2], "n": [300] * 3, "fresh_uap_fooling_rate": [0.5, 0.2, 0.3],
+                         "fresh_uap_fooling_rate_lo": [0.45, 0.16, 0.25], "fresh_uap_fooling_rate_hi": [0.55, 0.25, 0.35],
+                         "old_uap_fooling_rate": [float("nan"), 0.1, 0.05], "random_fooling_rate": [0.02, 0.03, 0.01],
+                         "cosine_to_previous": [float("nan"), 0.4, -0.1], "clean_accuracy": [0.8, 0.78, 0.79],
+                         "balanced_accuracy": [0.7, 0.69, 0.71]})
+
+
+def test_old_uap_before_after_pairs_each_round_with_the_fresh_uap_one_row_up():
+    assert course.old_uap_before_after(_fake_rounds_table()) == [(0.5, 0.1), (0.2, 0.05)]
+
+
+def test_rounds_narrative_reads_the_rounds_table_and_every_control():
+    text = course.rounds_narrative(_fake_rounds_table(), {"plain": {"uap_fooling_rate": 0.31}, "ft": {"uap_fooling_rate": 0.4}})
+    assert text.startswith("Before any fine-tuning a fresh UAP changes **50.0%** of the 300 test predictions (random noise: 2.0%)")
+    assert "After round 1 the UAP it trained on changes only **10.0%**, and a fresh one built against the fine-tuned model 20.0%" in text
+    assert "(round 2) the fresh UAP changes **30.0%** [25.0%, 35.0%], 0.60× the undefended rate" in text
+    assert "The lowest fresh rate of any round is 20.0% (round 1)" in text
+    assert "the controls leave a fresh UAP 31.0% (plain), 40.0% (ft):" in text
+
+
+def test_adversarial_recap_lists_rounds_models_checks_and_goals():
+    import pandas as pd
+    names = ["baseline", "uap-finetune"]
+    matrix = pd.DataFrame({"clean_accuracy": [0.8, 0.78], "uap_fooling_rate": [0.5, 0.3], "uap_to_covid_success": [0.9, 0.6],
+                           "pgd2_defense_rate": [0.1, 0.2]}, index=names)
+    checks = pd.DataFrame({"model": names, "verdict": ["no masking detected", "gradient masking suspected"]})
+    verdicts = pd.DataFrame({"kind": ["goal", "claim"], "statement": ["fewer images fooled", "Hirano"],
+                             "verdict": ["met", "supported"]})
+    text = course.adversarial_recap(_fake_rounds_table(), {"plain": {"uap_fooling_rate": 0.31}}, matrix, checks, verdicts, True)
+    lines = text.split("\n")
+    assert len(lines) == 7 and all(line.startswith("- ") for line in lines)
+    assert lines[0].startswith("- 2 rounds of UAP fine-tuning: the fresh UAP's fooling rate went 50.0% → 20.0% → 30.0%")
+    assert "fooled 50.0% → 10.0%, 20.0% → 5.0% before → after the round." in lines[0]
+    assert "(cosine similarity -0.10 to +0.40)" in lines[1] and lines[1].endswith("rates of 31.0%.")
+    assert lines[2] == "- Clean accuracy: baseline 80.0%, uap-finetune 78.0%."
+    assert lines[5] == "- Masking checks: 1 of 2 models pass all four (FAST settings: weak evidence)."
+    assert lines[6] == "- Goals: fewer images fooled: met."
+    assert "weak evidence" not in course.adversarial_recap(_fake_rounds_table(), {}, matrix, checks, verdicts, False)

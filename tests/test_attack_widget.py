@@ -9,9 +9,9 @@ import torch
 
 matplotlib.use("Agg")
 
-from medadv_lib.attacks import pgd  # noqa: E402
+from medadv_lib.attacks import eps_from_255, pgd  # noqa: E402
 from medadv_lib.metrics import predict  # noqa: E402
-from medadv_lib.widgets.attack_widget import eps_from_255, pgd_view, pgd_widget  # noqa: E402
+from medadv_lib.widgets.attack_widget import pgd_view, pgd_widget  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +70,36 @@ def test_bad_norm_and_shapes_raise(small_model, batch):
 
 
 def test_figure_takes_the_classes_in_turn():
-    from medadv_lib.widgets.attack_widget import _show_order
-    assert _show_order(torch.tensor([2, 2, 2, 0, 1, 2, 0]), 5).tolist() == [3, 4, 0, 6, 1]
-    assert _show_order(torch.tensor([1, 1]), 4).tolist() == [0, 1]
+    from medadv_lib.viz import classes_in_turn
+    assert classes_in_turn(torch.tensor([2, 2, 2, 0, 1, 2, 0]), 5) == [3, 4, 0, 6, 1]
+    assert classes_in_turn(torch.tensor([1, 1]), 4) == [0, 1]
+    assert classes_in_turn(torch.tensor([0, 1, 1]), 0) == [] and classes_in_turn(torch.tensor([], dtype=torch.long), 3) == []
+
+
+def test_the_view_is_the_metric_function_plus_the_figure_function(small_model, batch):
+    """pgd_view only joins library pieces: metrics.pgd_at_grey_levels (numbers) and viz.attacks.pgd_strip."""
+    import matplotlib.pyplot as plt
+    from medadv_lib.metrics.robustness import pgd_at_grey_levels
+    from medadv_lib.viz.attacks import pgd_strip, pgd_summary_html
+    x, y = batch
+    cache = {}
+    s, res, pred_clean = pgd_at_grey_levels(small_model, x, y, 1, "2", steps=2, cache=cache)
+    assert s["eps"] == pytest.approx(eps_from_255(1, "2", tuple(x.shape[1:]))) and s["steps"] == 2
+    assert s == pgd_view(small_model, x, y, 1, "2", steps=2, cache=cache, show=False)[0]
+    fig = pgd_strip(x, y, res, pred_clean, s, n_show=2)
+    assert len(fig.axes) == 6 and "L2 ε = 1/255 RMS" in fig._suptitle.get_text()
+    plt.close(fig)
+    line = pgd_summary_html(s)
+    assert "<b>ε = 1/255</b> (L2" in line and f"robust accuracy {s['robust_accuracy']:.2f}" in line
 
 
 def test_eps_units():
+    from medadv_lib.attacks import check_eps_255
     assert eps_from_255(255, "inf") == pytest.approx(1.0)
     assert eps_from_255(1, "2", (1, 10, 10)) == pytest.approx(10 / 255)
+    assert check_eps_255("2") == 2.0
+    with pytest.raises(ValueError, match="eps_255"):
+        check_eps_255(-0.5)
 
 
 def test_widget_builds_and_reuses_the_view_cache(small_model, batch):

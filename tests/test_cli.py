@@ -94,7 +94,7 @@ def test_uap_json_contract(small_checkpoint, tmp_path, capsys, method, target):
                 "fooling_rate_vs_labels", "clean_accuracy", "robust_accuracy", "seconds"):
         assert key in res, key
     assert res["n_test"] == 48 and out.exists()
-    assert res["v_linf"] <= res["eps"] * (1 + 1e-5)
+    assert res["v_norm_inf"] <= res["eps"] * (1 + 1e-5)
     assert ("target_success_rate" in res) == bool(target)
 
 

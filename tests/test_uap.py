@@ -63,7 +63,7 @@ def _in_ball(v, eps, norm):
 # ----------------------------------------------------------------------------- budget, random, apply
 
 def test_budget_values():
-    stats = {"l2": 20.0, "linf": 0.9, "n": 10}
+    stats = {"mean_norm_2": 20.0, "mean_norm_inf": 0.9, "n": 10}
     assert uap_budget(0.02, "inf", stats) == pytest.approx(0.018)
     assert uap_budget(0.02, "linf", stats) == pytest.approx(0.018)
     assert uap_budget(0.04, 2, stats) == pytest.approx(0.8)
@@ -76,14 +76,14 @@ def test_budget_values():
 @pytest.mark.parametrize("zeta", [0, -0.02, 1, 1.5, float("nan")])
 def test_budget_rejects_zeta_outside_0_1(zeta):
     with pytest.raises(ValueError, match="0 < zeta < 1"):
-        uap_budget(zeta, "inf", {"l2": 1.0, "linf": 1.0})
+        uap_budget(zeta, "inf", {"mean_norm_2": 1.0, "mean_norm_inf": 1.0})
 
 
 def test_budget_errors():
     with pytest.raises(ValueError, match="unknown norm"):
-        uap_budget(0.02, "l1", {"l2": 1.0, "linf": 1.0})
-    with pytest.raises(ValueError, match="no 'l2' entry"):
-        uap_budget(0.02, "2", {"linf": 1.0})
+        uap_budget(0.02, "l1", {"mean_norm_2": 1.0, "mean_norm_inf": 1.0})
+    with pytest.raises(ValueError, match="no 'mean_norm_2' entry"):
+        uap_budget(0.02, "2", {"mean_norm_inf": 1.0})
     with pytest.raises(ValueError, match="image_size"):
         uap_budget(0.02, "2")
 
@@ -315,7 +315,7 @@ def test_evaluate_uap_on_a_hand_written_model():
     assert m["fooling_rate_vs_labels"] == pytest.approx(3 / 6)  # images 0, 2, 3 differ from y
     assert m["target_success_rate"] == pytest.approx(4 / 6)
     assert m["confusion_clean_to_adv"] == [[0, 2, 0], [0, 0, 2], [0, 0, 2]]
-    assert m["v_linf"] == pytest.approx(0.3) and m["v_l2"] == pytest.approx(0.3 * 4)
+    assert m["v_norm_inf"] == pytest.approx(0.3) and m["v_norm_2"] == pytest.approx(0.3 * 4)
     assert fooling_rate(model, x, v) == pytest.approx(4 / 6)
     assert fooling_rate(model, x, v, reference="labels", y=y, batch_size=1) == pytest.approx(3 / 6)
     assert target_success_rate(model, x, v, 2) == pytest.approx(4 / 6)

@@ -12,8 +12,9 @@ matplotlib.use("Agg")
 
 from medadv_lib.attacks import lp_norm, uap_budget  # noqa: E402
 from medadv_lib.metrics import evaluate_uap  # noqa: E402
-from medadv_lib.widgets.uap_widget import (evaluate_grid, evaluate_uap_cached, precompute_uaps,  # noqa: E402
-                                           uap_key, uap_view, uap_widget)
+from medadv_lib.attacks.uap.cache import precompute_uaps, uap_key  # noqa: E402
+from medadv_lib.metrics.universal import evaluate_grid, evaluate_uap_cached  # noqa: E402
+from medadv_lib.widgets.uap_widget import uap_view, uap_widget  # noqa: E402
 
 ZETAS = (0.02, 0.04)
 KW = {"epochs": 1, "batch_size": 8}
@@ -72,7 +73,7 @@ def test_cache_keeps_different_perturbations_apart(small_model, grid, data):
     b, _ = uap_view(small_model, x, y, {(0.02, "inf", None): grid[(0.04, "inf", None)]}, 0.02, cache=cache,
                     show=False)                                     # another v under the same key
     ref = evaluate_uap(small_model, x, y, v_other)
-    assert b["v_linf"] == pytest.approx(ref["v_linf"]) and b["v_linf"] != pytest.approx(a["v_linf"])
+    assert b["v_norm_inf"] == pytest.approx(ref["v_norm_inf"]) and b["v_norm_inf"] != pytest.approx(a["v_norm_inf"])
     assert b["confusion_clean_to_adv"] == ref["confusion_clean_to_adv"]
     n_entries = len(cache)
     c = evaluate_uap_cached(small_model, x, y, v_other, cache=cache)
@@ -135,6 +136,33 @@ def test_file_cache_round_trips(small_model, data, tmp_path):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def test_cache_file_names_spell_the_norm_kind_as_the_library_does(small_model):
+    from medadv_lib.attacks.uap.cache import cache_path
+    arch = getattr(small_model, "arch", type(small_model).__name__)
+    assert cache_path("c", small_model, "sgd", uap_key(0.02, "linf"), 0.0176, "abc").name == \
+        f"{arch}-sgd-norminf-z2pct-none-eps0.0176-abc.npy"
+    assert cache_path("c", small_model, "sgd", uap_key(0.02, "l2", "COVID-19"), 1.3, "abc").name == \
+        f"{arch}-sgd-norm2-z2pct-covid19-eps1.3-abc.npy"
+
+
+def test_the_widget_s_pieces_live_in_the_library(small_model, grid, data):
+    """grid_axes (keys), uap_contrast and uap_summary_html (viz): what the widget shows, computed outside it."""
+    from medadv_lib.attacks.uap.cache import grid_axes
+    from medadv_lib.viz.uap import uap_contrast, uap_summary_html
+    assert grid_axes(grid) == (list(ZETAS), ["inf", "2"], 0.02)
+    assert grid_axes({k: r for k, r in grid.items() if k[0] == 0.04})[2] == 0.04        # the middle ζ
+    with pytest.raises(ValueError, match="not on the ζ grid"):
+        grid_axes(grid, 0.03)
+    amp = uap_contrast(grid)
+    assert set(amp) == {"inf", "2"}
+    assert amp["inf"] == pytest.approx(0.5 / max(float(r.v.abs().max()) for k, r in grid.items() if k[1] == "inf"))
+    _, _, x, y = data
+    m, _ = uap_view(small_model, x, y, grid, 0.02, "inf", "COVID-19", show=False)
+    line = uap_summary_html(m)
+    assert line.startswith("<b>ζ = 2%</b> (L∞") and f"random control {m['random_fooling_rate']:.2f}" in line
+    assert "target success rate (COVID-19)" in line
+
+
 def test_widget_builds_and_reacts(small_model, grid, data):
     pytest.importorskip("ipywidgets")
     _, _, x, y = data
@@ -172,5 +200,5 @@ def test_uap_table_and_headline_rates_read_the_same_metrics(small_model, grid, d
     assert rates["fooling_rate"] == table.loc["victim", "fooling_rate"]
     assert rates["target_success_rate[COVID-19]"] == targeted.loc["COVID-19", "target_success_rate"]
     cmp = compare_uap_builds(small_model, x, y, {"sgd": grid[(0.02, "inf", None)]}, cache=cache)
-    assert 0 < cmp.loc["sgd", "v_linf_share"] <= 1 + 1e-5
+    assert 0 < cmp.loc["sgd", "v_norm_inf_share"] <= 1 + 1e-5
     assert cmp.loc["sgd", "fooling_rate"] == round(float(rates["fooling_rate"]), 3)

@@ -54,6 +54,35 @@ def parse_target(target, labels=None, num_classes: int | None = None) -> int | N
     return int(target)
 
 
+def check_eps_255(eps_255) -> float:
+    """A budget in grey levels (1 = one step of an 8-bit image) as a float in [0, 255]; anything else
+    (negative, above 255, not finite, not a number) raises ``ValueError`` naming ``eps_255``."""
+    try:
+        e = float(eps_255)
+    except (TypeError, ValueError):
+        raise ValueError(f"eps_255 must be a number of grey levels in [0, 255]; got {eps_255!r}") from None
+    if not math.isfinite(e) or not 0.0 <= e <= 255.0:
+        raise ValueError(f"eps_255 must be a number of grey levels in [0, 255] (e.g. 2 for 2/255); got {eps_255!r}")
+    return e
+
+
+def eps_from_255(eps_255: float, norm="inf", image_shape=(1, 96, 96)) -> float:
+    """Budget in pixel units from grey levels: L∞ ``eps_255/255``; L2 ``eps_255/255·√(C·H·W)``.
+
+    The L2 budget is the L2 norm of a perturbation whose root-mean-square pixel change is
+    ``eps_255`` grey levels, so the L∞ ball of the same ``eps_255`` lies inside the L2 ball.
+
+    Arguments:
+        eps_255 (float): budget in grey levels, 0 ≤ eps_255 ≤ 255.
+        norm (str): ``"inf"`` or ``"2"``.
+        image_shape: ``(C, H, W)`` of one image (only used for L2).
+    Raises:
+        ValueError: a negative, non-finite or > 255 ``eps_255``, or an unknown norm.
+    """
+    e, norm = check_eps_255(eps_255), parse_norm(norm)
+    return e / 255.0 if norm == "inf" else e / 255.0 * math.sqrt(math.prod(image_shape))
+
+
 def check_eps(eps: float, name: str = "eps", norm: str | None = None) -> float:
     """Budgets are non-negative finite numbers in pixel units.  With ``norm="inf"`` a budget above 1
     (every pixel may change completely: usually a budget meant in 0-255 units) warns, naming ``/255``."""

@@ -55,7 +55,7 @@ def _uap(args) -> int:
               "fooling_rate_reweighted": m["fooling_rate_reweighted"], "clean_accuracy": m["clean_accuracy"],
               "robust_accuracy": m["robust_accuracy"],
               "fooling_rate_per_class": dict(zip(LABELS, m["fooling_rate_per_class"])),
-              "confusion_clean_to_perturbed": m["confusion_clean_to_adv"], "v_linf": m["v_linf"], "v_l2": m["v_l2"],
+              "confusion_clean_to_perturbed": m["confusion_clean_to_adv"], "v_norm_inf": m["v_norm_inf"], "v_norm_2": m["v_norm_2"],
               "out": args.out}
     if target is not None:
         result["target_success_rate"] = m["target_success_rate"]

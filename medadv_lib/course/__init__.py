@@ -13,8 +13,9 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
 from .pipelines import (course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
                         sparsity_sweep, transfer_examples)
-from .adversarial import (METHODS, adversarial_finetune, adversarial_training, adversarial_verdicts, best_arm_of_04,  # noqa: F401
-                          course_adversarial_training, course_uap_finetune, cross_threat_table, rounds_table,
+from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
+                          adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
+                          cross_threat_table, old_uap_before_after, rounds_narrative, rounds_table,
                           uap_fooling_summary,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401

@@ -356,3 +356,57 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]
     return out
+
+
+def old_uap_before_after(rt) -> list[tuple[float, float]]:
+    """Per round k ≥ 1 of a :func:`rounds_table`, the UAP the round trained on: its fooling rate on
+    round k−1's model (where it was built: that round's ``fresh_uap_fooling_rate``) and on round k's
+    model after the round (``old_uap_fooling_rate``).  Returns ``[(before, after), ...]``."""
+    return [(rt.fresh_uap_fooling_rate.iloc[k - 1], rt.old_uap_fooling_rate.iloc[k]) for k in range(1, len(rt))]
+
+
+def rounds_narrative(rt, controls: dict) -> str:
+    """Notebook 05's reading of its :func:`rounds_table` ``rt`` as a Markdown paragraph: the fresh UAP before
+    any fine-tuning (and random noise), the old and fresh UAP after round 1, the fresh UAP after the last
+    round (interval, ratio to the undefended rate, clean and balanced accuracy), the round with the lowest
+    fresh rate, and what the ``controls`` fine-tuned without UAPs (``{name: uap_fooling_summary dict}``)
+    leave a fresh UAP."""
+    r0, last = rt.iloc[0], rt.iloc[-1]
+    best = rt.iloc[1:].loc[rt.iloc[1:].fresh_uap_fooling_rate.idxmin()]
+    return (f"Before any fine-tuning a fresh UAP changes **{r0.fresh_uap_fooling_rate:.1%}** of the {int(r0.n)} test "
+            f"predictions (random noise: {r0.random_fooling_rate:.1%}). After round 1 the UAP it trained on changes only "
+            f"**{rt.iloc[1].old_uap_fooling_rate:.1%}**, and a fresh one built against the fine-tuned model "
+            f"{rt.iloc[1].fresh_uap_fooling_rate:.1%}. After the last round (round {int(last['round'])}) the fresh UAP changes "
+            f"**{last.fresh_uap_fooling_rate:.1%}** [{last.fresh_uap_fooling_rate_lo:.1%}, {last.fresh_uap_fooling_rate_hi:.1%}], "
+            f"{last.fresh_uap_fooling_rate / r0.fresh_uap_fooling_rate:.2f}× the undefended rate, at clean accuracy "
+            f"{last.clean_accuracy:.1%} (undefended {r0.clean_accuracy:.1%}, balanced {last.balanced_accuracy:.1%} vs "
+            f"{r0.balanced_accuracy:.1%}). The lowest fresh rate of any round is {best.fresh_uap_fooling_rate:.1%} "
+            f"(round {int(best['round'])}). Fine-tuned without any UAP, the controls leave a fresh UAP "
+            + ", ".join(f"{c['uap_fooling_rate']:.1%} ({k})" for k, c in controls.items())
+            + ": fine-tuning alone moves this rate by as much as the defense does, in either direction — one training "
+            "run per setting cannot separate the two, which is why the verdicts below compare with every control.")
+
+
+def adversarial_recap(rt, controls: dict, matrix, checks, verdicts, fast: bool) -> str:
+    """Notebook 05's "What you saw" as Markdown bullets, from its tables: the rounds (:func:`rounds_table`
+    ``rt``: fresh-UAP rates, :func:`old_uap_before_after`, cosine similarities), the ``controls``
+    fine-tuned without UAPs (:func:`uap_fooling_summary` dicts), the :func:`cross_threat_table` matrix
+    (clean accuracy, fresh and targeted UAP, PGD at 2/255 per model), the masking ``checks`` and the goals
+    of :func:`adversarial_verdicts`; ``fast`` adds that FAST-mode checks are weak evidence."""
+    m, cos = matrix, rt.cosine_to_previous.dropna()
+    ctrl_rates = ", ".join(f"{c['uap_fooling_rate']:.1%}" for c in controls.values())
+    return (f"- {len(rt) - 1} rounds of UAP fine-tuning: the fresh UAP's fooling rate went "
+            f"{' → '.join(f'{v:.1%}' for v in rt.fresh_uap_fooling_rate)} (random noise {rt.random_fooling_rate.max():.1%} "
+            f"at most), the UAP each round trained on fooled "
+            f"{', '.join(f'{b:.1%} → {a_:.1%}' for b, a_ in old_uap_before_after(rt))} before → after the round.\n"
+            f"- The attacker's pattern changes between rounds (cosine similarity {cos.min():+.2f} to {cos.max():+.2f}); "
+            f"fine-tuning without UAPs left fresh-UAP rates of {ctrl_rates}.\n"
+            f"- Clean accuracy: {', '.join(f'{n} {a:.1%}' for n, a in m.clean_accuracy.items())}.\n"
+            f"- Fresh UAP fooling rate: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_fooling_rate.items())}; "
+            f"targeted → COVID-19: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_to_covid_success.items())}.\n"
+            f"- PGD-10 defense rate at 2/255: {', '.join(f'{n} {a:.1%}' for n, a in m.pgd2_defense_rate.items())}.\n"
+            f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models pass all four"
+            f"{' (FAST settings: weak evidence)' if fast else ''}.\n"
+            f"- Goals: " + "; ".join(f"{r.statement}: {r.verdict}" for r in verdicts[verdicts.kind == 'goal'].itertuples())
+            + ".")
+

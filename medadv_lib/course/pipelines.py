@@ -154,7 +154,7 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
                      image_size=size)
     transfer = transfer_examples(source, source_info, x, y, seed=seed) if source is not None else None
-    table = robustness_table(model, x, y, name, s, l2_norm_mean=image_norm_stats(size, data_dir)["l2"], uap=uap,
+    table = robustness_table(model, x, y, name, s, mean_norm_2=image_norm_stats(size, data_dir)["mean_norm_2"], uap=uap,
                              transfer=transfer, progress=progress)
     cost = model_cost(model, size)
     table = table.assign(defense=defense_name(info["config"].get("defense")) if info["config"].get("defense")

@@ -271,12 +271,14 @@ def class_weights(y, num_classes: int = len(LABELS)) -> torch.Tensor:
 
 
 def image_norm_stats(image_size: int, data_dir=None, crop_top: bool = False, split: str = "train") -> dict:
-    """Mean per-image L2 and L∞ norm of a split at ``image_size`` (pixel units, [0,1]).
+    """Mean per-image L∞ and L2 norm of a split at ``image_size`` (pixel units, [0,1]).
 
-    These are the units of the universal-perturbation budgets:
-    ``eps = zeta * stats["l2"]`` (L2) or ``zeta * stats["linf"]`` (L∞).
+    Keys ``mean_norm_inf`` and ``mean_norm_2`` (``mean_norm_`` + the norm kind, ``"inf"`` or ``"2"``),
+    plus ``n``, ``image_size``, ``split`` and ``crop_top``.  These are the units of the
+    universal-perturbation budgets: ``eps = zeta * stats["mean_norm_inf"]`` (L∞) or
+    ``zeta * stats["mean_norm_2"]`` (L2); :func:`medadv_lib.attacks.uap_budget` does this for a norm kind.
     """
     x, _ = load_split(split, image_size, data_dir, crop_top)
     flat = x.flatten(1).double()
-    return {"l2": float(flat.norm(dim=1).mean()), "linf": float(flat.abs().amax(1).mean()),
+    return {"mean_norm_inf": float(flat.abs().amax(1).mean()), "mean_norm_2": float(flat.norm(dim=1).mean()),
             "n": int(x.shape[0]), "image_size": int(image_size), "split": split, "crop_top": bool(crop_top)}

@@ -100,14 +100,14 @@ def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_si
 
 
 def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model",
-                     settings: RobustnessSettings = RobustnessSettings(), l2_norm_mean: float | None = None,
+                     settings: RobustnessSettings = RobustnessSettings(), mean_norm_2: float | None = None,
                      uap=None, transfer: dict | None = None, batch_size: int = 64,
                      progress: bool = False) -> pd.DataFrame:
     """Attack ``model`` white-box on ``x, y`` and return one tidy row per (attack, ε).
 
     Args:
         settings: the attacks and budgets (:class:`RobustnessSettings`).
-        l2_norm_mean: mean L2 norm of the images (DeepFool's budget is ``deepfool_zeta`` × this);
+        mean_norm_2: mean L2 norm of the images (``image_norm_stats(...)["mean_norm_2"]``) (DeepFool's budget is ``deepfool_zeta`` × this);
             ``None``: the mean over ``x``.
         uap: a :class:`~medadv_lib.attacks.uap.UAPResult` built against this very model (row ``uap``).
         transfer: ``{"source": name, "eps": ε, "x_adv": images}``: adversarial versions of ``x``
@@ -131,7 +131,7 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
         rows.append(_row(name, attack, "inf", eps, correct, res.pred == y, steps=steps, restarts=restarts))
     if s.deepfool_steps:
         norms = x.flatten(1).norm(dim=1)
-        budget = s.deepfool_zeta * (float(norms.mean()) if l2_norm_mean is None else l2_norm_mean)
+        budget = s.deepfool_zeta * (float(norms.mean()) if mean_norm_2 is None else mean_norm_2)
         df = _batched(deepfool, model, x, y, batch_size, norm="2", steps=s.deepfool_steps)
         fooled = df.success & (df.delta_norm <= budget * (1 + 1e-6))
         rho = rho_adv(df.delta, x)[correct & df.success]

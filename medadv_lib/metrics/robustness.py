@@ -192,3 +192,30 @@ def attack_summary(res: AttackResult, y: torch.Tensor, pred_clean: torch.Tensor,
             "robust_accuracy": _rate(still), "attack_success_rate": _rate(~still[correct]),
             "defense_rate": _rate(still[correct]),
             "adv_pred_counts": {lab: int((res.pred == c).sum()) for c, lab in enumerate(labels)}}
+
+
+def pgd_at_grey_levels(model, x: torch.Tensor, y: torch.Tensor, eps_255: float, norm="inf", steps: int = 10,
+                       seed: int = 0, cache: dict | None = None, labels=LABELS):
+    """PGD at a budget given in grey levels (:func:`medadv_lib.attacks.eps_from_255`) and its numbers.
+
+    The computation behind the PGD ε slider (:func:`medadv_lib.widgets.attack_widget.pgd_view`):
+    :func:`pgd_at_budget` (memoised in ``cache``; ``eps_255 = 0`` runs no step) then
+    :func:`attack_summary`.
+
+    Returns:
+        ``(summary, result, pred_clean)``: ``summary`` is :func:`attack_summary`'s dict after
+        ``eps_255``, ``eps`` (pixel units), ``norm`` and ``steps`` (0 at ``eps_255 = 0``);
+        ``result`` the :class:`~medadv_lib.attacks.AttackResult` on the CPU; ``pred_clean`` the
+        clean predictions.
+    Raises:
+        ValueError: a bad ``eps_255``, an unknown norm, or ``x`` and ``y`` of different lengths.
+    """
+    from ..attacks import check_eps_255, eps_from_255, parse_norm
+    e255, norm = check_eps_255(eps_255), parse_norm(norm)
+    if len(x) != len(y):
+        raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
+    eps = eps_from_255(e255, norm, tuple(x.shape[1:]))
+    res, pred_clean = pgd_at_budget(model, x, y, eps, norm, steps, seed, cache)
+    summary = {"eps_255": e255, "eps": eps, "norm": norm, "steps": int(steps) if e255 > 0 else 0,
+               **attack_summary(res, y.detach().cpu(), pred_clean, labels)}
+    return summary, res, pred_clean

@@ -187,8 +187,8 @@ def evaluate_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: to
                  target: int | None = None, batch_size: int = 256) -> dict:
     """Run the model on ``x`` and ``apply_uap(x, v)`` (batched) and return every UAP metric.
 
-    The dict is that of :func:`uap_metrics_from_predictions` plus ``v_linf`` and ``v_l2``
-    (the size of ``v``); all values are plain Python types (``json.dumps`` works).
+    The dict is that of :func:`uap_metrics_from_predictions` plus ``v_norm_inf`` and ``v_norm_2``
+    (the size of ``v``: ``‖v‖∞`` and ``‖v‖₂``); all values are plain Python types (``json.dumps`` works).
     """
     if not torch.is_tensor(v):
         v = torch.as_tensor(v, dtype=x.dtype)
@@ -205,8 +205,8 @@ def uap_report(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torc
             k = int(model(x[:1].to(model_device(model))).shape[1])
     out = uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes=int(k), target=target)
     vf = v.detach().double().flatten()
-    out["v_linf"] = float(vf.abs().max()) if vf.numel() else 0.0
-    out["v_l2"] = float(vf.norm())
+    out["v_norm_inf"] = float(vf.abs().max()) if vf.numel() else 0.0
+    out["v_norm_2"] = float(vf.norm())
     return out
 
 
@@ -339,7 +339,7 @@ def compare_uap_builds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                        cache: dict | None = None):
     """How UAP builders compare (notebook 02, section 7): per ``{name: UAPResult}`` the passes or epochs,
     why it stopped, seconds, fooling rate on its build images, fooling and balanced fooling rate on
-    ``(x, y)``, and ``v_linf_share`` = ‖v‖∞ / eps (how much of the budget it used).  Returns a DataFrame."""
+    ``(x, y)``, and ``v_norm_inf_share`` = ‖v‖∞ / eps (how much of the budget it used).  Returns a DataFrame."""
     import pandas as pd
     rows = {}
     for name, r in results.items():
@@ -348,7 +348,7 @@ def compare_uap_builds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                       **{k: round(float(v), 3) for k, v in (("fooling_rate_build", r.fooling_rate),
                                                             ("fooling_rate", m["fooling_rate"]),
                                                             ("fooling_rate_balanced", m["fooling_rate_balanced"]),
-                                                            ("v_linf_share", m["v_linf"] / r.eps))}}
+                                                            ("v_norm_inf_share", m["v_norm_inf"] / r.eps))}}
     return pd.DataFrame(rows).T
 
 

@@ -99,6 +99,16 @@ def plot_history(history, title: str = "", ax=None, collapse_threshold: float = 
     return ax
 
 
+def classes_in_turn(y, n: int) -> list:
+    """Indices of ``n`` images (at most ``len(y)``) taking the classes in turn: the first image of each
+    class present (in class order), then the second of each, ... — so a figure of a few images
+    shows every diagnosis."""
+    y = torch.as_tensor(y).detach().cpu().view(-1)
+    pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
+    order = [p[r] for r in range(max(map(len, pools), default=0)) for p in pools if r < len(p)]
+    return order[:max(0, int(n))]
+
+
 def triplets(x, v, x_adv, row_titles=None, amplify: float | None = None):
     """Rows of clean image / perturbation (amplified to full contrast) / perturbed image.
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import LABELS
 
-__all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip"]
+__all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip", "pgd_strip", "pgd_summary_html"]
 
 
 def _plt():
@@ -169,3 +169,35 @@ def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABELS, amplify: float | None = None):
+    """:func:`adversarial_strip` of ``n_show`` images of a PGD run (the classes in turn), titled with
+    the budget and the batch's robust accuracy and defense rate.
+
+    Arguments:
+        x, y: the attacked images and their labels; ``res`` the :class:`~medadv_lib.attacks.AttackResult`;
+        pred_clean: clean predictions; ``summary`` the dict of
+            :func:`medadv_lib.metrics.robustness.pgd_at_grey_levels`.
+        n_show, labels, amplify: as :func:`adversarial_strip` (``n_show`` clipped to the batch).
+    Returns:
+        the matplotlib ``Figure``.
+    """
+    from . import classes_in_turn
+    y_cpu, s = torch.as_tensor(y).detach().cpu(), summary
+    sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))))
+    title = (f"PGD {'L∞' if s['norm'] == 'inf' else 'L2'} ε = {s['eps_255']:g}/255"
+             + ("" if s["norm"] == "inf" else f" RMS (‖δ‖₂ ≤ {s['eps']:.3g})")
+             + f": robust accuracy {s['robust_accuracy']:.2f}, defense rate {s['defense_rate']:.2f}"
+             + f" (n = {s['n']})")
+    return adversarial_strip(torch.as_tensor(x).cpu()[sel], res.x_adv[sel], y_cpu[sel], pred_clean[sel],
+                             res.pred[sel], labels=labels, amplify=amplify, suptitle=title)
+
+
+def pgd_summary_html(s: dict) -> str:
+    """One HTML line of a PGD budget's numbers (the dict of
+    :func:`medadv_lib.metrics.robustness.pgd_at_grey_levels`; the PGD slider's line)."""
+    return (f"<b>ε = {s['eps_255']:g}/255</b> ({'L∞' if s['norm'] == 'inf' else 'L2'}, "
+            f"‖δ‖ ≤ {s['eps']:.3g}) · clean accuracy {s['clean_accuracy']:.2f} · "
+            f"<b>robust accuracy {s['robust_accuracy']:.2f}</b> · defense rate {s['defense_rate']:.2f} · "
+            f"predicted under attack: {s['adv_pred_counts']}")

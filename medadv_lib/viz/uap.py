@@ -2,7 +2,7 @@
 the perturbations themselves.
 
 Matplotlib only.  Inputs are what the library returns: the table of
-:func:`medadv_lib.widgets.uap_widget.evaluate_grid` (one row per grid point and kind, ``"UAP"`` or
+:func:`medadv_lib.metrics.universal.evaluate_grid` (one row per grid point and kind, ``"UAP"`` or
 ``"random"``) and :class:`medadv_lib.attacks.UAPResult` objects (whose ``history`` holds one row per
 pass or epoch).
 
@@ -38,7 +38,7 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
 
     Arguments:
         table: a DataFrame with columns ``zeta``, ``norm``, ``target``, ``kind`` and the ``metrics``
-            (as returned by :func:`medadv_lib.widgets.uap_widget.evaluate_grid`).
+            (as returned by :func:`medadv_lib.metrics.universal.evaluate_grid`).
         metrics: the columns to draw, one colour each. (Default: plain and balanced fooling rate)
         target: which rows: ``"none"`` (non-targeted, default) or a class name (then draw
             ``metrics=("target_success_rate",)``).
@@ -145,19 +145,6 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
     return show_images(imgs, titles, ncols=len(vv), size=size, suptitle=suptitle)
 
 
-def _show_indices(y: torch.Tensor, n_show: int) -> list:
-    """First image of each class, then the second of each class, ... (``n_show`` in all)."""
-    y = y.detach().cpu()
-    pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
-    out, r = [], 0
-    while len(out) < min(n_show, len(y)):
-        for p in pools:
-            if r < len(p) and len(out) < n_show:
-                out.append(p[r])
-        r += 1
-    return out
-
-
 def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 3, labels=LABELS,
                     amplify: float | None = None):
     """Clean / amplified perturbation / perturbed rows for ``n_show`` images (one per class in turn),
@@ -165,8 +152,8 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
     (a dict from :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  Returns the figure."""
     from ..attacks import apply_uap
     from ..attacks.uap.cache import _pct, _target_name
-    from . import triplets
-    idx = _show_indices(y, int(n_show))
+    from . import classes_in_turn, triplets
+    idx = classes_in_turn(y, int(n_show))
     xs, v = x[idx].detach().cpu(), v.detach().cpu()
     titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
                labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else "")) for i in idx]
@@ -184,6 +171,31 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
     fig.suptitle(head + f" (n = {m['n']})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def uap_contrast(uaps: dict) -> dict:
+    """One fixed contrast factor per norm kind of a UAP grid ``{(zeta, norm, target): UAPResult}``:
+    ``{norm: 0.5 / max ‖v‖∞ over that norm's UAPs}``, so the perturbation column of
+    :func:`uap_grid_figure` shows a UAP *growing* as a slider moves over ζ."""
+    norms = dict.fromkeys(k[1] for k in uaps)
+    return {n: 0.5 / max(max(float(r.v.abs().max()) for k, r in uaps.items() if k[1] == n), 1e-12) for n in norms}
+
+
+def uap_summary_html(m: dict) -> str:
+    """One HTML line of a grid point's metrics (a dict from
+    :func:`~medadv_lib.metrics.universal.grid_point_metrics`): ζ, norm and budget, the fooling rates
+    and the random control, and for a targeted UAP its target success rate (the UAP slider's line)."""
+    from ..attacks.uap.cache import _pct
+    line = (f"<b>ζ = {_pct(m['zeta'])}</b> ({'L∞' if m['norm'] == 'inf' else 'L2'}, ‖v‖ ≤ {m['eps']:.3g}) · "
+            f"fooling rate {m['fooling_rate']:.2f} · balanced {m['fooling_rate_balanced']:.2f} · "
+            f"vs labels {m['fooling_rate_vs_labels']:.2f} · random control {m['random_fooling_rate']:.2f}")
+    if m.get("target") is not None:
+        line += (f" · <b>target success rate ({m['target_name']}) {m['target_success_rate']:.2f}</b> "
+                 f"(random {m['random_target_success_rate']:.2f})")
+    return line
+
+
+__all__ += ["uap_grid_figure", "uap_contrast", "uap_summary_html"]
 
 
 def plot_transfer_matrix(matrix, ax=None, title: str = "", cmap: str = "mako_r", fmt: str = ".2f"):

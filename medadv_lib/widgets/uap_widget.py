@@ -1,22 +1,19 @@
 """A ζ slider for universal perturbations: one noise image, the whole test set, the fooling rate.
 
-Three pieces, following the rule of :mod:`medadv_lib.widgets` (the widget's callback is a plain
+Two pieces, following the rule of :mod:`medadv_lib.widgets` (the widget's callback is a plain
 function the notebook also calls once, so papermill runs the same code the slider runs):
 
-* :func:`precompute_uaps` – build UAPs on a small grid of (ζ, norm, target) once, return them as
-  a dict ``{(zeta, norm, target): UAPResult}`` (optionally cached as files, written atomically);
 * :func:`uap_view` – one grid point: every metric of :func:`medadv_lib.metrics.evaluate_uap`
-  (plus the random control of the same norm) and a figure of clean / amplified perturbation /
-  perturbed images;
+  (plus the random control of the same norm; :func:`~medadv_lib.metrics.universal.grid_point_metrics`)
+  and a figure of clean / amplified perturbation / perturbed images (:func:`~medadv_lib.viz.uap.uap_grid_figure`);
 * :func:`uap_widget` – an ipywidgets ζ slider, L∞/L2 toggle and target dropdown whose callback is
   :func:`uap_view`.  Nothing is attacked while the slider moves: it only evaluates precomputed UAPs,
   so it stays responsive on a CPU.
 
-:func:`~medadv_lib.metrics.universal.evaluate_grid` evaluates every grid point at once (a table).
-
-Keys.  A grid key is ``(zeta, norm, target)`` with ``zeta`` a float (0.02 = 2%), ``norm`` ``"inf"``
-or ``"2"`` and ``target`` ``None`` (non-targeted) or a class index; :func:`uap_key` normalises
-anything the user types (``"linf"``, ``"COVID-19"``...) into that form.
+The grid itself comes from :func:`medadv_lib.attacks.uap.cache.precompute_uaps` (``{(zeta, norm, target):
+UAPResult}``, keys normalised by :func:`~medadv_lib.attacks.uap.cache.uap_key`: ``norm`` ``"inf"`` or ``"2"``,
+``target`` ``None`` or a class index); :func:`~medadv_lib.metrics.universal.evaluate_grid` evaluates every
+grid point at once (a table).
 
 Example::
 
@@ -31,16 +28,11 @@ from __future__ import annotations
 import torch
 
 from .. import LABELS
-from ..attacks.uap.cache import ZETA_GRID, _pct, _target_name, check_zeta, precompute_uaps, uap_key
-from ..metrics.universal import _predict, evaluate_grid, evaluate_uap_cached, grid_point_metrics
-from ..viz.uap import uap_grid_figure
+from ..attacks.uap.cache import _pct, _target_name, grid_axes, uap_key
+from ..metrics.universal import _predict, grid_point_metrics
+from ..viz.uap import uap_contrast, uap_grid_figure, uap_summary_html
 
-__all__ = ["ZETA_GRID", "uap_key", "precompute_uaps", "uap_view", "evaluate_grid", "evaluate_uap_cached",
-           "uap_widget"]
-
-# --------------------------------------------------------------------------------------------
-# One grid point: metrics (metrics.universal) and figure (viz.uap)
-# --------------------------------------------------------------------------------------------
+__all__ = ["uap_view", "uap_widget"]
 
 def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
              target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
@@ -51,7 +43,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
     Arguments:
         model (nn.Module): the classifier (the one the UAPs were built on, or another one: transfer).
         x (Tensor): ``N×C×H×W`` evaluation images in [0, 1] (the test split), ``y`` their labels.
-        uaps (dict): ``{(zeta, norm, target): UAPResult}`` from :func:`precompute_uaps`.
+        uaps (dict): ``{(zeta, norm, target): UAPResult}`` from
+            :func:`~medadv_lib.attacks.uap.cache.precompute_uaps`.
         zeta (float): the norm ratio, e.g. 0.02; ``norm``: ``"inf"`` or ``"2"``;
         target: ``None`` (non-targeted), a class name or index.
         n_show (int): images in the figure, one per class in turn. (Default: 3)
@@ -84,10 +77,6 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
     return metrics, fig
 
 
-# --------------------------------------------------------------------------------------------
-# The widget
-# --------------------------------------------------------------------------------------------
-
 def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, n_show: int = 3,
                value=None, cache: dict | None = None, random_kind: str = "uniform", seed: int = 0,
                labels=LABELS):
@@ -111,18 +100,11 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    if not uaps:
-        raise ValueError("uaps is empty: build a grid first with precompute_uaps(model, x_train, ...)")
-    zetas = sorted({k[0] for k in uaps})
-    norms = [n for n in ("inf", "2") if any(k[1] == n for k in uaps)]
-    if value is None:
-        value = 0.02 if 0.02 in zetas else zetas[len(zetas) // 2]
-    if check_zeta(value) not in zetas:
-        raise ValueError(f"value {value!r} is not on the ζ grid {zetas}")
+    zetas, norms, value = grid_axes(uaps, value)
     cache = {} if cache is None else cache
-    amp = {n: 0.5 / max(max(float(r.v.abs().max()) for k, r in uaps.items() if k[1] == n), 1e-12) for n in norms}
+    amp = uap_contrast(uaps)
 
-    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=check_zeta(value),
+    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=value,
                                description="ζ", continuous_update=False)
     toggle = w.ToggleButtons(options=[("L∞" if n == "inf" else "L2", n) for n in norms], value=norms[0],
                              description="norm")
@@ -141,13 +123,7 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
             return
         m, fig = uap_view(model, x, y, uaps, *key, n_show=n_show, cache=cache, random_kind=random_kind,
                           seed=seed, labels=labels, amplify=amp[key[1]])
-        line = (f"<b>ζ = {_pct(m['zeta'])}</b> ({'L∞' if m['norm'] == 'inf' else 'L2'}, ‖v‖ ≤ {m['eps']:.3g}) · "
-                f"fooling rate {m['fooling_rate']:.2f} · balanced {m['fooling_rate_balanced']:.2f} · "
-                f"vs labels {m['fooling_rate_vs_labels']:.2f} · random control {m['random_fooling_rate']:.2f}")
-        if m.get("target") is not None:
-            line += (f" · <b>target success rate ({m['target_name']}) {m['target_success_rate']:.2f}</b> "
-                     f"(random {m['random_target_success_rate']:.2f})")
-        info.value = line
+        info.value = uap_summary_html(m)
         with out:
             out.clear_output(wait=True)
             display(fig)

@@ -8,10 +8,6 @@ import torch
 from .._common import check_inputs, lp_norm, parse_norm
 
 
-def _norm_key(norm) -> str:
-    return "linf" if parse_norm(norm) == "inf" else "l2"
-
-
 def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None, image_size: int | None = None,
                data_dir=None, crop_top: bool = False, split: str = "train") -> float:
     """The absolute UAP budget ``eps = zeta · mean image norm`` in pixel units.
@@ -20,7 +16,7 @@ def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None
         zeta (float): the norm ratio ζ, strictly between 0 and 1 (Hirano et al.: 0.02 = 2%).
         norm (str | float): ``"inf"`` or ``"2"`` (also ``"linf"``, ``"l2"``, ``2``, ``inf``).
         stats: where the mean norm comes from, one of
-            * a dict with keys ``"l2"`` and ``"linf"`` (as returned by
+            * a dict with keys ``"mean_norm_inf"`` and ``"mean_norm_2"`` (as returned by
               :func:`medadv_lib.data.image_norm_stats`);
             * a tensor of images ``N×C×H×W`` in [0, 1] (norms over the first channel, as
               Hirano et al.'s ``uap_utils.load_data``);
@@ -36,7 +32,8 @@ def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None
     if not math.isfinite(z) or not 0.0 < z < 1.0:
         raise ValueError(f"zeta is the norm ratio ‖v‖/mean‖x‖ and must satisfy 0 < zeta < 1 "
                          f"(e.g. 0.02 for 2%); got {zeta!r}")
-    key = _norm_key(norm)   # raises ValueError for an unknown norm
+    kind = parse_norm(norm)   # raises ValueError for an unknown norm
+    key = f"mean_norm_{kind}"
     if stats is None:
         if image_size is None:
             raise ValueError("uap_budget needs either stats= (a dict from image_norm_stats or a tensor of "
@@ -46,14 +43,14 @@ def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None
     if torch.is_tensor(stats):
         check_inputs(stats)
         first = stats[:, :1].flatten(1).double()
-        mean_norm = float(lp_norm(first, "inf" if key == "linf" else "2").mean())
+        mean_norm = float(lp_norm(first, kind).mean())
     else:
         if key not in stats:
             raise ValueError(f"stats has no {key!r} entry (keys: {sorted(stats)}); "
                              "pass the dict returned by medadv_lib.data.image_norm_stats")
         mean_norm = float(stats[key])
     if not math.isfinite(mean_norm) or mean_norm <= 0:
-        raise ValueError(f"the mean {key} image norm must be positive; got {mean_norm}")
+        raise ValueError(f"the mean image norm ({key}) must be positive; got {mean_norm}")
     return z * mean_norm
 
 

@@ -29,8 +29,8 @@ from .iterative import iterative_uap
 from .result import UAPResult, load_uap
 from .sgd import sgd_uap
 
-__all__ = ["ZETA_GRID", "METHODS", "uap_key", "check_zeta", "fingerprint", "cache_path", "load_result",
-           "build_uap", "precompute_uaps"]
+__all__ = ["ZETA_GRID", "METHODS", "uap_key", "grid_axes", "check_zeta", "fingerprint", "cache_path",
+           "load_result", "build_uap", "precompute_uaps"]
 
 ZETA_GRID = (0.005, 0.01, 0.02, 0.04)
 """Default ζ values (norm ratios: 0.02 = 2% of the mean image norm, Hirano et al.'s headline)."""
@@ -61,6 +61,23 @@ def uap_key(zeta, norm="inf", target=None, labels=LABELS) -> tuple:
         ValueError: ζ outside (0, 1) or not a number, an unknown norm or target.
     """
     return check_zeta(zeta), parse_norm(norm), parse_target(target, labels)
+
+
+def grid_axes(uaps: dict, value=None) -> tuple:
+    """The axes of a UAP grid ``{(zeta, norm, target): UAPResult}`` and a starting ζ on it.
+
+    Returns ``(zetas, norms, value)``: the sorted ζ values, the norm kinds present (``"inf"`` before
+    ``"2"``) and ``value`` as a grid ζ (default: 0.02 if on the grid, else the middle ζ).
+    Raises ``ValueError`` for an empty grid or a ``value`` not on it."""
+    if not uaps:
+        raise ValueError("uaps is empty: build a grid first with precompute_uaps(model, x_train, ...)")
+    zetas = sorted({k[0] for k in uaps})
+    norms = [n for n in ("inf", "2") if any(k[1] == n for k in uaps)]
+    if value is None:
+        value = 0.02 if 0.02 in zetas else zetas[len(zetas) // 2]
+    if check_zeta(value) not in zetas:
+        raise ValueError(f"value {value!r} is not on the ζ grid {zetas}")
+    return zetas, norms, check_zeta(value)
 
 
 def _target_name(target, labels=LABELS) -> str:
@@ -145,12 +162,16 @@ def precompute_uaps(model: torch.nn.Module, x: torch.Tensor, zetas=ZETA_GRID, no
 
 
 def cache_path(cache_dir, model: torch.nn.Module, method: str, key: tuple, eps: float, fp: str, labels=LABELS) -> Path:
-    """The file a cached UAP lives in: architecture, method, norm, ζ, target, ``eps`` and the hash
-    :func:`fingerprint` of the model weights, the build images and the settings."""
+    """The file a cached UAP lives in: architecture, method, norm kind, ζ, target, ``eps`` and the hash
+    :func:`fingerprint` of the model weights, the build images and the settings.
+
+    Each field after the method is a prefix and a value, the norm kind spelled as everywhere else
+    (``"inf"`` or ``"2"``): ``resnet18-sgd-norminf-z2pct-none-eps0.0176-<hash>.npy``,
+    ``resnet18-sgd-norm2-z2pct-covid19-eps1.3-<hash>.npy``."""
     zeta, norm, target = key
     tname = _target_name(target, labels).replace("-", "").lower()
     arch = str(getattr(model, "arch", type(model).__name__))
-    return Path(cache_dir) / (f"{arch}-{method}-{'linf' if norm == 'inf' else 'l2'}-z{100 * zeta:g}pct-"
+    return Path(cache_dir) / (f"{arch}-{method}-norm{parse_norm(norm)}-z{100 * zeta:g}pct-"
                               f"{tname}-eps{eps:.6g}-{fp}.npy")
 
 
