@@ -17,8 +17,12 @@ def exercise_1(sizes=(16, 32, 64), data_dir=None) -> pd.DataFrame:
     Read the ``border`` row from left to right. Burnt-in text, arrows and markers are a few pixels wide at
     the original size: at 16 px they blur into the frame's mean brightness, at 64 px letters start to
     survive. A border that gets *more* predictive with resolution points at such fine-grained cues; one
-    that is already predictive at 16 px points at coarse ones (exposure, collimation, padding) — on this
-    dataset both kinds exist, so compare the rows rather than expect one answer.
+    that is already predictive at 16 px points at coarse ones (exposure, collimation, padding).
+
+    On ``covid-cxr-mini`` the border's balanced accuracy is 0.644 / 0.694 / 0.649 at 16 / 32 / 64 px (chance
+    0.333): far above chance already at 16 px, so coarse cues carry most of it; the small rise at 32 px and
+    the fall at 64 px (the full image falls too, 0.703 → 0.641) is the ridge model getting more pixels than
+    ~1600 training images can fit, not the markers fading. A linear model cannot read text; a CNN can.
     """
     return pd.DataFrame({s: shortcut_baseline(image_size=s, data_dir=data_dir)["balanced accuracy"] for s in sizes})
 
@@ -27,8 +31,9 @@ def exercise_2(meta: pd.DataFrame, min_share: float = 0.9) -> pd.DataFrame:
     """Views that (almost) only COVID-19 images have: per view, its images and the COVID-19 share, kept
     when the share is at least ``min_share``.
 
-    On ``covid-cxr-mini`` it is the ``frontal (visual check)`` view: only the COVID-19 sources leave the
-    projection unrecorded, so the curators labelled it by eye. The model never reads this column, but
+    On ``covid-cxr-mini``: ``frontal (visual check)`` (471 images, 98.9% COVID-19: only the COVID-19 sources
+    leave the projection unrecorded, so it was labelled by eye) and ``AP Supine`` (126 images, 93.7%: patients
+    imaged lying down, typical of ward and intensive-care COVID-19 cases). The model never reads this column, but
     what lies behind it does reach the pixels: the source's scanners, AP portable imaging of ward
     patients, cropping and markers. A model can learn "looks like a web-collection image" and score
     COVID-19 without looking at the lungs — the same confounding as the source itself.
