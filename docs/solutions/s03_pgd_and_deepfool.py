@@ -22,6 +22,9 @@ def exercise_1(model, x, y, eps_list, seed: int = 0) -> pd.DataFrame:
     step is ``2.5·ε/steps`` = 2.5ε — projected back onto the ball, so after clipping most pixels end at ±ε
     like FGSM's, but measured from the random start, and the projection clips the part that overshoots. One
     step of PGD is therefore FGSM from a noisy start: sometimes a little weaker, sometimes stronger.
+
+    Measured on the FAST ResNet-18 (notebook 03's 64 images): identical at 0.5 and 1/255 (67.2%, 60.9%), PGD-1
+    weaker at 2 and 4/255 (42.2% vs 35.9%, 25.0% vs 21.9% robust accuracy).
     """
     curves = {"FGSM": robustness_curve(model, x, y, fgsm, eps_list),
               "PGD-1": robustness_curve(model, x, y, pgd, eps_list, steps=1, seed=seed)}
@@ -35,6 +38,10 @@ def exercise_2(model, x, y, eps: float = 1 / 255, restarts: int = 5, steps: int 
     Restarts can only lower robust accuracy. How much they lower it measures how much a single run
     under-reports the attack: a number from one PGD run is an upper bound on robustness, and a defense
     whose robust accuracy falls a lot with restarts was lucky (or masks gradients) rather than robust.
+
+    Measured on the FAST ResNet-18 (notebook 03's 64 images) at 1/255: 60.9% with one run and with five
+    restarts — on this undefended model one PGD-10 run already finds what restarts find; the check matters
+    for defended models (notebook 04's hygiene checks run it).
     """
     dev = next(model.parameters()).device
     one = pgd(model, x.to(dev), y.to(dev), eps, steps=steps, seed=seed).cpu()
@@ -46,10 +53,13 @@ def exercise_2(model, x, y, eps: float = 1 / 255, restarts: int = 5, steps: int 
 def exercise_3(model, x, y, overshoots=(0.0, 0.02, 0.1), steps: int = 50) -> pd.DataFrame:
     """DeepFool with several overshoots: success over the clean-correct images and median ρ_adv (%).
 
-    With ``overshoot=0`` DeepFool stops on the linearised boundary, so on a curved network it often lands
-    just short: the success rate drops and the perturbations are the smallest. A larger overshoot buys
-    success with a proportionally larger ρ_adv — the median grows roughly by the factor (1 + overshoot),
-    so ρ_adv is only comparable between runs with the same overshoot.
+    With ``overshoot=0`` DeepFool stops on the linearised boundary, so on a curved network it can land just
+    short (a failure) while giving the smallest perturbations; a larger overshoot buys success with a larger
+    ρ_adv — the median grows roughly by the factor (1 + overshoot), so ρ_adv is only comparable between runs
+    with the same overshoot.
+
+    Measured on the FAST ResNet-18 (notebook 03's 64 images): success 1.0 at overshoot 0, 0.02 and 0.1 alike
+    (the last step crosses the boundary anyway), median ρ_adv 0.759% → 0.770% → 0.819%.
     """
     ok = predict(model, x) == y
     rows = {}
@@ -67,6 +77,9 @@ def exercise_4(model, x, y, eps_255: float = 2.0, steps: int = 10, seed: int = 0
     L2 attacker may do everything the L∞ one may, and more (concentrate the change on a few pixels). With an
     exact attack L2 robust accuracy is therefore at most the L∞ one; PGD is not exact, so a small inversion
     is possible, but rare. The returned ``contains`` checks the inclusion on the L∞ attack's own δ.
+
+    Measured on the FAST ResNet-18 (notebook 03's 64 images) at slider value 2: robust accuracy 28.1% in L∞,
+    3.1% in L2.
     """
     n = x[0].numel()
     eps_inf, eps_l2 = eps_255 / 255, eps_255 / 255 * math.sqrt(n)
