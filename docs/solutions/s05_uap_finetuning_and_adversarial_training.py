@@ -68,8 +68,8 @@ def exercise_3(model, config: TrainConfig, train, val, v, x_test, y_test, shares
     """UAP fine-tuning with a different share of perturbed images per batch: clean accuracy and the fooling
     rate of the UAP ``v`` trained against, per share.
 
-    Share 1.0 never shows the model a clean image during fine-tuning: the UAP's fooling rate falls further,
-    but clean accuracy pays for it (the model learns the perturbed distribution). Share 0.5, Hirano et al.'s
+    Share 1.0 never shows the model a clean image during fine-tuning: expect the UAP's fooling rate to fall
+    further and clean accuracy to pay for it (the model learns the perturbed distribution). Share 0.5, Hirano et al.'s
     choice, keeps most of the clean accuracy; the trade-off is the gap between the two rows.
     """
     rows = {}
@@ -84,7 +84,7 @@ def exercise_4(model, config: TrainConfig, train, val, x_test, y_test, at_eps=(2
     """FGSM-RS adversarial training (``PGDPerturb`` with one step) at two budgets: clean accuracy and PGD-10
     robust accuracy at each test ε.
 
-    A larger training budget buys robust accuracy at the larger test ε and costs clean accuracy; on small,
+    Expect a larger training budget to buy robust accuracy at the larger test ε and to cost clean accuracy; on small,
     briefly trained models the cost can be large enough that the model predicts mostly one class — check
     the balanced accuracy in the notebook before calling it robust.
     """

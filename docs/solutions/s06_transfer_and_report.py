@@ -49,8 +49,8 @@ def exercise_3(u1, u2, third, x) -> pd.Series:
     third model — beside each UAP alone and random noise of the same budget.
 
     Averaging keeps what the two patterns share and cancels the rest; scaled to the budget, the shared part
-    gets more of it. Liu et al. (2017) found ensembles transfer better; with two small surrogates the gain,
-    if any, is a few points — compare it with the spread between the two single UAPs before calling it one.
+    gets more of it. Liu et al. (2017) found ensembles transfer better; compare the ensemble's gain with the
+    spread between the two single UAPs (and with the random control) before calling it one.
     """
     v = (u1.v + u2.v) / 2
     v = v * u1.eps / v.abs().max()
