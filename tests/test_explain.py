@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 from medadv_lib import LABELS  # noqa: E402
 from medadv_lib.data.explore import region_mask  # noqa: E402
 from medadv_lib.models import MedModel, build_model  # noqa: E402
-from medadv_lib.viz.explain import default_gradcam_layer, gradcam, gradcam_by_region, plot_gradcam  # noqa: E402
+from medadv_lib.viz.explain import (default_gradcam_layer, gradcam, gradcam_by_region, gradcam_table,  # noqa: E402
+                                   mean_abs_by_class, perturbation_by_region, plot_gradcam, plot_mean_abs)
 
 SIZE = 64
 
@@ -172,4 +173,41 @@ def test_plot_gradcam_one_panel_per_image_and_a_row_per_map_set(images):
                        pred={"clean": [0, 1, 2, 0], "UAP": [2, 2, 2, 2]}, ncols=3)
     panels = [a for a in fig.axes if a.images]
     assert len(panels) == 6 and panels[3].get_title().startswith("UAP\n") and "pred. COVID-19" in panels[3].get_title()
+    plt.close(fig)
+
+
+def test_gradcam_table_stacks_each_models_region_shares(images):
+    torch.manual_seed(0)
+    models = {"a": _region_model(_corner_masks()), "b": build_model("resnet18").eval()}
+    y = torch.tensor([0, 1, 2, 0])
+    maps, table = gradcam_table(models, images, y)
+    assert set(maps) == {"a", "b"} and maps["a"].shape == (4, SIZE, SIZE)
+    assert list(table.index.get_level_values("model").unique()) == ["a", "b"]
+    assert table.loc[("a", "all"), "n"] == 4 and table.loc[("a", "normal"), "n"] == 2
+    assert table.loc["a"].equals(gradcam_by_region(maps["a"], y))
+
+
+def test_perturbation_by_region_finds_the_corner_that_holds_the_perturbation():
+    delta = torch.zeros(6, 1, SIZE, SIZE)
+    delta[:3, 0, :4, :4] = 0.01                      # class 0: all of it in the top-left corner (and the frame)
+    delta[3:, 0, -16:, -16:] = -0.02                 # class 1: the bottom-right corner square
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    t = perturbation_by_region(delta, y, corner=0.25)
+    assert t.loc["normal", "top-left"] == pytest.approx(1.0) and t.loc["normal", "border"] == pytest.approx(1.0)
+    assert t.loc["pneumonia", "bottom-right"] == pytest.approx(1.0) and t.loc["pneumonia", "largest corner"] == "bottom-right"
+    assert t.loc["normal", "top-left lift"] == pytest.approx(16.0) and t.loc["all", "corner_area"] == pytest.approx(1 / 16)
+    assert "COVID-19" not in t.index and list(t.n) == [6, 3, 3]
+    maps = mean_abs_by_class(delta, y)
+    assert maps["pneumonia"][-1, -1] == pytest.approx(0.02) and maps["all"][0, 0] == pytest.approx(0.005)
+    uniform = perturbation_by_region(torch.ones(2, SIZE, SIZE))
+    assert uniform.loc["all", "top-left"] == pytest.approx(1 / 16) and uniform.loc["all", "top-left lift"] == pytest.approx(1)
+
+
+def test_plot_mean_abs_one_row_per_perturbation_set():
+    import matplotlib.pyplot as plt
+    y = torch.tensor([0, 1, 2, 2])
+    d = torch.rand(4, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) - 0.5
+    fig = plot_mean_abs({"DeepFool": d, "UAP": d.sign() * 0.01}, y, suptitle="mean |δ|")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 2 * 4                      # 2 rows × (all + 3 classes)
     plt.close(fig)

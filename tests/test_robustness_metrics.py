@@ -150,3 +150,22 @@ def test_robustness_curve_bad_inputs(small_model, batch):
         robustness_curve(small_model, x, y, pgd, [0.1], targeted=True)
     with pytest.raises(ValueError, match="shape mismatch"):
         robustness_curve(small_model, x, y[:3], fgsm, [0.1])
+
+
+def test_universal_vs_per_image_against_direct_computation(small_model, batch):
+    from medadv_lib.attacks import apply_uap, random_uap
+    from medadv_lib.metrics.robustness import universal_vs_per_image
+    x, y = batch
+    ok = predict(small_model, x) == y
+    x, y = x[ok][:12], y[ok][:12]
+    eps = {"inf": 2 / 255, "2": 0.5}
+    g = torch.Generator().manual_seed(0)
+    uaps = {"inf": (torch.rand(1, *x.shape[-2:], generator=g) * 2 - 1) * eps["inf"],
+            "2": random_uap(x[:1], eps["2"], "2", seed=3)[0]}
+    r = deepfool(small_model, x, y, steps=20)
+    t = universal_vs_per_image(small_model, x, y, uaps, eps, r, pgd_steps=3, seed=0)
+    assert list(t.index) == ["inf", "2"] and t.loc["2", "budget ε"] == 0.5
+    want = float((predict(small_model, apply_uap(x, uaps["inf"])) != y).float().mean())
+    assert t.loc["inf", "UAP fooling"] == pytest.approx(want)
+    assert t.loc["2", "per-image fooling"] == pytest.approx(float((r.success & (r.delta_norm <= 0.5)).float().mean()))
+    assert t.loc["inf", "per-image fooling"] == pytest.approx(pgd(small_model, x, y, eps["inf"], steps=3, seed=0).success_rate)

@@ -219,3 +219,34 @@ def pgd_at_grey_levels(model, x: torch.Tensor, y: torch.Tensor, eps_255: float, 
     summary = {"eps_255": e255, "eps": eps, "norm": norm, "steps": int(steps) if e255 > 0 else 0,
                **attack_summary(res, y.detach().cpu(), pred_clean, labels)}
     return summary, res, pred_clean
+
+
+def universal_vs_per_image(model, x: torch.Tensor, y: torch.Tensor, uaps: dict, eps: dict, deepfool_result: AttackResult,
+                           pgd_steps: int = 10, seed: int = 0, random_kind: str = "uniform") -> pd.DataFrame:
+    """One universal perturbation against per-image attacks of the same budget, on the same images.
+
+    Arguments:
+        model: the classifier.
+        x, y: images and labels — meant to be the model's clean-correct images, where "fooled" (prediction ≠
+            label) is the same as "prediction changed".
+        uaps: ``{"inf": v, "2": v}``: a UAP per norm (``1×H×W`` or ``H×W``, pixel units).
+        eps: ``{"inf": ε, "2": ε}``: their budgets (:func:`medadv_lib.attacks.uap_budget`).
+        deepfool_result: DeepFool on ``x`` (an :class:`~medadv_lib.attacks.AttackResult`), read at the L2 budget.
+        pgd_steps, seed: PGD's steps and seed for the L∞ per-image attack.
+        random_kind: the random control's noise (:func:`medadv_lib.attacks.random_uap`). (Default: "uniform")
+    Returns:
+        a DataFrame indexed by norm (``inf``, ``2``) with ``budget ε``, ``UAP fooling``, ``random noise fooling``
+        (noise of exactly the UAP's norm) and ``per-image fooling`` (L∞: PGD at ε; L2: DeepFool within ε).
+    """
+    from ..attacks import apply_uap, pgd, random_uap
+
+    def fooled(v):
+        return _rate(predict(model, apply_uap(x, v)) != y.cpu())
+
+    dev = model_device(model)
+    per_image = {"inf": pgd(model, x.to(dev), y.to(dev), eps["inf"], steps=pgd_steps, seed=seed).success.cpu(),
+                 "2": deepfool_result.success.cpu() & (deepfool_result.delta_norm.cpu() <= eps["2"])}
+    rows = {norm: {"budget ε": eps[norm], "UAP fooling": fooled(uaps[norm]),
+                   "random noise fooling": fooled(random_uap(uaps[norm], eps[norm], norm, kind=random_kind, seed=seed)),
+                   "per-image fooling": _rate(per_image[norm])} for norm in ("inf", "2")}
+    return pd.DataFrame(rows).T

@@ -23,7 +23,8 @@ from torch import nn
 from .. import LABELS
 from ..runtime import eval_mode, model_device
 
-__all__ = ["default_gradcam_layer", "gradcam", "plot_gradcam", "gradcam_by_region"]
+__all__ = ["default_gradcam_layer", "gradcam", "plot_gradcam", "gradcam_by_region", "gradcam_table",
+           "perturbation_by_region", "mean_abs_by_class", "plot_mean_abs"]
 
 
 def default_gradcam_layer(model: nn.Module) -> nn.Module:
@@ -233,6 +234,122 @@ def plot_gradcam(x, maps, y=None, pred=None, labels=LABELS, titles=None, ncols: 
             ax.set_title(f"{k}\n{t}" if k and c == 0 else t, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label="Grad-CAM (each map / its max)")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def gradcam_table(models: dict, x: torch.Tensor, y: torch.Tensor | None = None, frame: float = 0.125):
+    """Grad-CAM of several models on the same images, and where each model's maps put their mass.
+
+    Arguments:
+        models: ``{name: model}`` (course classifiers taking [0, 1] pixels).
+        x: ``N×1×H×W`` images; y: their ``N`` true labels (for the per-class rows; may be None).
+        frame (float): width of the border frame (:func:`gradcam_by_region`). (Default: 0.125)
+    Returns:
+        ``(maps, table)``: ``maps`` is ``{name: N×H×W maps}`` (each image's predicted class, :func:`gradcam`);
+        ``table`` stacks :func:`gradcam_by_region` of every model, indexed by ``(model, images)`` where
+        ``images`` is ``all`` or a true class.
+
+    Example::
+
+        >>> maps, where = gradcam_table({"resnet18": m1, "mobilenet_v3_small": m2}, x[:24], y[:24])
+        >>> where.loc[("resnet18", "all"), "border_lift"]       # > 1: the frame gets more than its area
+    """
+    import pandas as pd
+    maps = {name: gradcam(m, x) for name, m in models.items()}
+    table = pd.concat({name: gradcam_by_region(mp, y, frame) for name, mp in maps.items()}, names=["model", "images"])
+    return maps, table
+
+
+def _corners(size: int, corner: float) -> dict:
+    k = max(1, int(round(corner * size)))
+    out = {}
+    for name, (r, c) in {"top-left": (0, 0), "top-right": (0, 1), "bottom-left": (1, 0), "bottom-right": (1, 1)}.items():
+        m = torch.zeros(size, size, dtype=torch.bool)
+        m[(slice(0, k) if r == 0 else slice(size - k, size)), (slice(0, k) if c == 0 else slice(size - k, size))] = True
+        out[name] = m
+    return out
+
+
+def mean_abs_by_class(delta: torch.Tensor, y: torch.Tensor | None = None, labels=LABELS) -> dict:
+    """Mean |δ| per pixel over the images, overall (``"all"``) and per true class of ``y``.
+
+    ``delta`` is ``N×1×H×W`` (or ``N×H×W``): the perturbations actually applied, e.g. ``x_adv − x`` (for a
+    UAP that is ``v`` after clipping, so it differs a little from image to image).  Returns
+    ``{"all": H×W, class name: H×W, ...}`` (classes without images are left out)."""
+    d = torch.as_tensor(delta).detach().float().cpu().abs()
+    d = d[:, 0] if d.dim() == 4 else d
+    out = {"all": d.mean(0)}
+    if y is not None:
+        y = torch.as_tensor(y).cpu()
+        out.update({labels[c]: d[y == c].mean(0) for c in range(len(labels)) if bool((y == c).any())})
+    return out
+
+
+def perturbation_by_region(delta: torch.Tensor, y: torch.Tensor | None = None, corner: float = 0.25,
+                           frame: float = 0.125, labels=LABELS):
+    """Where a perturbation's size sits: the share of the summed |δ| (over the images of a group) in each
+    corner square (side ``corner`` × image size) and in the border frame, next to the share of the pixels
+    each region covers — a perturbation spread evenly gives share = area (lift 1).
+
+    Arguments:
+        delta: ``N×1×H×W`` (or ``N×H×W``) perturbations, e.g. ``x_adv − x``.
+        y: ``N`` true labels for per-class rows. (Default: None, the ``all`` row only)
+        corner (float): side of each corner square as a share of the image size (0.25: 1/16 of the pixels).
+        frame (float): width of the border frame, as in :func:`gradcam_by_region`. (Default: 0.125)
+    Returns:
+        a DataFrame with rows ``all`` and each class present, columns ``top-left``, ``top-right``,
+        ``bottom-left``, ``bottom-right``, ``border`` (shares of Σ|δ|), ``corner_area`` and ``border_area``
+        (shares of the pixels), ``top-left lift`` (``top-left / corner_area``), ``largest corner`` and ``n``.
+    """
+    import pandas as pd
+
+    from ..data.explore import region_mask
+    maps = mean_abs_by_class(delta, y, labels)
+    size = next(iter(maps.values())).shape[-1]
+    regions = {**_corners(size, corner), "border": region_mask(size, "border", frame)}
+    y_cpu = None if y is None else torch.as_tensor(y).cpu()
+    rows = {}
+    for g, m in maps.items():
+        total = float(m.sum())
+        if total <= 0:
+            continue
+        row = {name: float(m[mask].sum()) / total for name, mask in regions.items()}
+        row["corner_area"] = float(regions["top-left"].float().mean())
+        row["border_area"] = float(regions["border"].float().mean())
+        row["top-left lift"] = row["top-left"] / row["corner_area"]
+        row["largest corner"] = max(("top-left", "top-right", "bottom-left", "bottom-right"), key=row.get)
+        row["n"] = len(delta) if g == "all" else int((y_cpu == list(labels).index(g)).sum())
+        rows[g] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_mean_abs(deltas: dict, y: torch.Tensor | None = None, labels=LABELS, size: float = 2.2, corner: float | None = 0.25,
+                  suptitle: str | None = None):
+    """Mean |δ| maps, one row per perturbation set (e.g. ``{"DeepFool": r, "UAP": x_uap - x}``) and one
+    column per group (all images, then each true class), each row on its own colour scale (its maximum);
+    the top-left corner square of :func:`perturbation_by_region` is outlined.  Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    rows = {name: mean_abs_by_class(d, y, labels) for name, d in deltas.items()}
+    groups = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=(size * len(groups) + 0.8, size * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (name, maps) in enumerate(rows.items()):
+        vmax = max(float(m.max()) for m in maps.values()) or 1.0
+        for c, g in enumerate(groups):
+            ax = axes[r, c]
+            ax.axis("off")
+            if g not in maps:
+                continue
+            im = ax.imshow(maps[g].numpy(), cmap="magma", vmin=0, vmax=vmax)
+            if corner:
+                k = corner * maps[g].shape[-1]
+                ax.add_patch(Rectangle((-0.5, -0.5), k, k, fill=False, ec="cyan", lw=0.8, ls="--"))
+            ax.set_title(f"{name}: {g}" if c == 0 else g, fontsize=8)
+        fig.colorbar(im, ax=axes[r].tolist(), shrink=0.8, label="mean |δ|")
     if suptitle:
         fig.suptitle(suptitle)
     return fig

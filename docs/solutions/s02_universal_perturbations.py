@@ -1,0 +1,121 @@
+"""Worked solutions to the exercises of notebook 02 (``02_universal_perturbations.ipynb``).
+
+Run by ``tests/test_solutions.py`` on small inputs (a tiny model, a few images, one epoch); in the notebook
+pass its own objects, e.g. ``exercise_1(model, x_build, x_test, y_test, stats, zetas=(0.04, 0.06, 0.08), **SGD)``."""
+from __future__ import annotations
+
+import pandas as pd
+
+from medadv_lib import LABELS
+from medadv_lib.attacks import random_uap
+from medadv_lib.attacks.uap.cache import precompute_uaps
+from medadv_lib.data import load_split
+from medadv_lib.metrics import predict
+from medadv_lib.metrics.transfer import transfer_matrix
+from medadv_lib.metrics.universal import compare_uap_builds, fooling_rate, uap_table
+
+
+def ceilings(model, x) -> pd.Series:
+    """Per class: the largest plain fooling rate a UAP can reach by sending every image to that class
+    (1 − the share of clean predictions already in it)."""
+    pred = predict(model, x)
+    return pd.Series({lab: 1 - float((pred == c).float().mean()) for c, lab in enumerate(LABELS)}, name="ceiling")
+
+
+def exercise_1(model, x_build, x_test, y_test, stats, zetas=(0.04, 0.06, 0.08), goal: float = 0.85, seed: int = 0,
+               **sgd) -> tuple[pd.DataFrame, float | None]:
+    """Non-targeted L∞ UAPs at growing ζ: the test fooling rate per ζ, and the first ζ reaching ``goal``
+    (None if none does).
+
+    The table carries the largest ceiling over the classes: a UAP that sends every image to one class
+    cannot change more predictions than that. When the goal lies above the ceiling, no ζ reaches it by
+    herding — only a UAP that also scatters images across classes can, which takes a much larger budget.
+    Compare each ζ's rate with the ceiling before adding more ζ.
+    """
+    uaps = precompute_uaps(model, x_build, zetas=zetas, norms=("inf",), stats=stats, seed=seed, **sgd)
+    rates = pd.Series({z: fooling_rate(model, x_test, uaps[(z, "inf", None)].v) for z in zetas}, name="fooling_rate")
+    table = rates.to_frame().assign(best_ceiling=ceilings(model, x_test).max()).rename_axis("zeta")
+    reached = [z for z, r in rates.items() if r >= goal]
+    return table, (min(reached) if reached else None)
+
+
+def exercise_2(model, x_test, res, kinds=("uniform", "sign", "gaussian"), seed: int = 0) -> pd.Series:
+    """The UAP ``res`` against random controls of exactly its norm, one per noise kind (test fooling rates).
+
+    Sign noise (every pixel ±ε) is the largest noise the L∞ ball holds, so it is the strongest random
+    control. Expect it to do more than uniform noise; the question is whether it catches up with the UAP —
+    if it stays far below, the UAP's effect comes from its direction, not from its size.
+
+    Measured on the FAST ResNet-18 (test split, ζ = 2% L∞): UAP 29.6%, sign noise 13.8%, uniform 5.5%,
+    Gaussian 1.7% — the strongest noise reaches less than half of the UAP.
+    """
+    out = {"UAP": fooling_rate(model, x_test, res.v)}
+    out.update({f"random ({k})": fooling_rate(model, x_test, random_uap(res.v, res.eps, res.norm, kind=k, seed=seed))
+                for k in kinds})
+    return pd.Series(out, name="fooling_rate")
+
+
+def exercise_3(model, x_test, stats, image_size: int, zeta: float = 0.02, train=(128, 256), epochs=(3, 6),
+               batch_size: int = 16, data_dir=None, seed: int = 0) -> pd.DataFrame:
+    """The SGD UAP with the course's build images and epochs, then both doubled: fooling rate on the build
+    images and on the test split.
+
+    If the test rate hardly moves while the build rate stays close to it, the UAP already generalised and
+    neither more images nor more epochs was the limit (compare with section 8's build-vs-test table); a
+    build rate rising above an unchanged test rate would be overfitting.
+    """
+    rows = {}
+    for n, e in zip(train, epochs):
+        xb, _ = load_split("train", image_size, data_dir, limit=n, seed=seed)
+        res = precompute_uaps(model, xb, zetas=(zeta,), norms=("inf",), stats=stats, seed=seed, method="sgd",
+                              epochs=e, batch_size=batch_size)[(zeta, "inf", None)]
+        rows[(n, e)] = {"fooling_rate (build)": res.fooling_rate, "fooling_rate (test)": fooling_rate(model, x_test, res.v)}
+    return pd.DataFrame(rows).T.rename_axis(["build images", "epochs"])
+
+
+def exercise_4(model, x_build, x_test, y_test, stats, zetas=(0.01, 0.02, 0.04), seed: int = 0, **sgd) -> pd.DataFrame:
+    """Targeted L∞ UAPs for every class at every ζ: success among the images not already predicted as the
+    target, beside the random control's success and the share already predicted as the target.
+
+    The easiest target is the one with the highest ``target_success_rate_non_target`` well above its random
+    control; compare the ranking across ζ — a target that wins only at the largest ζ is "easy" only with a
+    visible budget. The plain success rate flatters the class the model already predicts most (here the
+    majority, COVID-19): that is why the ranking uses the images not yet in the target class.
+    """
+    uaps = precompute_uaps(model, x_build, zetas=zetas, norms=("inf",), targets=range(len(LABELS)), stats=stats,
+                           seed=seed, **sgd)
+    cols = ("target_success_rate_non_target", "random_target_success_rate", "target_rate_clean")
+    tables = {z: uap_table({lab: (model, uaps, t) for t, lab in enumerate(LABELS)}, x_test, y_test, z, columns=cols,
+                           seed=seed)[0] for z in zetas}
+    return pd.concat(tables, names=["zeta", "target"])
+
+
+def exercise_5(model_a, model_b, x_build, x_test, stats, zeta: float = 0.02, names=("a", "b"), seed: int = 0,
+               **sgd) -> pd.DataFrame:
+    """Each model's own L∞ UAP applied to both models: the transfer matrix (rows: the UAP's source, columns:
+    the model attacked; last row the random control of each column).
+
+    Transfer is symmetric only if both off-diagonal cells beat their column's random control by similar
+    margins. It usually is not: a UAP built on the more noise-sensitive model tends to be a stronger,
+    more generic pattern, and the less sensitive model's UAP may not beat noise on the other at all.
+    """
+    models = dict(zip(names, (model_a, model_b)))
+    uaps = {n: precompute_uaps(m, x_build, zetas=(zeta,), norms=("inf",), stats=stats, seed=seed, **sgd)[(zeta, "inf", None)]
+            for n, m in models.items()}
+    return transfer_matrix(models, uaps, x_test, seed=seed)
+
+
+def exercise_6(model, x_build, x_test, y_test, stats, zeta: float = 0.02, max_iter: int = 4, step_share: float = 0.2,
+               seed: int = 0, **sgd) -> pd.DataFrame:
+    """Hirano et al.'s iterative UAP with an FGSM step of ``step_share`` × ε (instead of 0.001) against the
+    SGD UAP: passes, seconds, build and test fooling rates, and the share of the budget ``v`` used.
+
+    A step of ε/5 lets one accepted step move ``v`` far, so ``v`` fills its budget in a few passes and the
+    fooling rate climbs towards SGD's; it costs more seconds per pass (every unfooled image is tried), so
+    compare rate per second, not only rate.
+    """
+    sgd_res = precompute_uaps(model, x_build, zetas=(zeta,), norms=("inf",), stats=stats, seed=seed, **sgd)[(zeta, "inf", None)]
+    step = step_share * sgd_res.eps
+    it = precompute_uaps(model, x_build, zetas=(zeta,), norms=("inf",), stats=stats, seed=seed, method="iterative",
+                         step=step, max_iter=max_iter)[(zeta, "inf", None)]
+    return compare_uap_builds(model, x_test, y_test, {f"iterative (step {step:.4f})": it, "SGD": sgd_res})
