@@ -156,7 +156,13 @@ def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano):
 def test_the_pgd_goal_uses_the_papers_bar():
     below = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6))
     assert below.met.iloc[2] is False and "below the bar" in below.measured.iloc[2]
-    assert course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)).met.iloc[2] is True
+    base_high = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7))   # undefended 0.80
+    assert base_high.met.iloc[2] is True
+    assert base_high.verdict.iloc[2].startswith("met, but the undefended model meets it too")
+    base_low = _matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)
+    base_low.loc["baseline", "pgd1_defense_rate"] = 0.70                  # below the bar: a plain "met"
+    v = course.adversarial_verdicts(base_low)
+    assert v.met.iloc[2] is True and v.verdict.iloc[2] == "met"
 
 
 def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
@@ -225,3 +231,34 @@ def test_adversarial_recap_lists_rounds_models_checks_and_goals():
     assert lines[5] == "- Masking checks: 1 of 2 models pass all four (FAST settings: weak evidence)."
     assert lines[6] == "- Goals: fewer images fooled: met."
     assert "weak evidence" not in course.adversarial_recap(_fake_rounds_table(), {}, matrix, checks, verdicts, False)
+
+
+def test_control_records_carry_the_identity_and_the_rates(small_checkpoint):
+    from medadv_lib.course.results import RECORD_KEYS, control_records, file_fingerprint
+    c = {"uap_fooling_rate": 0.4, "uap_fooling_rate_lo": 0.35, "uap_fooling_rate_hi": 0.45, "clean_accuracy": 0.8,
+         "n": 348, "model": "resnet18", "checkpoint": small_checkpoint, "data_fingerprint": "d4t4", "fine_tune_epochs": 3}
+    (r,) = control_records({"plain fine-tuning, 3 epochs": c}, "fp32")
+    assert r["control"] == "plain fine-tuning, 3 epochs" and r["round"] is None and r["defense"] == "none"
+    assert (r["fooling_rate"], r["fooling_rate_lo"], r["fooling_rate_hi"]) == (0.4, 0.35, 0.45)
+    assert r["checkpoint_fingerprint"] == file_fingerprint(small_checkpoint) and r["norm"] == "inf"
+    assert not set(RECORD_KEYS) - set(r) - {"notebook", "seconds"}
+
+
+@pytest.mark.parametrize("rates, words", [
+    ((0.30, 0.12, 0.10, 0.09), "kept falling"),
+    ((0.30, 0.12, 0.23, 0.10), "rose in between but ended at its lowest"),
+    ((0.30, 0.05, 0.10, 0.20), "fell after the first round and climbed again later")])
+def test_fresh_rate_trend_says_what_the_rates_do(rates, words):
+    assert course.fresh_rate_trend(rates) == words
+
+
+def test_rounds_narrative_says_whether_the_controls_explain_the_fall():
+    import pandas as pd
+    rt = pd.DataFrame({"round": [0, 1], "n": [348, 348], "random_fooling_rate": [0.05, 0.05],
+                       "old_uap_fooling_rate": [None, 0.1], "fresh_uap_fooling_rate": [0.30, 0.10],
+                       "fresh_uap_fooling_rate_lo": [0.25, 0.07], "fresh_uap_fooling_rate_hi": [0.35, 0.13],
+                       "clean_accuracy": [0.83, 0.80], "balanced_accuracy": [0.80, 0.78]})
+    far = {"plain": {"uap_fooling_rate": 0.35, "uap_fooling_rate_lo": 0.30, "uap_fooling_rate_hi": 0.40}}
+    near = {"plain": {"uap_fooling_rate": 0.12, "uap_fooling_rate_lo": 0.09, "uap_fooling_rate_hi": 0.16}}
+    assert "does not explain the fall" in course.rounds_narrative(rt, far)
+    assert "cannot separate the two" in course.rounds_narrative(rt, near)

@@ -54,6 +54,33 @@ def test_verdict_random_control(uap, rnd, expected):
     assert rep.verdict_random_control(uap, rnd)[0] == expected
 
 
+def test_verdict_finetune_against_the_controls_fine_tuned_without_uaps():
+    ok = ("reproduced", "fresh-UAP fooling rate 30.0 % → 10.0 %")
+    below = [{"control": "plain, 3 epochs", "fooling_rate": 0.40, "fooling_rate_lo": 0.35}]
+    assert rep.verdict_beyond_controls(ok, 0.13, below)[0] == "reproduced"
+    assert rep.verdict_beyond_controls(ok, 0.13, [])[0] == "reproduced"          # no control recorded: as before
+    v, reason = rep.verdict_beyond_controls(ok, 0.13, below + [{"control": "baseline-ft", "fooling_rate": 0.12,
+                                                                "fooling_rate_lo": 0.09}])
+    assert v == "partly" and "baseline-ft 12.0 %" in reason and "not separable" in reason
+    assert rep.verdict_beyond_controls(("not reproduced", "x"), 0.13, below)[0] == "not reproduced"
+
+
+def test_the_report_judges_fine_tuning_against_recorded_controls(tmp_path):
+    fabricate(tmp_path, "above")
+    path = tmp_path / "results" / "05_uap_finetuning_and_adversarial_training.json"
+    recs = json.loads(path.read_text())
+    last = max(r["fresh_uap_fooling_rate"] for r in recs if r.get("round") == 2)
+    recs.append({**{k: recs[0][k] for k in ("notebook", "model", "data_fingerprint", "checkpoint_fingerprint",
+                                             "precision") if k in recs[0]},
+                 "control": "plain fine-tuning", "defense": "none", "round": None, "attack": "uap", "norm": "inf",
+                 "target": None, "zeta": 0.02, "fooling_rate": last, "fooling_rate_lo": last - 0.04,
+                 "fooling_rate_hi": last + 0.04})
+    path.write_text(json.dumps(recs))
+    c = {c["id"]: c for c in rep.claims_table(rep.load_results(tmp_path))}
+    assert c["hirano-finetune"]["verdict"] == "partly" and "plain fine-tuning" in c["hirano-finetune"]["reason"]
+    assert all(c[i]["verdict"] == "reproduced" for i in IDS if i != "hirano-finetune")   # not a defense record
+
+
 def test_verdict_finetune():
     assert rep.verdict_finetune(0.80, 0.50, 0.82, 0.80, r0_lo=0.75, rk_hi=0.55, rounds=3)[0] == "reproduced"
     v, reason = rep.verdict_finetune(0.80, 0.50, 0.82, 0.70, r0_lo=0.75, rk_hi=0.55)
@@ -73,7 +100,7 @@ def test_verdict_defense_rate_discounts_a_number_the_undefended_model_reaches_to
     assert rep.verdict_defense_rate(0.70, 0.7718)[0] == "partly"
     assert rep.verdict_defense_rate(0.70, 0.7718, baseline=0.65)[0] == "partly"
     v, reason = rep.verdict_defense_rate(0.712, 0.7718, baseline=0.796)     # near the paper, below the undefended
-    assert v == "not reproduced" and "lowered" in reason
+    assert v == "not reproduced" and "no gain from the defense" in reason and "lowered" not in reason
     assert rep.verdict_defense_rate(0.40, 0.7718)[0] == "not reproduced"
 
 

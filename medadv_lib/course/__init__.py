@@ -15,9 +15,10 @@ from .pipelines import (course_defense, course_model, course_robustness, course_
                         sparsity_sweep, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
-                          cross_threat_table, old_uap_before_after, rounds_narrative, rounds_table,
+                          cross_threat_table, fresh_rate_trend, old_uap_before_after, rounds_narrative, rounds_table,
                           uap_fooling_summary,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401
 from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401
-                      file_fingerprint, model_record, record, round_records, transfer_records, uap_record)
+                      file_fingerprint, model_record, record, round_records, transfer_records, uap_record,
+                      control_records)

@@ -233,7 +233,24 @@ def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
     return _v("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
 
 
-def verdict_defense_rate(value, paper: float, hi=None, baseline=None) -> tuple[str, str]:
+def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict]) -> tuple[str, str]:
+    """Hirano et al.'s claim against the models notebook 05 fine-tuned *without* UAPs (its control
+    records: ``control``, ``fooling_rate`` and ``fooling_rate_lo``): a "reproduced" or "partly" of
+    :func:`verdict_finetune` stays so only when the last round's interval (upper end ``rk_hi``) lies below
+    every control's; otherwise the fall is not separable from fine-tuning alone, and the verdict is at
+    most "partly", with the controls in the reason — the same comparison notebook 05's verdicts make."""
+    kind, reason = verdict
+    if kind not in ("reproduced", "partly") or not controls:
+        return verdict
+    text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
+    if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
+                                 for c in controls):
+        return _v(kind, f"{reason}; below every model fine-tuned without UAPs ({text})")
+    return _v("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
+                        "separable from fine-tuning alone")
+
+
+def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str = "defended") -> tuple[str, str]:
     """A claim "the defended model reaches a defense rate of ``paper``" (Chen et al.).
 
     :func:`verdict_at_least` on ``value`` (with its interval's upper end ``hi``), except that a
@@ -241,11 +258,12 @@ def verdict_defense_rate(value, paper: float, hi=None, baseline=None) -> tuple[s
     too: the number is then set by the (unstated) budget, not by the defense; and a "partly" becomes
     "not reproduced" when the defended model stays *below* the undefended ``baseline``: a number near
     the paper's that the defense made worse is no support for it."""
-    verdict, reason = verdict_at_least(value, paper, hi=hi, what="defended")
+    verdict, reason = verdict_at_least(value, paper, hi=hi, what=what)
     if verdict == "reproduced" and baseline is not None and baseline >= paper - _EPS:
         return _v("partly", f"{reason}, but the undefended model reaches {_pct(baseline)} at this budget too")
     if verdict == "partly" and baseline is not None and value < baseline - _EPS:
-        return _v("not reproduced", f"{reason}, but below the undefended model's {_pct(baseline)}: the defense lowered it")
+        return _v("not reproduced", f"{reason}, but not above the undefended model's {_pct(baseline)}: no gain from "
+                                    "the defense")
     return verdict, reason
 
 
@@ -506,6 +524,9 @@ def _claim_finetune(results):
     verdict = verdict_finetune(r0["fresh_uap_fooling_rate"], rk["fresh_uap_fooling_rate"], r0.get("clean_accuracy"),
                                rk.get("clean_accuracy"), r0.get("fresh_uap_fooling_rate_lo"),
                                rk.get("fresh_uap_fooling_rate_hi"), rounds=int(rk["round"]))
+    verdict = verdict_beyond_controls(verdict, rk.get("fresh_uap_fooling_rate_hi"),
+                                      [r for r in results.get(nb, []) if r.get("control") is not None
+                                       and r.get("fooling_rate") is not None])
     rw0, rwk = r0.get("fresh_uap_fooling_rate_reweighted"), rk.get("fresh_uap_fooling_rate_reweighted")
     old = rk.get("old_uap_fooling_rate")
     our_cond = (f"{rk.get('model', '?')}; {int(rk['round'])} rounds; fresh white-box ζ = {_pct(rk.get('zeta'), 0)} "
@@ -522,7 +543,8 @@ def _claim_finetune(results):
 def _defense_records(results: dict) -> list[dict]:
     """Robustness records of defended models (notebooks 04–05), not notebook 05's per-round records."""
     return [r for nb in (NOTEBOOKS[3], NOTEBOOKS[4]) for r in results.get(nb, [])
-            if r.get("defense") is not None and r.get("attack") is not None and r.get("round") is None]
+            if r.get("defense") is not None and r.get("attack") is not None and r.get("round") is None
+            and r.get("control") is None]
 
 
 def _rate_at(recs, defense, attack, eps=None) -> dict | None:
@@ -552,7 +574,8 @@ def _claim_chen(results, attack: str, paper: float):
     base = _rate_at(recs, "baseline", attack, eps)
     ft = _rate_at(recs, "baseline-ft", attack, eps)
     verdict, reason = verdict_defense_rate(best["defense_rate"], paper, best.get("defense_rate_hi"),
-                                           base.get("defense_rate") if base else None)
+                                           base.get("defense_rate") if base else None,
+                                           what=f"defended ({best['defense']})")
     if base is not None:
         reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
     if ft is not None:

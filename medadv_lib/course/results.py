@@ -147,6 +147,21 @@ def round_records(table, rounds: list[dict], precision) -> list[dict]:
     return out
 
 
+def control_records(controls: dict, precision) -> list[dict]:
+    """Notebook 05's controls, fine-tuned *without* UAPs (``{label: summary}`` of
+    :func:`medadv_lib.course.uap_fooling_summary`): one record each with ``control`` (the label),
+    ``defense`` = ``"none"``, ``round`` = None and the fresh UAP's ``fooling_rate`` with its interval, so
+    that the report judges Hirano et al.'s claim against the same controls as the notebook."""
+    out = []
+    for label, c in controls.items():
+        out.append({**model_record(c["model"], c, precision), "control": label, "defense": "none", "round": None,
+                    "attack": "uap", "norm": "inf", "zeta": 0.02, "target": None, "n": c["n"],
+                    "fine_tune_epochs": c.get("fine_tune_epochs"), "clean_accuracy": c["clean_accuracy"],
+                    "fooling_rate": c["uap_fooling_rate"], "fooling_rate_lo": c["uap_fooling_rate_lo"],
+                    "fooling_rate_hi": c["uap_fooling_rate_hi"]})
+    return out
+
+
 def transfer_records(summary, infos: dict, precision) -> list[dict]:
     """Notebook 06's records: one per cell of the transfer matrix (a
     :func:`medadv_lib.metrics.transfer.transfer_summary`): the target model's identity, ``uap_from`` (the
