@@ -85,9 +85,13 @@ def test_show_perturbations_shares_one_contrast():
 
 def test_fooling_vs_zeta_draws_the_ceiling_and_the_paper_with_a_legend_per_panel():
     import matplotlib.pyplot as plt
-    fig = plot_fooling_vs_zeta(_table(), ceiling={"normal": 0.7, "pneumonia": 0.8, "COVID-19": 0.4}, paper=True)
-    for ax in fig.axes:
-        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    ceil = {"normal": 0.7, "pneumonia": 0.8, "COVID-19": 0.4}
+    fig = plot_fooling_vs_zeta(_table(), ceiling=ceil, paper=True)
+    assert len(fig.legends) == 1                                # one legend under both panels
+    _, given = plt.subplots(1, 2)
+    plot_fooling_vs_zeta(_table(), ceiling=ceil, paper=True, axes=given)
+    for ax, legend in [(a, fig.legends[0]) for a in fig.axes] + [(a, a.get_legend()) for a in given]:
+        labels = [t.get_text() for t in legend.get_texts()]
         assert "ceiling of the plain rate: 0.80 (every image → pneumonia)" in labels
         assert any(lab.startswith("Hirano et al.: > 85% fooling at ζ = 2%") for lab in labels)
         ys = {round(float(ln.get_ydata()[0]), 3) for ln in ax.lines[4:]}
@@ -95,7 +99,7 @@ def test_fooling_vs_zeta_draws_the_ceiling_and_the_paper_with_a_legend_per_panel
         assert list(ax.lines[-1].get_data()[0]) == pytest.approx([2.0])   # the paper's star at ζ = 2%
     plt.close(fig)
     fig = plot_fooling_vs_zeta(_table(), metrics=("target_success_rate",), target="COVID-19", ceiling=0.5, paper=True)
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert not any("ceiling" in lab for lab in labels) and any("> 90% target success" in lab for lab in labels)
     plt.close(fig)
 

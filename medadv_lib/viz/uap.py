@@ -34,8 +34,8 @@ def _plt():
 
 def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"), target: str = "none",
                          axes=None, title: str = "", ceiling=None, paper: bool = False):
-    """Fooling rate against ζ (in %), UAP (solid) and random control (dashed), one panel per norm, with
-    optional reference lines and a legend on every panel.
+    """Fooling rate against ζ (in %), UAP (solid) and random control (dashed), one panel per norm (same y
+    axis), with optional reference lines; one legend under the panels (or one per panel on given ``axes``).
 
     Arguments:
         table: a DataFrame with columns ``zeta``, ``norm``, ``target``, ``kind`` and the ``metrics``
@@ -65,8 +65,11 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
         if m not in rows.columns:
             raise ValueError(f"the table has no column {m!r}; columns: {list(rows.columns)}")
     norms = [n for n in ("inf", "2") if (rows["norm"] == n).any()]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.3), squeeze=False)
+    own = axes is None
+    n_entries = 2 * len(metrics) + (ceiling is not None and target == "none") + bool(paper)
+    legend_rows = -(-n_entries // 2)
+    if own:
+        fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.3 + 0.17 * legend_rows), squeeze=False)
         axes = list(axes[0])
     else:
         axes = list(axes)
@@ -97,11 +100,15 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.set_title(f"{'L∞' if norm == 'inf' else 'L2'} UAPs" + ("" if target == "none" else f" → {target}"))
-    for ax in axes[:len(norms)]:
-        ax.legend(fontsize=6.5, loc="upper left")
+    if own:        # one legend under the panels (they share every entry), clear of the lines and reference lines
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    else:
+        for ax in axes[:len(norms)]:
+            ax.legend(fontsize=6.5, loc="upper left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.08) / fig.get_figheight() if own else 0, 1, 1))
     return fig
 
 
