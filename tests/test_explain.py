@@ -211,3 +211,37 @@ def test_plot_mean_abs_one_row_per_perturbation_set():
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 2 * 4                      # 2 rows × (all + 3 classes)
     plt.close(fig)
+
+
+def test_gradcam_before_after_maps_table_and_figure():
+    import matplotlib.pyplot as plt
+
+    from medadv_lib.viz.explain import gradcam_before_after
+    model = _region_model(_corner_masks())
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, SIZE, SIZE, generator=g)
+    x_adv = (x + 0.05 * torch.rand(6, 1, SIZE, SIZE, generator=g)).clamp(0, 1)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    maps, table, fig = gradcam_before_after(model, x, x_adv, y, names=("clean", "attacked"), per_class=1)
+    assert set(maps) == {"clean", "attacked"} and maps["clean"].shape == (6, SIZE, SIZE)
+    assert torch.allclose(maps["clean"], gradcam(model, x))
+    assert list(table.index.get_level_values(0).unique()) == ["clean", "attacked"]
+    assert table.loc[("clean", "all"), "n"] == 6
+    assert len(fig.axes) == 2 * 3 + 1                           # 2 rows × one image per class, and the colour bar
+    plt.close(fig)
+    with pytest.raises(ValueError, match="same length"):
+        gradcam_before_after(model, x, x_adv[:3], y)
+
+
+def test_show_probe_regions_on_one_image():
+    import matplotlib.pyplot as plt
+
+    from medadv_lib.viz import show_probe_regions
+    x = torch.rand(1, 1, 32, 32)
+    fig = show_probe_regions(x)
+    assert len(fig.axes) == 3
+    border = region_mask(32, "border")
+    shown = torch.as_tensor(fig.axes[1].images[0].get_array())
+    assert torch.allclose(shown[border], x[0, 0][border]) and torch.allclose(shown[~border], x.mean().expand(int((~border).sum())))
+    assert "44%" in fig.axes[0].get_title() and len(fig.axes[0].images) == 2     # the image and the tint
+    plt.close(fig)

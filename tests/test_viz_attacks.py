@@ -53,3 +53,53 @@ def test_adversarial_strip_layout_and_fixed_contrast():
     assert float(delta_img.mean()) == pytest.approx(0.6)
     assert fig.axes[5].title.get_color() == "crimson"           # image 1's prediction changed
     plt.close(fig)
+
+
+def test_triplets_true_scale_adds_unamplified_perturbation_and_zoomed_crop():
+    from medadv_lib.viz import triplets
+    x = torch.full((2, 1, 16, 16), 0.5)
+    v = torch.zeros(1, 1, 16, 16)
+    v[..., 8:12, 4:8] = 0.02                                    # the change sits in one 4×4 square
+    fig = triplets(x, v, x + v, row_titles=[("a", "b"), ("c", "d ✗")])
+    assert len(fig.axes) == 6                                   # 2 rows × 3: the plain figure is unchanged
+    plt.close(fig)
+    fig = triplets(x, v, x + v, true_scale=True, zoom=4)
+    axes = fig.axes
+    assert len(axes) == 12                                      # 2 rows × 6
+    titles = [ax.get_title() for ax in axes[:6]]
+    assert titles[1] == "perturbation ×25" and "true scale" in titles[3] and "4× crop" in titles[4]
+    true_scale = axes[3].images[0].get_array()
+    assert float(true_scale.max()) == pytest.approx(0.52) and float(true_scale.min()) == pytest.approx(0.5)
+    crop_clean, crop_adv = axes[4].images[0].get_array(), axes[5].images[0].get_array()
+    assert crop_clean.shape == crop_adv.shape == (4, 4)         # 16 / 4 pixels, the window of largest |δ|
+    assert float((crop_adv - crop_clean).min()) == pytest.approx(0.02)
+    assert len(axes[0].patches) == len(axes[2].patches) == 1    # the crop is outlined on both full images
+    plt.close(fig)
+
+
+def test_classes_in_turn_prefers_a_changed_image_when_none_is_picked():
+    from medadv_lib.viz import classes_in_turn
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert classes_in_turn(y, 3) == [0, 1, 2]
+    changed = torch.tensor([False, False, False, False, True, False])
+    assert classes_in_turn(y, 3, prefer=changed) == [0, 4, 2]   # class 1's pick swapped for its changed image
+    assert classes_in_turn(y, 2, prefer=torch.tensor([0, 0, 0, 0, 0, 1]).bool()) == [0, 5]   # class 2 not picked
+    keep = torch.tensor([True, False, False, False, True, False])
+    assert classes_in_turn(y, 3, prefer=keep) == [0, 1, 2]      # one is changed already: no swap
+    assert classes_in_turn(y, 3, prefer=torch.zeros(6, dtype=torch.bool)) == [0, 1, 2]   # nothing to prefer
+    with pytest.raises(ValueError, match="one entry per image"):
+        classes_in_turn(y, 3, prefer=changed[:4])
+
+
+def test_pgd_strip_shows_a_fooled_image_when_there_is_one():
+    from types import SimpleNamespace
+
+    from medadv_lib.viz.attacks import pgd_strip
+    x = torch.rand(6, 1, 8, 8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    res = SimpleNamespace(x_adv=x.clone(), pred=torch.tensor([0, 1, 2, 0, 1, 0]))   # only image 5 changed
+    s = {"norm": "inf", "eps_255": 2, "eps": 2 / 255, "robust_accuracy": 0.8, "defense_rate": 0.8, "n": 6}
+    fig = pgd_strip(x, y, res, y.clone(), s, n_show=3)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[:3]] == ["true normal", "true pneumonia", "true COVID-19"]
+    assert fig.axes[8].get_title() == "adv. pred normal" and fig.axes[8].title.get_color() == "crimson"
+    plt.close(fig)

@@ -81,3 +81,49 @@ def test_show_perturbations_shares_one_contrast():
     plt.close(fig)
     with pytest.raises(ValueError, match="empty"):
         show_perturbations({})
+
+
+def test_fooling_vs_zeta_draws_the_ceiling_and_the_paper_with_a_legend_per_panel():
+    import matplotlib.pyplot as plt
+    ceil = {"normal": 0.7, "pneumonia": 0.8, "COVID-19": 0.4}
+    fig = plot_fooling_vs_zeta(_table(), ceiling=ceil, paper=True)
+    assert len(fig.legends) == 1                                # one legend under both panels
+    _, given = plt.subplots(1, 2)
+    plot_fooling_vs_zeta(_table(), ceiling=ceil, paper=True, axes=given)
+    for ax, legend in [(a, fig.legends[0]) for a in fig.axes] + [(a, a.get_legend()) for a in given]:
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert "ceiling of the plain rate: 0.80 (every image → pneumonia)" in labels
+        assert any(lab.startswith("Hirano et al.: > 85% fooling at ζ = 2%") for lab in labels)
+        ys = {round(float(ln.get_ydata()[0]), 3) for ln in ax.lines[4:]}
+        assert {0.8, 0.85} <= ys                                # the two reference lines
+        assert list(ax.lines[-1].get_data()[0]) == pytest.approx([2.0])   # the paper's star at ζ = 2%
+    plt.close(fig)
+    fig = plot_fooling_vs_zeta(_table(), metrics=("target_success_rate",), target="COVID-19", ceiling=0.5, paper=True)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not any("ceiling" in lab for lab in labels) and any("> 90% target success" in lab for lab in labels)
+    plt.close(fig)
+
+
+def test_plain_rate_ceilings_from_the_clean_predictions():
+    from medadv_lib.metrics.universal import plain_rate_ceilings, uap_metrics_from_predictions
+    m = uap_metrics_from_predictions([0, 0, 1, 2, 2, 2, 2, 2, 2, 2], [1, 0, 1, 2, 2, 2, 2, 2, 2, 0],
+                                     [0, 0, 1, 2, 2, 2, 2, 2, 2, 2])
+    assert plain_rate_ceilings(m) == pytest.approx({"normal": 0.8, "pneumonia": 0.9, "COVID-19": 0.3})
+
+
+def test_uap_grid_figure_shows_a_fooled_image_when_the_uap_fools_one():
+    import matplotlib.pyplot as plt
+
+    from medadv_lib.viz.uap import uap_grid_figure
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    pred_clean, pred_adv = y.clone(), torch.tensor([0, 1, 2, 1, 1, 2])          # only image 3 fooled
+    m = {"norm": "inf", "zeta": 0.02, "eps": 0.02, "target": None, "target_name": "none", "n": 6,
+         "fooling_rate": 1 / 6, "fooling_rate_balanced": 1 / 6}
+    fig = uap_grid_figure(x, y, torch.full((1, 1, 8, 8), 0.01), m, pred_clean, pred_adv, n_show=3)
+    perturbed = [ax.get_title() for ax in fig.axes[2::3]]
+    assert perturbed == ["perturbed: pneumonia ✗", "perturbed: pneumonia", "perturbed: COVID-19"]   # image 3 first
+    assert fig.axes[0].get_title() == "clean: normal (true normal)"
+    plt.close(fig)
+    fig = uap_grid_figure(x, y, torch.full((1, 1, 8, 8), 0.01), m, pred_clean, pred_adv, n_show=3, true_scale=True)
+    assert len(fig.axes) == 18
+    plt.close(fig)

@@ -34,7 +34,7 @@ from ..runtime import model_device
 from .classification import classification_report, confusion_matrix
 
 __all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap", "uap_report",
-           "evaluate_uap_cached",
+           "evaluate_uap_cached", "plain_rate_ceilings",
            "PAPER_TEST_MIX", "reweighted_rate"]
 
 PAPER_TEST_MIX = {"normal": 100, "pneumonia": 100, "COVID-19": 31}
@@ -181,6 +181,21 @@ def uap_metrics_from_predictions(pred_clean, pred_adv, y, num_classes: int | Non
             "target_rate_clean": _rate(pc == t),
         })
     return out
+
+
+def plain_rate_ceilings(m: dict) -> dict:
+    """The largest plain fooling rate (vs clean predictions) a UAP can reach by sending *every* image to
+    one class: ``{class: 1 − share of the images predicted as that class when clean}`` (those images
+    cannot change by going where they already are).  ``m`` is a dict of :func:`uap_metrics_from_predictions`
+    (its ``confusion_clean_to_adv``, whose row sums are the clean prediction counts, and ``labels``).
+
+    Example: 100 images, 60 predicted COVID-19 when clean → a UAP sending everything to COVID-19 fools
+    at most 0.40 of them; ``max(plain_rate_ceilings(m).values())`` is the ceiling over all classes.
+    """
+    rows = [sum(r) for r in m["confusion_clean_to_adv"]]
+    n = sum(rows)
+    labels = m.get("labels") or _labels_for(len(rows))
+    return {lab: (1 - k / n if n else float("nan")) for lab, k in zip(labels, rows)}
 
 
 def evaluate_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,

@@ -99,35 +99,122 @@ def plot_history(history, title: str = "", ax=None, collapse_threshold: float = 
     return ax
 
 
-def classes_in_turn(y, n: int) -> list:
+def classes_in_turn(y, n: int, prefer=None) -> list:
     """Indices of ``n`` images (at most ``len(y)``) taking the classes in turn: the first image of each
     class present (in class order), then the second of each, ... — so a figure of a few images
-    shows every diagnosis."""
+    shows every diagnosis.
+
+    ``prefer`` (optional ``N`` bools, e.g. ``pred_adv != pred_clean``): make sure the pick holds at
+    least one preferred image whenever one exists — a before/after figure then shows at least one
+    fooled example next to the others.  If none of the ``n`` picks is preferred, the pick of the class
+    of the first preferred image (or the last pick, if that class was not picked) is swapped for that
+    image; otherwise the pick is unchanged, so the figure is not made to look more fooled than it is.
+    """
     y = torch.as_tensor(y).detach().cpu().view(-1)
     pools = [torch.nonzero(y == c).flatten().tolist() for c in sorted(set(y.tolist()))]
     order = [p[r] for r in range(max(map(len, pools), default=0)) for p in pools if r < len(p)]
-    return order[:max(0, int(n))]
+    picks = order[:max(0, int(n))]
+    if prefer is None or not picks:
+        return picks
+    pref = torch.as_tensor(prefer).detach().cpu().view(-1).bool()
+    if len(pref) != len(y):
+        raise ValueError(f"prefer must have one entry per image ({len(y)}); got {len(pref)}")
+    if any(bool(pref[i]) for i in picks) or not bool(pref.any()):
+        return picks
+    j = int(torch.nonzero(pref).flatten()[0])
+    same = [k for k, i in enumerate(picks) if int(y[i]) == int(y[j])]
+    picks[same[0] if same else -1] = j
+    return picks
 
 
-def triplets(x, v, x_adv, row_titles=None, amplify: float | None = None):
+def _crop_window(d: torch.Tensor, k: int) -> tuple[int, int]:
+    """Top-left corner of the ``k×k`` window of ``d`` (``H×W``) with the largest mean |d|."""
+    a = torch.nn.functional.avg_pool2d(d.abs()[None, None].float(), k, stride=1)[0, 0]
+    r, c = divmod(int(a.flatten().argmax()), a.shape[1])
+    return r, c
+
+
+def triplets(x, v, x_adv, row_titles=None, amplify: float | None = None, true_scale: bool = False,
+             zoom: int = 4):
     """Rows of clean image / perturbation (amplified to full contrast) / perturbed image.
 
-    ``v`` is one perturbation ``1×1×H×W`` (universal) or one per image; ``row_titles`` an
-    optional list of ``(clean, perturbed)`` caption pairs, e.g. the predictions.
+    Arguments:
+        x, x_adv: ``n×1×H×W`` clean and perturbed images in [0, 1].
+        v: one perturbation ``1×1×H×W`` (universal) or one per image.
+        row_titles: optional list of ``(clean, perturbed)`` caption pairs, e.g. the predictions.
+        amplify: contrast of the perturbation column, shown as ``0.5 + amplify·v``. (Default: None →
+            ``0.5 / max|v|`` per row: the strongest pixel reaches black or white)
+        true_scale (bool): add three columns that show the change *as it really is*: the perturbation
+            at ×1 (grey 0.5 ± v, no amplification), and a ``zoom``× crop of the clean and of the perturbed
+            image (the ``H/zoom`` square where the mean |x_adv − x| is largest, outlined on both full
+            images, drawn with nearest-pixel interpolation): side by side, the change stays invisible
+            even magnified. (Default: False)
+        zoom (int): magnification of the crop. (Default: 4)
+    Returns:
+        the matplotlib ``Figure`` (``n`` rows × 3 columns, or 6 with ``true_scale``).
     """
+    from matplotlib.patches import Rectangle
     plt = _plt()
-    x, v, x_adv = (torch.as_tensor(t).detach().cpu() for t in (x, v, x_adv))
-    n = len(x)
-    fig, axes = plt.subplots(n, 3, figsize=(6.3, 2.3 * n), squeeze=False)
+    x, v, x_adv = (torch.as_tensor(t).detach().cpu().float() for t in (x, v, x_adv))
+    n, ncol = len(x), (6 if true_scale else 3)
+    fig, axes = plt.subplots(n, ncol, figsize=(2.1 * ncol, 2.3 * n), squeeze=False)
     for i in range(n):
         p = v[i if v.shape[0] > 1 else 0, 0]
         scale = amplify or 0.5 / max(float(p.abs().max()), 1e-12)
-        caps = ("clean", f"perturbation x{scale:.0f}", "perturbed")
+        caps = ["clean", f"perturbation ×{scale:.0f}", "perturbed"]
         if row_titles is not None:
-            caps = (f"clean: {row_titles[i][0]}", caps[1], f"perturbed: {row_titles[i][1]}")
-        for ax, img, cap in zip(axes[i], (x[i, 0], 0.5 + scale * p, x_adv[i, 0]), caps):
-            ax.imshow(img.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            caps = [f"clean: {row_titles[i][0]}", caps[1], f"perturbed: {row_titles[i][1]}"]
+        imgs = [x[i, 0], 0.5 + scale * p, x_adv[i, 0]]
+        if true_scale:
+            h = x.shape[-1]
+            k = max(2, int(round(h / max(int(zoom), 1))))
+            r0, c0 = _crop_window(x_adv[i, 0] - x[i, 0], k)
+            crop = (slice(r0, r0 + k), slice(c0, c0 + k))
+            imgs += [0.5 + p, x[i, 0][crop], x_adv[i, 0][crop]]
+            caps += ["perturbation ×1 (true scale)", f"clean, {zoom}× crop", f"perturbed, {zoom}× crop"]
+        for c, (ax, img, cap) in enumerate(zip(axes[i], imgs, caps)):
+            ax.imshow(img.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest" if c >= 4 else "antialiased")
             ax.axis("off")
             ax.set_title(cap, fontsize=8)
+            if true_scale and c in (0, 2):
+                ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), k, k, fill=False, ec="yellow", lw=0.8))
+    fig.tight_layout()
+    return fig
+
+
+def show_probe_regions(x, frame: float = 0.125, size: float = 2.2, suptitle: str | None = None):
+    """What the border/centre shortcut probe of notebooks 00 and 01 sees, on one real X-ray: the image
+    with the border frame tinted (``frame`` × size on every side:
+    :func:`~medadv_lib.data.explore.region_mask`), the *border only* (centre hidden, as
+    :func:`~medadv_lib.data.explore.hide_region` does: filled with the image's mean) and the *centre only*.
+
+    Arguments:
+        x: one image, ``1×H×W``, ``H×W`` or ``1×1×H×W``, in [0, 1] (the first one of a batch is used).
+        frame (float): width of the frame as a share of the size. (Default: 0.125, the probe's)
+        size: inches per panel. suptitle: figure title.
+    Returns:
+        the matplotlib ``Figure`` (three panels; the titles give each region's share of the pixels).
+    """
+    from ..data.explore import hide_region, region_mask
+    plt = _plt()
+    img = torch.as_tensor(x).detach().cpu().float()
+    img = img.reshape(-1, *img.shape[-2:])[:1][None]             # 1×1×H×W
+    border = region_mask(img.shape[-1], "border", frame)
+    tint = torch.zeros(*border.shape, 4)
+    tint[border] = torch.tensor([1.0, 0.2, 0.2, 0.45])
+    share = float(border.float().mean())
+    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size + (0.5 if suptitle else 0.3)))
+    panels = ((img[0, 0], f"border frame (red, {share:.0%} of the pixels)"),
+              (hide_region(img, "border", frame)[0, 0], "border only: centre hidden"),
+              (hide_region(img, "center", frame)[0, 0], f"centre only ({1 - share:.0%}): border hidden"))
+    for k, (ax, (im, cap)) in enumerate(zip(axes, panels)):
+        ax.imshow(im.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+        if k == 0:
+            ax.imshow(tint.numpy())
+        ax.set_title(cap, fontsize=8)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig

@@ -172,7 +172,8 @@ def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify:
 
 
 def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABELS, amplify: float | None = None):
-    """:func:`adversarial_strip` of ``n_show`` images of a PGD run (the classes in turn), titled with
+    """:func:`adversarial_strip` of ``n_show`` images of a PGD run (the classes in turn, at least one of them
+    fooled when PGD changed any prediction: :func:`~medadv_lib.viz.classes_in_turn` with ``prefer``), titled with
     the budget and the batch's robust accuracy and defense rate.
 
     Arguments:
@@ -185,7 +186,8 @@ def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABE
     """
     from . import classes_in_turn
     y_cpu, s = torch.as_tensor(y).detach().cpu(), summary
-    sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))))
+    changed = torch.as_tensor(res.pred).cpu().view(-1) != torch.as_tensor(pred_clean).cpu().view(-1)
+    sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))), prefer=changed)
     title = (f"PGD {'L∞' if s['norm'] == 'inf' else 'L2'} ε = {s['eps_255']:g}/255"
              + ("" if s["norm"] == "inf" else f" RMS (‖δ‖₂ ≤ {s['eps']:.3g})")
              + f": robust accuracy {s['robust_accuracy']:.2f}, defense rate {s['defense_rate']:.2f}"

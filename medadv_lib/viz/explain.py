@@ -23,7 +23,7 @@ from torch import nn
 from .. import LABELS
 from ..runtime import eval_mode, model_device
 
-__all__ = ["default_gradcam_layer", "gradcam", "plot_gradcam", "gradcam_by_region", "gradcam_table",
+__all__ = ["default_gradcam_layer", "gradcam", "plot_gradcam", "gradcam_by_region", "gradcam_table", "gradcam_before_after",
            "perturbation_by_region", "mean_abs_by_class", "plot_mean_abs"]
 
 
@@ -260,6 +260,45 @@ def gradcam_table(models: dict, x: torch.Tensor, y: torch.Tensor | None = None, 
     maps = {name: gradcam(m, x) for name, m in models.items()}
     table = pd.concat({name: gradcam_by_region(mp, y, frame) for name, mp in maps.items()}, names=["model", "images"])
     return maps, table
+
+
+def gradcam_before_after(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred_clean=None,
+                         pred_adv=None, names=("clean", "perturbed"), per_class: int = 2, labels=LABELS,
+                         frame: float = 0.125, suptitle: str | None = None):
+    """Grad-CAM of one model on images before and after an attack (notebooks 02 and 03): the maps, where
+    their mass lies, and a figure of ``per_class`` images of each true class (clean row above, attacked
+    row below).  Each map explains the class predicted *on that image*: the clean prediction on ``x``,
+    the new one on ``x_adv``.
+
+    Arguments:
+        model: the classifier; ``x``, ``x_adv``: ``N×1×H×W`` clean and attacked images (e.g. the images an
+            attack fooled); ``y``: their ``N`` true labels.
+        pred_clean, pred_adv: their ``N`` predictions, for the titles. (Default: None → predicted here)
+        names: the two row names, e.g. ``("clean", "under the UAP")``.
+        per_class (int): images of each true class in the figure (fewer where a class has fewer). (Default: 2)
+        frame (float): the border frame of :func:`gradcam_by_region`. suptitle: figure title.
+    Returns:
+        ``(maps, table, fig)``: ``maps`` = ``{name: N×H×W}`` (:func:`gradcam`); ``table`` =
+        :func:`gradcam_by_region` of both, indexed by ``(images, class)``; ``fig`` from :func:`plot_gradcam`
+        (None when ``x`` is empty).
+    """
+    import pandas as pd
+
+    from ..models import predict
+    if len(x) != len(x_adv) or len(x) != len(y):
+        raise ValueError(f"x, x_adv and y must have the same length; got {len(x)}, {len(x_adv)}, {len(y)}")
+    y = torch.as_tensor(y).cpu()
+    preds = [torch.as_tensor(p).cpu() if p is not None else predict(model, xi) for p, xi in
+             ((pred_clean, x), (pred_adv, x_adv))]
+    maps = {names[0]: gradcam(model, x), names[1]: gradcam(model, x_adv)}
+    table = pd.concat({k: gradcam_by_region(v, y, frame, labels) for k, v in maps.items()}, names=["images", "class"])
+    if not len(x):
+        return maps, table, None
+    pick = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(len(labels))])
+    fig = plot_gradcam({names[0]: x[pick], names[1]: x_adv[pick]}, {k: v[pick] for k, v in maps.items()}, y=y[pick],
+                       pred={names[0]: preds[0][pick], names[1]: preds[1][pick]}, labels=labels, ncols=len(pick),
+                       frame=frame, suptitle=suptitle)
+    return maps, table, fig
 
 
 def _corners(size: int, corner: float) -> dict:

@@ -33,8 +33,9 @@ def _plt():
 
 
 def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"), target: str = "none",
-                         axes=None, title: str = ""):
-    """Fooling rate against ζ (in %), UAP (solid) and random control (dashed), one panel per norm.
+                         axes=None, title: str = "", ceiling=None, paper: bool = False):
+    """Fooling rate against ζ (in %), UAP (solid) and random control (dashed), one panel per norm (same y
+    axis), with optional reference lines; one legend under the panels (or one per panel on given ``axes``).
 
     Arguments:
         table: a DataFrame with columns ``zeta``, ``norm``, ``target``, ``kind`` and the ``metrics``
@@ -44,6 +45,13 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
             ``metrics=("target_success_rate",)``).
         axes: a sequence of axes, one per norm in the table (default: a new figure).
         title: figure title.
+        ceiling: the plain-rate ceiling, drawn as a dotted line in the plain rate's colour: a number, or
+            ``{class: ceiling}`` (:func:`~medadv_lib.metrics.universal.plain_rate_ceilings`), of which the
+            largest is drawn and named ("every image → class").  Only for the non-targeted rows.
+            (Default: None, no line)
+        paper (bool): draw the paper's reference (Hirano et al. 2020 at ζ = 2%: > 85% non-targeted fooling,
+            or > 90% target success for a targeted ``target``) as a grey dash-dotted line with a star at
+            ζ = 2%. (Default: False)
     Returns:
         the matplotlib ``Figure``.
     Raises:
@@ -57,8 +65,11 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
         if m not in rows.columns:
             raise ValueError(f"the table has no column {m!r}; columns: {list(rows.columns)}")
     norms = [n for n in ("inf", "2") if (rows["norm"] == n).any()]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.3), squeeze=False)
+    own = axes is None
+    n_entries = 2 * len(metrics) + (ceiling is not None and target == "none") + bool(paper)
+    legend_rows = -(-n_entries // 2)
+    if own:
+        fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.3 + 0.17 * legend_rows), squeeze=False)
         axes = list(axes[0])
     else:
         axes = list(axes)
@@ -73,15 +84,31 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
                 if not d.empty:
                     ax.plot(100 * d["zeta"], d[m], style, color=f"C{i}", alpha=1.0 if kind == "UAP" else 0.7,
                             label=f"{kind}: {_NAMES.get(m, m)}")
+        if ceiling is not None and target == "none":
+            lab, c = (max(ceiling.items(), key=lambda kv: kv[1]) if isinstance(ceiling, dict) else (None, ceiling))
+            ax.axhline(float(c), color="C0", ls=":", lw=1.2, label=f"ceiling of the plain rate: {float(c):.2f}"
+                       + (f" (every image → {lab})" if lab is not None else ""))
+        if paper:
+            from ..course.report import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED
+            ref = HIRANO_NONTARGETED if target == "none" else HIRANO_TARGETED
+            what = "fooling" if target == "none" else "target success"
+            ax.axhline(ref, color="grey", ls="-.", lw=1)
+            ax.plot([100 * HEADLINE_ZETA], [ref], "*", color="grey", ms=10,
+                    label=f"Hirano et al.: > {ref:.0%} {what} at ζ = {HEADLINE_ZETA:.0%}")
         ax.set_xlabel("ζ = ‖v‖ / mean image norm (%)")
         ax.set_ylabel("rate on the evaluation images")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.set_title(f"{'L∞' if norm == 'inf' else 'L2'} UAPs" + ("" if target == "none" else f" → {target}"))
-    axes[0].legend(fontsize=7, loc="upper left")
+    if own:        # one legend under the panels (they share every entry), clear of the lines and reference lines
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    else:
+        for ax in axes[:len(norms)]:
+            ax.legend(fontsize=6.5, loc="upper left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.08) / fig.get_figheight() if own else 0, 1, 1))
     return fig
 
 
@@ -146,18 +173,22 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
 
 
 def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 3, labels=LABELS,
-                    amplify: float | None = None):
-    """Clean / amplified perturbation / perturbed rows for ``n_show`` images (one per class in turn),
-    titled with the clean and perturbed predictions (✗ = changed) and the grid point's metrics
-    (a dict from :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  Returns the figure."""
+                    amplify: float | None = None, true_scale: bool = False):
+    """Clean / amplified perturbation / perturbed rows for ``n_show`` images (one per class in turn,
+    with at least one image whose prediction the UAP changed whenever there is one:
+    :func:`~medadv_lib.viz.classes_in_turn` with ``prefer``), titled with the clean and perturbed
+    predictions (✗ = changed) and the grid point's metrics (a dict from
+    :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  ``true_scale`` adds the perturbation at
+    ×1 and a 4× crop of clean vs perturbed (:func:`~medadv_lib.viz.triplets`).  Returns the figure."""
     from ..attacks import apply_uap
-    from ..attacks.uap.cache import _pct, _target_name
+    from ..attacks.uap.cache import _pct
     from . import classes_in_turn, triplets
-    idx = classes_in_turn(y, int(n_show))
+    pc, pa = (torch.as_tensor(p).detach().cpu().view(-1) for p in (pred_clean, pred_adv))
+    idx = classes_in_turn(y, int(n_show), prefer=pa != pc)
     xs, v = x[idx].detach().cpu(), v.detach().cpu()
     titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
                labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else "")) for i in idx]
-    fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify)
+    fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify, true_scale=true_scale)
     m, target = metrics, metrics.get("target")
     head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {_pct(m['zeta'])} (‖v‖ ≤ {m['eps']:.3g}), "
             f"target {m['target_name']}\n")

@@ -37,7 +37,7 @@ __all__ = ["uap_view", "uap_widget"]
 def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
              target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
              seed: int = 0, cache: dict | None = None, labels=LABELS, amplify: float | None = None,
-             show: bool = True):
+             show: bool = True, true_scale: bool = False):
     """Evaluate the precomputed UAP of one grid point on ``(x, y)``; return ``(metrics, figure)``.
 
     Arguments:
@@ -47,7 +47,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
             :func:`~medadv_lib.attacks.uap.cache.precompute_uaps`.
         zeta (float): the norm ratio, e.g. 0.02; ``norm``: ``"inf"`` or ``"2"``;
         target: ``None`` (non-targeted), a class name or index.
-        n_show (int): images in the figure, one per class in turn. (Default: 3)
+        n_show (int): images in the figure, one per class in turn, at least one of them fooled when the
+            UAP fools any. (Default: 3)
         random_control (bool): also evaluate random noise of exactly the same norm
             (:func:`~medadv_lib.attacks.random_uap`). (Default: True)
         random_kind (str): its distribution, ``"uniform"`` (default), ``"sign"`` or ``"gaussian"``.
@@ -56,6 +57,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
             perturbation); pass the same dict to every call, as the widget does. (Default: None)
         labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
         show (bool): build the figure; ``False`` returns ``(metrics, None)``.
+        true_scale (bool): add the perturbation at ×1 and a 4× crop of clean vs perturbed to every row
+            (:func:`~medadv_lib.viz.triplets`). (Default: False)
     Returns:
         ``(metrics, fig)``: ``metrics`` from :func:`~medadv_lib.metrics.universal.grid_point_metrics` (every
         key of :func:`~medadv_lib.metrics.evaluate_uap`, the grid point, the random control), ``fig`` from
@@ -73,7 +76,7 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
         return metrics, None
     v = uaps[key].v
     fig = uap_grid_figure(x, y, v, metrics, _predict(model, x, None, cache), _predict(model, x, v, cache), n_show,
-                          labels, amplify)
+                          labels, amplify, true_scale)
     return metrics, fig
 
 
