@@ -149,7 +149,7 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
                                   default=str).encode()).hexdigest()[:10]
     path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
     if path.exists():
-        return _remember_pgd_rows(pd.read_json(path, orient="records"), fp, fast, seed, size, data_dir)
+        return _remember_pgd_rows(pd.read_json(path, orient="records"), fp, fast, seed, s.seed, size, data_dir)
     x, y = eval_images(fast, size, data_dir, seed)
     uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
                      image_size=size)
@@ -160,23 +160,23 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     table = table.assign(defense=defense_name(info["config"].get("defense")) if info["config"].get("defense")
                          else "baseline", checkpoint_fingerprint=fp, precision=str(model.precision), **cost)
     atomic_write_text(table.to_json(orient="records", indent=1), path)
-    return _remember_pgd_rows(table, fp, fast, seed, size, data_dir)
+    return _remember_pgd_rows(table, fp, fast, seed, s.seed, size, data_dir)
 
 
-# PGD rows of the robustness evaluations run in this process, by (checkpoint, ε, steps, images): the
+# PGD rows of the robustness evaluations run in this process, by (checkpoint, ε, steps, images, attack seed): the
 # sparsity sweep's PGD-10 on a model the ablation already attacked is the very same computation
 # (same images, seed and early-stopped PGD), so it is read from here instead of run twice.
 _PGD_ROWS: dict = {}
 
 
-def _pgd_key(fp, eps, steps, fast, seed, size, data_dir):
-    return fp, round(float(eps), 8), int(steps), bool(fast), int(seed), int(size), str(data_dir)
+def _pgd_key(fp, eps, steps, fast, seed, attack_seed, size, data_dir):
+    return fp, round(float(eps), 8), int(steps), bool(fast), int(seed), int(attack_seed), int(size), str(data_dir)
 
 
-def _remember_pgd_rows(table, fp, fast, seed, size, data_dir):
+def _remember_pgd_rows(table, fp, fast, seed, attack_seed, size, data_dir):
     extra = ["defense", "checkpoint_fingerprint", "precision", "params", "flops", "latency_ms"]
     for r in table[table.attack == "pgd"].drop(columns=extra, errors="ignore").to_dict("records"):
-        _PGD_ROWS[_pgd_key(fp, r["eps"], r["steps"], fast, seed, size, data_dir)] = r
+        _PGD_ROWS[_pgd_key(fp, r["eps"], r["steps"], fast, seed, attack_seed, size, data_dir)] = r
     return table
 
 
@@ -236,8 +236,8 @@ def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data
         m, info = course_defense(base, {"prune": sp}, fast, output_dir, data_dir, device, seed, progress=progress,
                                  precision=precision)
         size = info["config"]["image_size"]
-        known = [_PGD_ROWS.get(_pgd_key(file_fingerprint(info["checkpoint"]), e, s.steps, fast, seed, size, data_dir))
-                 for e in eps]
+        fp = file_fingerprint(info["checkpoint"])
+        known = [_PGD_ROWS.get(_pgd_key(fp, e, s.steps, fast, seed, s.seed, size, data_dir)) for e in eps]
         if all(r is not None for r in known):    # attacked already by course_robustness: the same numbers
             t = pd.DataFrame(known).assign(model=f"prune{sp:g}")
         else:
