@@ -382,3 +382,28 @@ def test_reweighted_fooling_rates_by_hand():
     assert m["fooling_rate_reweighted"] == pytest.approx((0.5 * 100 + 1.0 * 100) / 231)
     assert m["fooling_rate_vs_labels_per_class"] == [0.5, 1.0, 0.25]
     assert m["fooling_rate_vs_labels_reweighted"] == pytest.approx((50 + 100 + 0.25 * 31) / 231)
+
+
+def test_paper_gap_table_judges_each_explanation_from_the_outputs():
+    from types import SimpleNamespace
+
+    from medadv_lib.metrics.universal import paper_gap_summary, paper_gap_table
+    m = {"fooling_rate": 0.30, "fooling_rate_balanced": 0.45, "fooling_rate_vs_labels": 0.33,
+         "fooling_rate_reweighted": 0.42, "random_fooling_rate": 0.05,
+         "confusion_clean_to_adv": [[50, 20, 0], [0, 60, 10], [0, 0, 200]]}
+    test_rates = {("inf", 0.01): 0.1, ("inf", 0.02): 0.30, ("inf", 0.04): 0.90, ("2", 0.02): 0.3}
+    head = SimpleNamespace(history=[{"fooling_rate": 0.2}, {"fooling_rate": 0.41}, {"fooling_rate": 0.42}],
+                           fooling_rate=0.42)
+    t = paper_gap_table(m, test_rates, {(0.02, "inf", None): head}, head,
+                        {"fooling_rate": 0.4, "random_fooling_rate": 0.2}, iterative_rate=0.03)
+    v = t["verdict"]
+    assert v["which fooling rate"] == "part of it"              # balanced 45 % is 15 points above plain, < 85 %
+    assert v["the budget"] == "part of it" and "ζ = 4% (2.0× the paper's budget)" in t.loc["the budget", "what the outputs say"]
+    assert v["iterations"] == "not it"                          # +1 point in the last epoch: a plateau
+    assert v["training-set size"] == "part of it"               # 42 % on the build images vs 30 % on test
+    assert v["the model"] == "not tested here" and v["the algorithm"] == "not it"
+    s = paper_gap_summary(t)
+    assert s.startswith("**Verdict:**") and "rule out iterations, the algorithm" in s
+    m2 = {**m, "fooling_rate_balanced": 0.9}
+    assert paper_gap_table(m2, test_rates, {}, head, {"fooling_rate": 0.9, "random_fooling_rate": 0.0},
+                           0.03)["verdict"]["which fooling rate"] == "explains it"

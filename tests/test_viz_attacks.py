@@ -103,3 +103,24 @@ def test_pgd_strip_shows_a_fooled_image_when_there_is_one():
     assert [ax.get_title().split("\n")[0] for ax in fig.axes[:3]] == ["true normal", "true pneumonia", "true COVID-19"]
     assert fig.axes[8].get_title() == "adv. pred normal" and fig.axes[8].title.get_color() == "crimson"
     plt.close(fig)
+
+
+def test_adversarial_strip_true_scale_adds_the_unamplified_row_and_names_the_model():
+    from types import SimpleNamespace
+
+    from medadv_lib.viz.attacks import pgd_strip, pgd_summary_text
+    x = torch.full((2, 1, 8, 8), 0.5)
+    fig = adversarial_strip(x, x + 0.01, [0, 2], [0, 2], [0, 1], amplify=10, true_scale=True)
+    assert len(fig.axes) == 8                                   # 4 rows × 2 columns
+    row3 = fig.axes[6].images[0].get_array()                    # row 3, column 0: δ at ×1
+    assert float(row3.mean()) == pytest.approx(0.51) and "true scale" in fig.axes[6].get_title()
+    plt.close(fig)
+    res = SimpleNamespace(x_adv=x + 0.01, pred=torch.tensor([0, 1]))
+    s = {"norm": "inf", "eps_255": 2, "eps": 2 / 255, "steps": 10, "n": 2, "n_clean_correct": 2, "clean_accuracy": 1.0,
+         "robust_accuracy": 0.5, "defense_rate": 0.5, "adv_pred_counts": {"normal": 1, "pneumonia": 1, "COVID-19": 0}}
+    fig = pgd_strip(x, torch.tensor([0, 2]), res, torch.tensor([0, 2]), s, n_show=2, true_scale=True, model_name="net")
+    assert len(fig.axes) == 8 and fig._suptitle.get_text().startswith("net, PGD L∞ ε = 2/255")
+    plt.close(fig)
+    text = pgd_summary_text(s, "net")
+    assert text.startswith("**net**, PGD-10 at L∞ ε = 2/255 on 2 images") and "robust accuracy 50.0%" in text
+    assert "(of 2 clean-correct images)" in text and "0.5000" not in text

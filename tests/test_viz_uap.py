@@ -83,6 +83,17 @@ def test_show_perturbations_shares_one_contrast():
         show_perturbations({})
 
 
+def test_show_perturbations_true_scale_adds_a_row_at_x1():
+    import matplotlib.pyplot as plt
+    v1, v2 = torch.full((1, 1, 4, 4), 0.01), torch.full((1, 1, 4, 4), -0.02)
+    fig = show_perturbations({"a": v1, "b": v2}, true_scale=True)
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(shown) == 4                                      # 2 amplified + 2 at ×1
+    assert float(shown[2].mean()) == pytest.approx(0.51) and float(shown[3].mean()) == pytest.approx(0.48)
+    assert "true scale" in fig.axes[2].get_title()
+    plt.close(fig)
+
+
 def test_fooling_vs_zeta_draws_the_ceiling_and_the_paper_with_a_legend_per_panel():
     import matplotlib.pyplot as plt
     ceil = {"normal": 0.7, "pneumonia": 0.8, "COVID-19": 0.4}

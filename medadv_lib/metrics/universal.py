@@ -35,7 +35,7 @@ from .classification import classification_report, confusion_matrix
 
 __all__ = ["fooling_rate", "target_success_rate", "uap_metrics_from_predictions", "evaluate_uap", "uap_report",
            "evaluate_uap_cached", "plain_rate_ceilings",
-           "PAPER_TEST_MIX", "reweighted_rate"]
+           "PAPER_TEST_MIX", "reweighted_rate", "paper_gap_table", "paper_gap_summary"]
 
 PAPER_TEST_MIX = {"normal": 100, "pneumonia": 100, "COVID-19": 31}
 """The COVIDx2 test split of the COVID-Net models Hirano et al. attacked (images per class; see the
@@ -382,3 +382,87 @@ def headline_rates(m: dict, targeted, transfer, labels=LABELS):
            "transfer_fooling_rate": transfer.loc["transfer", "fooling_rate"],
            "other_model_own_uap_fooling_rate": transfer.loc["own", "fooling_rate"]}
     return pd.Series(out, name="rate")
+
+
+def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, iterative_rate: float,
+                    zeta: float = 0.02, paper: float = 0.85, plateau: float = 0.02, overfit: float = 0.10):
+    """Notebook 02's section 8 verdict: each candidate explanation of the gap between our non-targeted
+    fooling rate and Hirano et al.'s > ``paper`` at ζ = ``zeta``, judged from the notebook's own outputs.
+
+    Arguments:
+        m: the headline non-targeted metrics (:func:`evaluate_uap` / :func:`uap_table`'s dict at ``zeta``, L∞).
+        test_rates: test fooling rate per ``(norm, ζ)`` (a pandas Series or dict; the fooling-rate curve).
+        build_uaps: ``{(ζ, norm, None): UAPResult}``: the non-targeted UAPs, whose ``fooling_rate`` is the
+            rate on their build images.
+        headline: the headline UAP (:class:`~medadv_lib.attacks.uap.UAPResult`; its ``history`` gives the
+            rise of the build rate in its last epoch).
+        own: the second model's own UAP's metrics (``fooling_rate``, ``random_fooling_rate``).
+        iterative_rate: the iterative (Hirano et al.'s) UAP's test fooling rate at ``zeta``.
+        plateau: a last-epoch rise below this counts as a plateau. overfit: a build − test gap above this
+            counts as overfitting the build images.
+    Returns:
+        a DataFrame indexed by explanation with columns ``what the outputs say`` and ``verdict`` (one of
+        "explains it", "part of it", "not it", "not tested here").
+    """
+    import pandas as pd
+    rates = {"plain": m["fooling_rate"], "balanced": m["fooling_rate_balanced"], "vs labels": m["fooling_rate_vs_labels"],
+             "re-weighted": m.get("fooling_rate_reweighted")}
+    rates = {k: v for k, v in rates.items() if v is not None}
+    best_k = max(rates, key=rates.get)
+    ceil = max(plain_rate_ceilings(m).values())
+    rows = {}
+    say = ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
+    if rates[best_k] >= paper:
+        rows["which fooling rate"] = (f"{say}: the {best_k} rate reaches {paper:.0%}", "explains it")
+    elif rates[best_k] - m["fooling_rate"] < 0.05:
+        rows["which fooling rate"] = (f"{say} (plain-rate ceiling {ceil:.1%}): every variant stays below {paper:.0%}",
+                                      "not it")
+    else:
+        rows["which fooling rate"] = (f"{say} (plain-rate ceiling {ceil:.1%}): the {best_k} rate is "
+                                      f"{rates[best_k] - m['fooling_rate']:.1%} above the plain one, still below "
+                                      f"{paper:.0%}", "part of it")
+    linf = sorted((float(z), float(r)) for (n, z), r in dict(test_rates).items() if n == "inf")
+    reach = [z for z, r in linf if r >= paper]
+    if reach:
+        rows["the budget"] = (f"the L∞ UAP reaches {paper:.0%} at ζ = {reach[0]:.0%} ({reach[0] / zeta:.1f}× the paper's "
+                              f"budget)", "part of it")
+    else:
+        rows["the budget"] = (f"not reached within the curve: {linf[-1][1]:.1%} at the largest ζ = {linf[-1][0]:.0%}",
+                              "not it" if linf[-1][1] < paper else "part of it")
+    hist = [h["fooling_rate"] for h in headline.history]
+    rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
+    rows["iterations"] = (f"the build rate rose {rise:+.1%} in the last of {len(hist)} epochs, against a gap of "
+                          f"{paper - m['fooling_rate']:.1%}", "not it" if rise < plateau else "part of it")
+    key = (zeta, "inf", None)
+    if key in build_uaps:
+        b = build_uaps[key].fooling_rate
+        rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}",
+                                     "part of it" if b - m["fooling_rate"] > overfit else "not it")
+    else:
+        rows["training-set size"] = ("no build-image rate given", "not tested here")
+    lift_v, lift_o = m["fooling_rate"] - m["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
+    rows["the model"] = (f"the second model's own UAP {own['fooling_rate']:.1%} (noise {own['random_fooling_rate']:.1%}, "
+                         f"direction adds {lift_o:+.1%}) vs the victim's {m['fooling_rate']:.1%} (adds {lift_v:+.1%})",
+                         "part of it" if own["fooling_rate"] >= paper else "not tested here")
+    rows["the algorithm"] = (f"the iterative UAP {iterative_rate:.1%} vs the SGD UAP {m['fooling_rate']:.1%}",
+                             "part of it" if iterative_rate >= paper else "not it")
+    rows["image size"] = ("FAST runs one size only; full mode (224 px) tests it", "not tested here")
+    return pd.DataFrame(rows, index=["what the outputs say", "verdict"]).T.rename_axis("explanation")
+
+
+def paper_gap_summary(table, paper: float = 0.85) -> str:
+    """One Markdown paragraph of :func:`paper_gap_table`: which explanations the outputs support."""
+    by = {v: [k for k in table.index if table.loc[k, "verdict"] == v] for v in
+          ("explains it", "part of it", "not it", "not tested here")}
+    parts = []
+    if by["explains it"]:
+        parts.append(f"**{' and '.join(by['explains it'])}** alone accounts for the gap to {paper:.0%}")
+    if by["part of it"]:
+        parts.append(f"**{', '.join(by['part of it'])}** account{'s' if len(by['part of it']) == 1 else ''} for part of it")
+    if not by["explains it"] and not by["part of it"]:
+        parts.append(f"none of the explanations the outputs can test accounts for the gap to {paper:.0%}")
+    if by["not it"]:
+        parts.append(f"the outputs rule out {', '.join(by['not it'])}")
+    if by["not tested here"]:
+        parts.append(f"{', '.join(by['not tested here'])} cannot be tested in this run")
+    return "**Verdict:** " + "; ".join(parts) + "."

@@ -18,7 +18,8 @@ import torch
 
 from .. import LABELS
 
-__all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip", "pgd_strip", "pgd_summary_html"]
+__all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip", "pgd_strip", "pgd_summary_html",
+           "pgd_summary_text"]
 
 
 def _plt():
@@ -125,8 +126,9 @@ def plot_rho_hist(rho, y, mask=None, labels=LABELS, bins: int = 20, ax=None, tit
 
 
 def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify: float | None = None,
-                      size: float = 1.9, suptitle: str | None = None):
-    """Columns of images; rows: clean (true / predicted label), perturbation ``x_adv − x``, adversarial.
+                      size: float = 1.9, suptitle: str | None = None, true_scale: bool = False):
+    """Columns of images; rows: clean (true / predicted label), perturbation ``x_adv − x``, adversarial
+    (and, with ``true_scale``, the perturbation at ×1).
 
     Unlike :func:`medadv_lib.viz.triplets` (which stretches every perturbation to full contrast)
     the perturbation row can use one fixed ``amplify`` factor, so a slider over ε shows the
@@ -140,8 +142,11 @@ def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify:
             ``0.5 / max|x_adv − x|`` over the strip, or 1 when nothing changed)
         size: inches per image.
         suptitle: figure title.
+        true_scale (bool): add a fourth row, the perturbation *as it really is* (grey 0.5 + δ, no
+            amplification): next to the amplified row it shows how little of it a viewer can see. (Default: False)
     Returns:
-        the matplotlib ``Figure`` (3 rows × n columns; red titles mark changed predictions).
+        the matplotlib ``Figure`` (3 rows, or 4 with ``true_scale``, × n columns; red titles mark changed
+        predictions).
     """
     plt = _plt()
     x, x_adv = (torch.as_tensor(t).detach().cpu().float() for t in (x, x_adv))
@@ -151,16 +156,18 @@ def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify:
     if amplify is None:
         m = float(delta.abs().max()) if delta.numel() else 0.0
         amplify = 0.5 / m if m > 0 else 1.0
-    fig, axes = plt.subplots(3, max(n, 1), figsize=(size * max(n, 1), size * 3 + (0.4 if suptitle else 0.1)),
+    rows = 4 if true_scale else 3
+    fig, axes = plt.subplots(rows, max(n, 1), figsize=(size * max(n, 1), size * rows + (0.4 if suptitle else 0.1)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
-        imgs = (x[i, 0], (0.5 + amplify * delta[i, 0]).clamp(0, 1), x_adv[i, 0])
+        imgs = (x[i, 0], (0.5 + amplify * delta[i, 0]).clamp(0, 1), x_adv[i, 0], (0.5 + delta[i, 0]).clamp(0, 1))
         caps = (f"true {labels[int(y[i])]}\npred {labels[int(pred_clean[i])]}",
                 f"perturbation ×{amplify:.0f}",
-                f"adv. pred {labels[int(pred_adv[i])]}")
-        for r in range(3):
+                f"adv. pred {labels[int(pred_adv[i])]}",
+                "perturbation ×1\n(true scale)")
+        for r in range(rows):
             ax = axes[r, i]
             ax.imshow(imgs[r].numpy(), cmap="gray", vmin=0, vmax=1)
             changed = r == 2 and int(pred_adv[i]) != int(pred_clean[i])
@@ -171,7 +178,8 @@ def adversarial_strip(x, x_adv, y, pred_clean, pred_adv, labels=LABELS, amplify:
     return fig
 
 
-def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABELS, amplify: float | None = None):
+def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABELS, amplify: float | None = None,
+              true_scale: bool = False, model_name: str | None = None):
     """:func:`adversarial_strip` of ``n_show`` images of a PGD run (the classes in turn, at least one of them
     fooled when PGD changed any prediction: :func:`~medadv_lib.viz.classes_in_turn` with ``prefer``), titled with
     the budget and the batch's robust accuracy and defense rate.
@@ -180,7 +188,8 @@ def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABE
         x, y: the attacked images and their labels; ``res`` the :class:`~medadv_lib.attacks.AttackResult`;
         pred_clean: clean predictions; ``summary`` the dict of
             :func:`medadv_lib.metrics.robustness.pgd_at_grey_levels`.
-        n_show, labels, amplify: as :func:`adversarial_strip` (``n_show`` clipped to the batch).
+        n_show, labels, amplify, true_scale: as :func:`adversarial_strip` (``n_show`` clipped to the batch).
+        model_name: named in the title when given.
     Returns:
         the matplotlib ``Figure``.
     """
@@ -188,18 +197,31 @@ def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABE
     y_cpu, s = torch.as_tensor(y).detach().cpu(), summary
     changed = torch.as_tensor(res.pred).cpu().view(-1) != torch.as_tensor(pred_clean).cpu().view(-1)
     sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))), prefer=changed)
-    title = (f"PGD {'L∞' if s['norm'] == 'inf' else 'L2'} ε = {s['eps_255']:g}/255"
+    title = ((f"{model_name}, " if model_name else "") + f"PGD {'L∞' if s['norm'] == 'inf' else 'L2'} ε = {s['eps_255']:g}/255"
              + ("" if s["norm"] == "inf" else f" RMS (‖δ‖₂ ≤ {s['eps']:.3g})")
              + f": robust accuracy {s['robust_accuracy']:.2f}, defense rate {s['defense_rate']:.2f}"
              + f" (n = {s['n']})")
     return adversarial_strip(torch.as_tensor(x).cpu()[sel], res.x_adv[sel], y_cpu[sel], pred_clean[sel],
-                             res.pred[sel], labels=labels, amplify=amplify, suptitle=title)
+                             res.pred[sel], labels=labels, amplify=amplify, suptitle=title, true_scale=true_scale)
 
 
-def pgd_summary_html(s: dict) -> str:
+def pgd_summary_html(s: dict, model_name: str | None = None) -> str:
     """One HTML line of a PGD budget's numbers (the dict of
-    :func:`medadv_lib.metrics.robustness.pgd_at_grey_levels`; the PGD slider's line)."""
-    return (f"<b>ε = {s['eps_255']:g}/255</b> ({'L∞' if s['norm'] == 'inf' else 'L2'}, "
+    :func:`medadv_lib.metrics.robustness.pgd_at_grey_levels`; the PGD slider's line), naming the model
+    when ``model_name`` is given."""
+    return ((f"<b>{model_name}</b> · " if model_name else "") + f"<b>ε = {s['eps_255']:g}/255</b> ({'L∞' if s['norm'] == 'inf' else 'L2'}, "
             f"‖δ‖ ≤ {s['eps']:.3g}) · clean accuracy {s['clean_accuracy']:.2f} · "
             f"<b>robust accuracy {s['robust_accuracy']:.2f}</b> · defense rate {s['defense_rate']:.2f} · "
             f"predicted under attack: {s['adv_pred_counts']}")
+
+
+def pgd_summary_text(s: dict, model_name: str | None = None) -> str:
+    """The same numbers as :func:`pgd_summary_html`, as one Markdown sentence for a notebook
+    (:func:`medadv_lib.claims.render`): the model, the budget, the image counts and the rates as
+    percentages with their sample sizes, and where the attacked images went."""
+    where = ", ".join(f"{lab} {k}" for lab, k in s["adv_pred_counts"].items())
+    budget = (f"L∞ ε = {s['eps_255']:g}/255" if s["norm"] == "inf"
+              else f"L2 ε = {s['eps_255']:g}/255 RMS (‖δ‖₂ ≤ {s['eps']:.3g})")
+    return ((f"**{model_name}**, " if model_name else "") + f"PGD-{s['steps']} at {budget} on {s['n']} images: "
+            f"clean accuracy {s['clean_accuracy']:.1%}, **robust accuracy {s['robust_accuracy']:.1%}**, defense rate "
+            f"{s['defense_rate']:.1%} (of {s['n_clean_correct']} clean-correct images); predicted under attack: {where}.")

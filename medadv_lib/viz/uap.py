@@ -150,16 +150,19 @@ def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seco
     return ax
 
 
-def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2, suptitle: str | None = None):
-    """The perturbations themselves, grey 0.5 = no change, all at the same contrast.
+def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2, suptitle: str | None = None,
+                       true_scale: bool = False):
+    """The perturbations themselves, grey 0.5 = no change, all at the same contrast (and, with
+    ``true_scale``, a second row at ×1: what a viewer would really see of them).
 
     Arguments:
         vs: ``{title: v}`` with each ``v`` a ``1×1×H×W`` (or ``H×W``) tensor or a ``UAPResult``.
         amplify: contrast factor; default ``0.5 / max |v|`` over all of them, so the strongest pixel
             reaches black or white and the panels can be compared.
         size: inches per panel. suptitle: figure title.
+        true_scale (bool): add a row of the same perturbations at ×1 (grey 0.5 + v). (Default: False)
     Returns:
-        the matplotlib ``Figure``.
+        the matplotlib ``Figure`` (one row, or two with ``true_scale``).
     """
     from . import show_images
     if not vs:
@@ -169,6 +172,9 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
     scale = amplify or 0.5 / max(max(float(v.abs().max()) for v in vv), 1e-12)
     imgs = torch.stack([(0.5 + scale * v).clamp(0, 1) for v in vv])
     titles = [f"{t}\n(×{scale:.0f})" for t in vs]
+    if true_scale:
+        imgs = torch.cat([imgs, torch.stack([(0.5 + v).clamp(0, 1) for v in vv])])
+        titles += [f"{t}\n(×1, true scale)" for t in vs]
     return show_images(imgs, titles, ncols=len(vv), size=size, suptitle=suptitle)
 
 

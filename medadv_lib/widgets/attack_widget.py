@@ -37,7 +37,8 @@ EPS_GRID_255 = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: float, norm="inf",
              n_show: int = 4, cache: dict | None = None, steps: int = 10, seed: int = 0, labels=LABELS,
-             amplify: float | None = None, show: bool = True):
+             amplify: float | None = None, show: bool = True, true_scale: bool = False,
+             model_name: str | None = None):
     """PGD at one budget: a summary of the whole batch and a figure of ``n_show`` of its images.
 
     Arguments:
@@ -51,6 +52,8 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
         steps (int): PGD steps; ``eps_255 = 0`` runs none. seed (int): PGD's random start.
         labels: class names. amplify (float): fixed contrast of the perturbation row (default: per figure).
         show (bool): build the figure; ``False`` returns ``(summary, None)``. (Default: True)
+        true_scale (bool): add the perturbation at ×1 under the amplified one. (Default: False)
+        model_name (str): named in the figure's title. (Default: None)
     Returns:
         ``(summary, fig)``: ``summary`` is the dict of
         :func:`~medadv_lib.metrics.robustness.pgd_at_grey_levels` (``eps_255``, ``eps``, ``norm``,
@@ -65,7 +68,8 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
         >>> s["robust_accuracy"]   # equals (pgd(model, x, y, 2/255, seed=0).pred == y).float().mean()
     """
     summary, res, pred_clean = pgd_at_grey_levels(model, x, y, eps_255, norm, steps, seed, cache, labels)
-    fig = pgd_strip(x, y, res, pred_clean, summary, n_show, labels, amplify) if show else None
+    fig = (pgd_strip(x, y, res, pred_clean, summary, n_show, labels, amplify, true_scale=true_scale,
+                     model_name=model_name) if show else None)
     return summary, fig
 
 
