@@ -400,6 +400,8 @@ def test_paper_gap_table_judges_each_explanation_from_the_outputs():
     assert v["which fooling rate"] == "part of it"              # balanced 45 % is 15 points above plain, < 85 %
     assert v["the budget"] == "part of it" and "ζ = 4% (2.0× the paper's budget)" in t.loc["the budget", "what the outputs say"]
     assert v["iterations"] == "not it"                          # +1 point in the last epoch: a plateau
+    assert paper_gap_table(m, {("inf", 0.02): 0.3}, {}, head, {"fooling_rate": 0.4, "random_fooling_rate": 0.2},
+                           0.03)["verdict"]["the budget"] == "not alone"
     assert v["training-set size"] == "part of it"               # 42 % on the build images vs 30 % on test
     assert v["the model"] == "not tested here" and v["the algorithm"] == "not it"
     s = paper_gap_summary(t)

@@ -398,11 +398,12 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
             rise of the build rate in its last epoch).
         own: the second model's own UAP's metrics (``fooling_rate``, ``random_fooling_rate``).
         iterative_rate: the iterative (Hirano et al.'s) UAP's test fooling rate at ``zeta``.
-        plateau: a last-epoch rise below this counts as a plateau. overfit: a build − test gap above this
-            counts as overfitting the build images.
+        plateau: a last-epoch rise below this, or below a tenth of the gap, rules out "more epochs".
+            overfit: a build − test gap above this counts as overfitting the build images.
     Returns:
         a DataFrame indexed by explanation with columns ``what the outputs say`` and ``verdict`` (one of
-        "explains it", "part of it", "not it", "not tested here").
+        "explains it", "part of it", "not alone" (a larger budget raises the rate but does not reach
+        ``paper`` within the curve), "not it", "not tested here").
     """
     import pandas as pd
     rates = {"plain": m["fooling_rate"], "balanced": m["fooling_rate_balanced"], "vs labels": m["fooling_rate_vs_labels"],
@@ -427,12 +428,15 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
         rows["the budget"] = (f"the L∞ UAP reaches {paper:.0%} at ζ = {reach[0]:.0%} ({reach[0] / zeta:.1f}× the paper's "
                               f"budget)", "part of it")
     else:
-        rows["the budget"] = (f"not reached within the curve: {linf[-1][1]:.1%} at the largest ζ = {linf[-1][0]:.0%}",
-                              "not it" if linf[-1][1] < paper else "part of it")
+        rows["the budget"] = (f"not reached within the curve: {linf[-1][1]:.1%} at the largest ζ = {linf[-1][0]:.0%} "
+                              f"({linf[-1][0] / zeta:.1f}× the paper's budget)", "not alone")
     hist = [h["fooling_rate"] for h in headline.history]
     rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
-    rows["iterations"] = (f"the build rate rose {rise:+.1%} in the last of {len(hist)} epochs, against a gap of "
-                          f"{paper - m['fooling_rate']:.1%}", "not it" if rise < plateau else "part of it")
+    gap = paper - m["fooling_rate"]
+    small = rise < max(plateau, 0.1 * gap)
+    rows["iterations"] = (f"the build rate rose {rise:+.1%} in the last of {len(hist)} epochs, against a gap of {gap:.1%}"
+                          + (" (under a tenth of it: a few more epochs would not close it)" if small else ""),
+                          "not it" if small else "part of it")
     key = (zeta, "inf", None)
     if key in build_uaps:
         b = build_uaps[key].fooling_rate
@@ -453,7 +457,7 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
 def paper_gap_summary(table, paper: float = 0.85) -> str:
     """One Markdown paragraph of :func:`paper_gap_table`: which explanations the outputs support."""
     by = {v: [k for k in table.index if table.loc[k, "verdict"] == v] for v in
-          ("explains it", "part of it", "not it", "not tested here")}
+          ("explains it", "part of it", "not alone", "not it", "not tested here")}
     parts = []
     if by["explains it"]:
         parts.append(f"**{' and '.join(by['explains it'])}** alone accounts for the gap to {paper:.0%}")
@@ -461,6 +465,8 @@ def paper_gap_summary(table, paper: float = 0.85) -> str:
         parts.append(f"**{', '.join(by['part of it'])}** account{'s' if len(by['part of it']) == 1 else ''} for part of it")
     if not by["explains it"] and not by["part of it"]:
         parts.append(f"none of the explanations the outputs can test accounts for the gap to {paper:.0%}")
+    if by["not alone"]:
+        parts.append(f"{', '.join(by['not alone'])} cannot close it alone (see the row)")
     if by["not it"]:
         parts.append(f"the outputs rule out {', '.join(by['not it'])}")
     if by["not tested here"]:
