@@ -21,7 +21,8 @@ def show_images(images, titles=None, ncols: int = 6, size: float = 2.0, cmap: st
         imgs = imgs[:, 0]
     n = len(imgs)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.15 * lines) * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
