@@ -164,7 +164,7 @@ def test_universal_vs_per_image_against_direct_computation(small_model, batch):
             "2": random_uap(x[:1], eps["2"], "2", seed=3)[0]}
     r = deepfool(small_model, x, y, steps=20)
     t = universal_vs_per_image(small_model, x, y, uaps, eps, r, pgd_steps=3, seed=0)
-    assert list(t.index) == ["inf", "2"] and t.loc["2", "budget ε"] == 0.5
+    assert list(t.index) == ["inf", "2"] and t.loc["2", "budget ε (pixel units)"] == 0.5
     want = float((predict(small_model, apply_uap(x, uaps["inf"])) != y).float().mean())
     assert t.loc["inf", "UAP fooling"] == pytest.approx(want)
     assert t.loc["2", "per-image fooling"] == pytest.approx(float((r.success & (r.delta_norm <= 0.5)).float().mean()))

@@ -138,3 +138,20 @@ def test_uap_grid_figure_shows_a_fooled_image_when_the_uap_fools_one():
     fig = uap_grid_figure(x, y, torch.full((1, 1, 8, 8), 0.01), m, pred_clean, pred_adv, n_show=3, true_scale=True)
     assert len(fig.axes) == 18
     plt.close(fig)
+
+
+def test_uap_grid_figure_picks_images_the_model_gets_right_when_clean():
+    import matplotlib.pyplot as plt
+
+    from medadv_lib.viz.uap import uap_grid_figure
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    pred_clean = torch.tensor([2, 1, 2, 0, 2, 2])                  # images 0 and 4 wrong when clean
+    pred_adv = torch.tensor([1, 1, 2, 0, 1, 1])                    # 0 and 4 "fixed"/changed, 5 fooled
+    m = {"norm": "inf", "zeta": 0.02, "eps": 0.02, "target": None, "target_name": "none", "n": 6,
+         "fooling_rate": 0.5, "fooling_rate_balanced": 0.5}
+    fig = uap_grid_figure(x, y, torch.full((1, 1, 8, 8), 0.01), m, pred_clean, pred_adv, n_show=3)
+    clean = [ax.get_title() for ax in fig.axes[0::3]]
+    assert clean == ["clean: normal (true normal)", "clean: pneumonia (true pneumonia)", "clean: COVID-19 (true COVID-19)"]
+    assert [ax.get_title() for ax in fig.axes[2::3]][2] == "perturbed: pneumonia ✗"    # image 5, the fooled one
+    assert "‖v‖∞ ≤ 0.02" in fig._suptitle.get_text() and "fooling rate 50.0%" in fig._suptitle.get_text()
+    plt.close(fig)

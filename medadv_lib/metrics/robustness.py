@@ -235,7 +235,7 @@ def universal_vs_per_image(model, x: torch.Tensor, y: torch.Tensor, uaps: dict, 
         pgd_steps, seed: PGD's steps and seed for the L∞ per-image attack.
         random_kind: the random control's noise (:func:`medadv_lib.attacks.random_uap`). (Default: "uniform")
     Returns:
-        a DataFrame indexed by norm (``inf``, ``2``) with ``budget ε``, ``UAP fooling``, ``random noise fooling``
+        a DataFrame indexed by norm (``inf``, ``2``) with ``budget ε (pixel units)``, ``UAP fooling``, ``random noise fooling``
         (noise of exactly the UAP's norm) and ``per-image fooling`` (L∞: PGD at ε; L2: DeepFool within ε).
     """
     from ..attacks import apply_uap, pgd, random_uap
@@ -246,7 +246,7 @@ def universal_vs_per_image(model, x: torch.Tensor, y: torch.Tensor, uaps: dict, 
     dev = model_device(model)
     per_image = {"inf": pgd(model, x.to(dev), y.to(dev), eps["inf"], steps=pgd_steps, seed=seed).success.cpu(),
                  "2": deepfool_result.success.cpu() & (deepfool_result.delta_norm.cpu() <= eps["2"])}
-    rows = {norm: {"budget ε": eps[norm], "UAP fooling": fooled(uaps[norm]),
+    rows = {norm: {"budget ε (pixel units)": eps[norm], "UAP fooling": fooled(uaps[norm]),
                    "random noise fooling": fooled(random_uap(uaps[norm], eps[norm], norm, kind=random_kind, seed=seed)),
                    "per-image fooling": _rate(per_image[norm])} for norm in ("inf", "2")}
     return pd.DataFrame(rows).T

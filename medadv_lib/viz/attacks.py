@@ -199,7 +199,7 @@ def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABE
     sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))), prefer=changed)
     title = ((f"{model_name}, " if model_name else "") + f"PGD {'L∞' if s['norm'] == 'inf' else 'L2'} ε = {s['eps_255']:g}/255"
              + ("" if s["norm"] == "inf" else f" RMS (‖δ‖₂ ≤ {s['eps']:.3g})")
-             + f": robust accuracy {s['robust_accuracy']:.2f}, defense rate {s['defense_rate']:.2f}"
+             + f": robust accuracy {s['robust_accuracy']:.1%}, defense rate {s['defense_rate']:.1%}"
              + f" (n = {s['n']})")
     return adversarial_strip(torch.as_tensor(x).cpu()[sel], res.x_adv[sel], y_cpu[sel], pred_clean[sel],
                              res.pred[sel], labels=labels, amplify=amplify, suptitle=title, true_scale=true_scale)

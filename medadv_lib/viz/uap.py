@@ -180,8 +180,9 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
 
 def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 3, labels=LABELS,
                     amplify: float | None = None, true_scale: bool = False):
-    """Clean / amplified perturbation / perturbed rows for ``n_show`` images (one per class in turn,
-    with at least one image whose prediction the UAP changed whenever there is one:
+    """Clean / amplified perturbation / perturbed rows for ``n_show`` images the model classifies correctly
+    when clean (all images when it gets none right), so a ✗ always means "the UAP broke a correct diagnosis"
+    (one per class in turn, with at least one image whose prediction the UAP changed whenever there is one:
     :func:`~medadv_lib.viz.classes_in_turn` with ``prefer``), titled with the clean and perturbed
     predictions (✗ = changed) and the grid point's metrics (a dict from
     :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  ``true_scale`` adds the perturbation at
@@ -190,21 +191,25 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
     from ..attacks.uap.cache import _pct
     from . import classes_in_turn, triplets
     pc, pa = (torch.as_tensor(p).detach().cpu().view(-1) for p in (pred_clean, pred_adv))
-    idx = classes_in_turn(y, int(n_show), prefer=pa != pc)
+    yc = torch.as_tensor(y).detach().cpu().view(-1)
+    pool = torch.nonzero(pc == yc).flatten()
+    pool = pool if len(pool) else torch.arange(len(yc))
+    idx = pool[classes_in_turn(yc[pool], int(n_show), prefer=(pa != pc)[pool])].tolist()
     xs, v = x[idx].detach().cpu(), v.detach().cpu()
     titles = [(f"{labels[int(pred_clean[i])]} (true {labels[int(y[i])]})",
                labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else "")) for i in idx]
     fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify, true_scale=true_scale)
     m, target = metrics, metrics.get("target")
-    head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {_pct(m['zeta'])} (‖v‖ ≤ {m['eps']:.3g}), "
+    head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {_pct(m['zeta'])} "
+            f"(‖v‖{'∞' if m['norm'] == 'inf' else '₂'} ≤ {m['eps']:.3g}), "
             f"target {m['target_name']}\n")
     rnd = "random_fooling_rate" in m
     if target is None:
-        head += (f"fooling rate {m['fooling_rate']:.2f} (balanced {m['fooling_rate_balanced']:.2f})"
-                 + (f" · random {m['random_fooling_rate']:.2f}" if rnd else ""))
+        head += (f"fooling rate {m['fooling_rate']:.1%} (balanced {m['fooling_rate_balanced']:.1%})"
+                 + (f" · random {m['random_fooling_rate']:.1%}" if rnd else ""))
     else:
-        head += (f"target success rate {m['target_success_rate']:.2f}"
-                 + (f" · random {m['random_target_success_rate']:.2f}" if rnd else ""))
+        head += (f"target success rate {m['target_success_rate']:.1%}"
+                 + (f" · random {m['random_target_success_rate']:.1%}" if rnd else ""))
     fig.suptitle(head + f" (n = {m['n']})", fontsize=9)
     fig.tight_layout()
     return fig
