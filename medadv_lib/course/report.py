@@ -159,7 +159,8 @@ def verdict_targeted(rates: dict, paper: float = HIRANO_TARGETED, near: float = 
         return _v("reproduced", f"every target reaches {_pct(paper, 0)}: {listing}")
     hit = [k for k, v in rates.items() if v >= paper - near - _EPS]
     if hit:
-        return _v("partly", f"only → {', '.join(hit)} reaches {_pct(paper - near, 0)} or more: {listing}")
+        return _v("partly", f"only → {', '.join(hit)} {'reaches' if len(hit) == 1 else 'reach'} {_pct(paper - near, 0)} or "
+                            f"more, within {_pts(near)} of the paper's {_pct(paper, 0)}: {listing}")
     return _v("not reproduced", f"no target reaches {_pct(paper - near, 0)}: {listing}")
 
 
@@ -174,7 +175,7 @@ def verdict_majority(shares: dict, cls: str = _COVID, caveat: str = "") -> tuple
     if not shares or shares.get(cls) is None:
         return _v("not run", "where the images go under the UAP was not recorded" + (f" ({caveat})" if caveat else ""))
     s = shares[cls]
-    listing = ", ".join(f"{k} {_pct(v)}" for k, v in shares.items())
+    listing = "re-weighted to the paper's test mix: " + ", ".join(f"{k} {_pct(v)}" for k, v in shares.items())
     if s > 0.5:
         return _v("reproduced", f"{_pct(s)} of the images are predicted {cls} under the UAP ({listing})")
     if s >= max(shares.values()):

@@ -403,7 +403,8 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
     Returns:
         a DataFrame indexed by explanation with columns ``what the outputs say`` and ``verdict`` (one of
         "explains it", "part of it", "not alone" (a larger budget raises the rate but does not reach
-        ``paper`` within the curve), "not it", "not tested here").
+        ``paper`` within the curve), "unlikely" (the outputs speak against it, without ruling it out:
+        few epochs, one build-set size), "not it", "not tested here").
     """
     import pandas as pd
     rates = {"plain": m["fooling_rate"], "balanced": m["fooling_rate_balanced"], "vs labels": m["fooling_rate_vs_labels"],
@@ -434,14 +435,17 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
     rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
     gap = paper - m["fooling_rate"]
     small = rise < max(plateau, 0.1 * gap)
-    rows["iterations"] = (f"the build rate rose {rise:+.1%} in the last of {len(hist)} epochs, against a gap of {gap:.1%}"
+    rows["iterations"] = (f"the build rate rose {100 * rise:+.1f} points in the last of {len(hist)} epochs, against a gap of "
+                          f"{100 * gap:.1f} points"
                           + (" (under a tenth of it: a few more epochs would not close it)" if small else ""),
-                          "not it" if small else "part of it")
+                          "unlikely" if small else "part of it")
     key = (zeta, "inf", None)
     if key in build_uaps:
         b = build_uaps[key].fooling_rate
-        rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}",
-                                     "part of it" if b - m["fooling_rate"] > overfit else "not it")
+        rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}: "
+                                     + ("the UAP overfits its build images" if b - m["fooling_rate"] > overfit else
+                                        "no overfitting (whether more build images make a stronger UAP: exercise 3)"),
+                                     "part of it" if b - m["fooling_rate"] > overfit else "unlikely")
     else:
         rows["training-set size"] = ("no build-image rate given", "not tested here")
     lift_v, lift_o = m["fooling_rate"] - m["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
@@ -457,7 +461,7 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
 def paper_gap_summary(table, paper: float = 0.85) -> str:
     """One Markdown paragraph of :func:`paper_gap_table`: which explanations the outputs support."""
     by = {v: [k for k in table.index if table.loc[k, "verdict"] == v] for v in
-          ("explains it", "part of it", "not alone", "not it", "not tested here")}
+          ("explains it", "part of it", "not alone", "unlikely", "not it", "not tested here")}
     parts = []
     if by["explains it"]:
         parts.append(f"**{' and '.join(by['explains it'])}** alone accounts for the gap to {paper:.0%}")
@@ -467,8 +471,10 @@ def paper_gap_summary(table, paper: float = 0.85) -> str:
         parts.append(f"none of the explanations the outputs can test accounts for the gap to {paper:.0%}")
     if by["not alone"]:
         parts.append(f"{', '.join(by['not alone'])} cannot close it alone (see the row)")
+    if by["unlikely"]:
+        parts.append(f"the outputs make {', '.join(by['unlikely'])} unlikely")
     if by["not it"]:
-        parts.append(f"the outputs rule out {', '.join(by['not it'])}")
+        parts.append(f"they rule out {', '.join(by['not it'])}")
     if by["not tested here"]:
         parts.append(f"{', '.join(by['not tested here'])} cannot be tested in this run")
     return "**Verdict:** " + "; ".join(parts) + "."
