@@ -361,3 +361,41 @@ def test_cli_bad_input_is_one_line_naming_the_option_exit_2(tmp_path, capsys, ar
     assert len(err) == 1 and err[0].startswith("medadv report: error: ") and option in err[0]
     last = json.loads(captured.out.strip().splitlines()[-1])
     assert last["ok"] is False and last["command"] == "report" and option in last["error"]
+
+
+def test_verdict_ablation_paired_decides_by_the_discordant_images():
+    ref = (0.50, 0.40, 0.60)
+    arms = {"cbam": (0.7, 0.59, 0.8), "prune0.6": (0.55, 0.45, 0.65)}      # intervals overlap the reference's
+    paired = {"cbam": {"model_only": 12, "reference_only": 0, "p_holm": 0.0005, "shown": "higher"},
+              "prune0.6": {"model_only": 9, "reference_only": 0, "p_holm": 0.004, "shown": "higher"}}
+    v, reason = rep.verdict_ablation(arms, ref, paired)
+    assert v == "reproduced" and "McNemar" in reason and "cbam: kept correct by it alone 12, by baseline-ft alone 0" in reason
+    paired["prune0.6"].update(model_only=3, reference_only=2, p_holm=1.0, shown="not shown")
+    assert rep.verdict_ablation(arms, ref, paired)[0] == "partly"
+    paired["cbam"].update(shown="not shown", p_holm=0.3)
+    v, reason = rep.verdict_ablation(arms, ref, paired)
+    assert v == "not reproduced" and reason.startswith("no arm keeps more of the same images correct than baseline-ft")
+
+
+def test_the_report_compares_the_ablation_image_by_image_and_shows_labels_and_rho(tmp_path):
+    from medadv_lib.metrics.defense import outcome_bits
+    n = 40
+    ref_ok = [i < 20 for i in range(n)]
+    arm_ok = [i < 32 for i in range(n)]                                   # 12 more images kept, none lost
+    recs = [{"notebook": "04_pruning_and_attention", "model": "resnet18", "defense": d, "attack": "pgd", "eps": 1 / 255,
+             "n": n, "defense_rate": sum(ok) / n, "defense_rate_lo": sum(ok) / n - 0.15, "defense_rate_hi": sum(ok) / n + 0.15,
+             "outcome_attacked": outcome_bits(ok), "data_fingerprint": "d", "checkpoint_fingerprint": d, "precision": "fp32",
+             "seconds": 1.0} for d, ok in (("baseline", ref_ok), ("baseline-ft", ref_ok), ("cbam", arm_ok), ("prune0.6", arm_ok))]
+    recs.append({**recs[2], "attack": "deepfool", "eps": 0.3, "median_rho_adv": 0.0081})
+    recs05 = [{**recs[1], "notebook": "05_uap_finetuning_and_adversarial_training", "defense": "pgd-at",
+               "defense_label": "FGSM-RS AT (2/255)", "checkpoint_fingerprint": "at"}]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "04_pruning_and_attention.json").write_text(json.dumps(recs))
+    (tmp_path / "results" / "05_uap_finetuning_and_adversarial_training.json").write_text(json.dumps(recs05))
+    report = rep.build_report(tmp_path, figures=False)
+    abl = next(c for c in report["claims"] if c["id"] == "chen-ablation")
+    assert abl["verdict"] == "reproduced" and "McNemar" in abl["our_conditions"], abl
+    head, rows = rep._tables(report)["defenses"]
+    assert head[-1] == "median ρ_adv (DeepFool)"
+    assert any(r[1:3] == ["cbam", "deepfool"] and r[-1] == "0.81 %" for r in rows)
+    assert any(r[1] == "FGSM-RS AT (2/255)" for r in rows) and not any(r[1] == "pgd-at" for r in rows)

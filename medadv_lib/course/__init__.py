@@ -10,12 +10,12 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
                      UAP_FAST, UAP_FULL, adversarial_settings, attack_settings, defense_arms, model_config, parse_defense, robustness_settings, settings,
                      uap_grid_settings,
                      uap_settings)
-from .pipelines import (course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
+from .pipelines import (ablation_verdict, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
-                        sparsity_sweep, transfer_examples)
+                        sparsity_sweep, sparsity_verdict, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
-                          cross_threat_table, fresh_rate_trend, old_uap_before_after, rounds_narrative, rounds_table,
+                          cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, rounds_narrative, rounds_table,
                           uap_fooling_summary,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401

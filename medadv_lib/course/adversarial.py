@@ -279,6 +279,23 @@ def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", dat
             "fine_tune_epochs": info["config"]["epochs"] if info["config"].get("init_from") else 0}
 
 
+def method_label(method: str, fast: bool, eps: float | None = None) -> str:
+    """How a defense of notebook 05 is *shown*: ``"pgd-at"`` (its cache and record key) is PGD-7 adversarial
+    training in full mode but one FGSM step with a random start in FAST (Wong et al. 2020), so it reads
+    ``"FGSM-RS AT (2/255)"`` or ``"PGD-7 AT (2/255)"`` (the mode's ``at_steps`` and ``at_eps``, or ``eps``);
+    every other name is returned unchanged."""
+    if method != "pgd-at":
+        return method
+    a = adversarial_settings(fast, eps=eps)
+    kind = "FGSM-RS" if a.at_steps == 1 else f"PGD-{a.at_steps}"
+    return f"{kind} AT ({a.at_eps * 255:.3g}/255)"
+
+
+def method_labels(fast: bool, eps: float | None = None) -> dict:
+    """``{key: shown name}`` for the renamed defenses (:func:`method_label`), for ``DataFrame.rename``."""
+    return {m: method_label(m, fast, eps) for m in METHODS if method_label(m, fast, eps) != m}
+
+
 def _apart(m, a: str, b: str, col: str) -> bool:
     """The Wilson intervals of ``col`` for rows ``a`` and ``b`` of ``m`` do not overlap."""
     return bool(m.loc[a, f"{col}_hi"] < m.loc[b, f"{col}_lo"] or m.loc[b, f"{col}_hi"] < m.loc[a, f"{col}_lo"])
@@ -286,7 +303,7 @@ def _apart(m, a: str, b: str, col: str) -> bool:
 
 def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
                          pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
-                         controls: dict | None = None):
+                         controls: dict | None = None, paired=None, labels: dict | None = None):
     """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
 
     ``controls``: ``{name: summary}`` of models fine-tuned *without* UAPs (:func:`uap_fooling_summary`),
@@ -308,11 +325,31 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
       says whether *this* case helps (as the previous claim) and says so;
     * per-image vs UAP training against UAPs: which of ``reference`` and ``defended`` leaves the lower
       fresh-UAP fooling rate (intervals apart, else "not shown to differ");
-    * UAP fine-tuning against per-image PGD at 2/255 vs ``base`` (intervals);
-    * one row per control: UAP fine-tuning vs that control against a fresh UAP (intervals).
+    * UAP fine-tuning against per-image PGD at 2/255 vs ``base``: with ``paired`` (a
+      :func:`~medadv_lib.metrics.defense.paired_tests` table of the defended models against ``base``, e.g.
+      at 2/255) image by image — the discordant images and the exact McNemar p-value (Holm-adjusted over
+      the models compared) — else by whether the Wilson intervals of the defense rates overlap;
+    * one row per control: UAP fine-tuning vs that control against a fresh UAP (intervals: the controls'
+      UAP rates are on the whole test split, kept as rates only);
+    * with ``paired``, one more row per other model of it: that model vs ``base``, paired.
+
+    ``labels``: how to show model names (e.g. :func:`method_labels`); the keys stay as they are.
     """
     import pandas as pd
     m = matrix
+    labels = labels or {}
+
+    def lab(k):
+        return labels.get(k, k)
+
+    def paired_row(name):
+        from ..metrics.defense import paired_text
+        r = paired.set_index("model").loc[name].to_dict()
+        txt = paired_text({**r, "model": lab(name), "reference": lab(r["reference"])})
+        verdict = (f"{'more' if r['shown'] == 'higher' else 'fewer'} images correct under attack than the undefended "
+                   "model" if r["shown"] != "not shown" else "not shown to differ (paired)")
+        return ("comparison", f"{lab(name)} against per-image PGD (ε = {r['eps'] * 255:.3g}/255) vs the undefended "
+                              "model, image by image", txt, verdict)
     controls = controls or {}
     if controls:
         m = pd.concat([m, pd.DataFrame(list(controls.values()), index=list(controls))])
@@ -328,14 +365,14 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     def lower_of(a, b, col, what):
         if not _apart(m, a, b, col):
             return "not shown to differ (intervals overlap)"
-        return f"{a if m.loc[a, col] < m.loc[b, col] else b} leaves the lower {what}"
+        return f"{lab(a if m.loc[a, col] < m.loc[b, col] else b)} leaves the lower {what}"
 
     rows = [
         ("goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
         ("goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
-        ("goal", f"{reference}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
+        ("goal", f"{lab(reference)}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
          f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)")
          + f"; undefended {m.loc[base, 'pgd1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'pgd2_defense_rate']:.1%} vs "
            f"{m.loc[base, 'pgd2_defense_rate']:.1%} undefended",
@@ -345,8 +382,9 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
          f"one model, one seed: {ratio:.2f}× the undefended rate",
          f"cannot test a frequency; in this one case: {hirano}"),
-        ("comparison", f"against UAPs, {reference} (per-image) vs {defended} (UAP-specific)",
+        ("comparison", f"against UAPs, {lab(reference)} (per-image) vs {defended} (UAP-specific)",
          f"fresh UAP {ur:.1%} vs {ud:.1%}", lower_of(reference, defended, "uap_fooling_rate", "fresh-UAP rate")),
+        paired_row(defended) if paired is not None else
         ("comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
          f"defense rate {m.loc[defended, 'pgd2_defense_rate']:.1%} vs {m.loc[base, 'pgd2_defense_rate']:.1%}",
          ("not shown to differ (intervals overlap)" if not _apart(m, defended, base, "pgd2_defense_rate") else
@@ -357,6 +395,8 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         rows.append(("comparison", f"{defended} vs {c}, against a fresh UAP",
                      f"fresh UAP {ud:.1%} vs {m.loc[c, 'uap_fooling_rate']:.1%}",
                      lower_of(defended, c, "uap_fooling_rate", "fresh-UAP rate")))
+    if paired is not None:
+        rows += [paired_row(name) for name in paired.model if name != defended]
     out = pd.DataFrame(rows, columns=["kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]

@@ -134,7 +134,9 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     (:func:`course_uap`), transfer examples from ``source`` (PGD ε = 2/255 on the baseline), plus
     the model's parameters, FLOPs and CPU latency per image.  Returns the tidy table (one row per
     attack and ε; columns of ``robustness_table`` plus ``defense``, ``checkpoint_fingerprint``,
-    ``params``, ``flops``, ``latency_ms``).
+    ``params``, ``flops``, ``latency_ms``).  The per-image outcomes (``outcome_clean``, ``outcome_attacked``)
+    make the arms' paired comparison possible (:func:`~medadv_lib.metrics.defense.paired_tests`); a cache
+    written without them is evaluated again.
     """
     import pandas as pd
 
@@ -149,7 +151,9 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
                                   default=str).encode()).hexdigest()[:10]
     path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
     if path.exists():
-        return _remember_pgd_rows(pd.read_json(path, orient="records"), fp, fast, seed, s.seed, size, data_dir)
+        cached = pd.read_json(path, orient="records", dtype={"outcome_clean": str, "outcome_attacked": str})
+        if "outcome_attacked" in cached:      # older caches kept no per-image outcomes: evaluate again
+            return _remember_pgd_rows(cached, fp, fast, seed, s.seed, size, data_dir)
     x, y = eval_images(fast, size, data_dir, seed)
     uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
                      image_size=size)
@@ -247,3 +251,82 @@ def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data
         rows.append(t)
         models[sp] = m
     return pd.concat(rows, ignore_index=True), models
+
+
+def _min_discordant(family: int, alpha: float = 0.05) -> int:
+    """The fewest discordant images, all one way, whose exact McNemar p-value (× ``family``, Holm's
+    first step) falls below ``alpha``."""
+    d = 1
+    while 2 * 0.5 ** d * max(family, 1) >= alpha:
+        d += 1
+    return d
+
+
+def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, control: str = "baseline-ft",
+                     undefended: str = "baseline", alpha: float = 0.05) -> dict:
+    """Notebook 04's verdict on "pruning and attention raise robustness", from a
+    :func:`robustness_study` table: every defended arm against the equally fine-tuned ``control`` and
+    against the ``undefended`` model, image by image on the shared attacked images — "correct under
+    PGD-10 at ``eps``", exact McNemar test, Holm's adjustment over the defended arms
+    (:func:`~medadv_lib.metrics.defense.paired_tests`).
+
+    ``best``: the arm the sentence spells out (default: the highest PGD defense rate at ``eps``, as
+    the notebook's other sentences).  The verdict is "shown" when some arm keeps significantly more
+    images correct than ``control`` (Holm-adjusted p < ``alpha``), else "not shown".
+
+    Returns ``{"verdict", "text"`` (Markdown), ``"vs_control", "vs_undefended"`` (the two
+    :func:`paired_tests` tables), ``"best"}``.
+    """
+    from ..metrics.defense import paired_tests, paired_text
+    arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
+    if best is None:
+        pgd = table[(table.attack == "pgd") & ((table.eps - eps).abs() < 1e-9) & table.model.isin(arms)]
+        best = pgd.loc[pgd.defense_rate.idxmax(), "model"]
+    vs_c = paired_tests(table, control, "pgd", eps, arms, alpha)
+    vs_u = paired_tests(table, undefended, "pgd", eps, arms, alpha)
+    bc, bu = (t.set_index("model").loc[best].to_dict() | {"model": best} for t in (vs_c, vs_u))
+    up = vs_c[vs_c.shown == "higher"]
+    down = vs_c[vs_c.shown == "lower"]
+    n = int(vs_c.n.iloc[0])
+    intro = (f"Paired on the same {n} attacked images (the outcome: correct under PGD-10 at ε = {eps * 255:g}/255, "
+             f"defined for every image; exact McNemar test on the images where two models disagree; Holm's "
+             f"adjustment over the {len(arms)} defended arms): {paired_text(bc)}. Against the undefended model: "
+             f"{paired_text(bu)}.")
+    if len(up):
+        verdict = "shown"
+        why = (f"**shown** for {', '.join(up.model)}: more images kept correct than {control} beyond chance "
+               f"(Holm-adjusted p = {', '.join(f'{p:.3g}' for p in up.p_holm)})")
+    else:
+        verdict = "not shown"
+        why = (f"**not shown**: no defended arm keeps more of the {n} images correct than {control} beyond chance "
+               f"(smallest Holm-adjusted p = {vs_c.p_holm.min():.3g}"
+               + (f"; {', '.join(down.model)} keep{'s' if len(down) == 1 else ''} significantly fewer" if len(down) else "")
+               + f"; at least {_min_discordant(len(arms), alpha)} discordant images, all one way, would be needed for one "
+               "arm to show)")
+    return {"verdict": verdict, "text": intro + " Verdict: " + why + ".", "vs_control": vs_c,
+            "vs_undefended": vs_u, "best": best}
+
+
+def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
+    """Notebook 04's reading of a :func:`sparsity_sweep` (one ε): the sparsity with the highest PGD-10
+    defense rate against the unpruned model (sparsity 0), image by image on the same attacked images —
+    "correct under the attack", exact McNemar test, Holm over the pruned sparsities
+    (:func:`~medadv_lib.metrics.defense.paired_tests`).  Returns ``{"top"`` (the sparsity), ``"shown"``
+    ("higher"/"lower"/"not shown"; "none" when the unpruned model is the top), ``"tests"``, ``"text"}``."""
+    from ..metrics.defense import paired_tests, paired_text
+    eps = float(sweep.eps.iloc[0])
+    s = sweep[(sweep.eps - eps).abs() < 1e-9]
+    top, zero = s.loc[s.defense_rate.idxmax()], s.loc[s.sparsity == 0].iloc[0]
+    tests = paired_tests(s, zero.model, "pgd", eps, [m for m in s.model if m != zero.model], alpha)
+    text = (f"The highest PGD-10 defense rate of the sweep (ε = {eps * 255:g}/255) is at **{top.sparsity:.0%}** sparsity: "
+            f"{top.defense_rate:.1%} [{top.defense_rate_lo:.1%}, {top.defense_rate_hi:.1%}], against {zero.defense_rate:.1%} "
+            f"[{zero.defense_rate_lo:.1%}, {zero.defense_rate_hi:.1%}] unpruned.")
+    if top.model == zero.model:
+        return {"top": float(top.sparsity), "shown": "none", "tests": tests,
+                "text": text + " No pruned model does better than the unpruned one."}
+    r = tests.set_index("model").loc[top.model].to_dict() | {"model": top.model}
+    text += (f" Image by image on the same {int(r['n'])} attacked images (correct under the attack; exact McNemar test, "
+             f"Holm over the {len(tests)} pruned sparsities): {paired_text(r)} — "
+             + ("**not shown** to differ." if r["shown"] == "not shown" else
+                f"**{'more' if r['shown'] == 'higher' else 'fewer'}** images kept correct beyond chance."))
+    return {"top": float(top.sparsity), "shown": r["shown"], "tests": tests, "text": text}

@@ -268,14 +268,19 @@ def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str 
     return verdict, reason
 
 
-def verdict_ablation(arms: dict, reference) -> tuple[str, str]:
+def verdict_ablation(arms: dict, reference, paired: dict | None = None) -> tuple[str, str]:
     """A claim "each module (attention, pruning) helps" (Chen et al.'s ablation).
 
     ``arms``: defended arm name → ``(rate, lo, hi)``, the defense rate and its Wilson 95 % interval;
-    ``reference``: the same for the equally fine-tuned undefended baseline ("baseline-ft").  An arm is
-    *shown* better when its interval lies above the reference's (``lo > reference hi``); overlapping
-    intervals are "not shown".  Arms are attention-only (``cbam``, ``se``), pruning-only (``prune…``,
-    ``channels…``) or both (``+``).
+    ``reference``: the same for the equally fine-tuned undefended baseline ("baseline-ft").
+
+    With ``paired`` (arm → a row of :func:`~medadv_lib.metrics.defense.paired_tests` against baseline-ft:
+    ``model_only``, ``reference_only``, ``p_holm``, ``shown``), every arm having been attacked on the same
+    images: an arm is *shown* better when it keeps significantly more images correct under the attack
+    (exact McNemar test, Holm-adjusted p < 0.05 over the arms).  Without it (records from before the
+    per-image outcomes were kept) an arm is shown better when its interval lies above the reference's
+    (``lo > reference hi``), a conservative rule.  Arms are attention-only (``cbam``, ``se``),
+    pruning-only (``prune…``, ``channels…``) or both (``+``).
 
     * "not run" without the reference or without any arm;
     * "reproduced" when an attention-only arm *and* a pruning-only arm are shown better;
@@ -284,15 +289,23 @@ def verdict_ablation(arms: dict, reference) -> tuple[str, str]:
     if reference is None or reference[0] is None or not arms:
         return _v("not run", "no ablation (defended arms and the fine-tuned baseline) recorded")
     ref_rate, _, ref_hi = reference
-    shown = [a for a, (r, lo, hi) in arms.items() if r is not None and lo is not None and lo > ref_hi]
+    if paired:
+        shown = [a for a, t in paired.items() if t["shown"] == "higher"]
+        listing = "; ".join(f"{a}: kept correct by it alone {int(t['model_only'])}, by baseline-ft alone "
+                            f"{int(t['reference_only'])} (p = {t['p_holm']:.3g})" for a, t in paired.items())
+        ref = "baseline-ft (image by image: exact McNemar test on 'correct under attack', Holm-adjusted over the arms)"
+        none_why = f"no arm keeps more of the same images correct than {ref} beyond chance; {listing}"
+    else:
+        shown = [a for a, (r, lo, hi) in arms.items() if r is not None and lo is not None and lo > ref_hi]
+        listing = ", ".join(f"{a} {_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for a, (r, lo, hi) in arms.items())
+        ref = f"baseline-ft {_pct(ref_rate)} [{_pct(reference[1])}, {_pct(ref_hi)}]"
+        none_why = f"every arm's 95 % interval overlaps {ref} or lies below it: {listing}"
     kinds = {a: _arm_kind(a) for a in shown}
-    listing = ", ".join(f"{a} {_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for a, (r, lo, hi) in arms.items())
-    ref = f"baseline-ft {_pct(ref_rate)} [{_pct(reference[1])}, {_pct(ref_hi)}]"
     if "attention" in kinds.values() and "pruning" in kinds.values():
         return _v("reproduced", f"attention and pruning arms both above {ref}: {listing}")
     if shown:
         return _v("partly", f"only {', '.join(shown)} above {ref} (not one arm of each module): {listing}")
-    return _v("not reproduced", f"every arm's 95 % interval overlaps {ref} or lies below it: {listing}")
+    return _v("not reproduced", none_why)
 
 
 def _arm_kind(name: str) -> str:
@@ -600,6 +613,23 @@ def _claim_chen(results, attack: str, paper: float):
                 verdict=(verdict, reason))
 
 
+def _ablation_paired(recs: list[dict]) -> dict | None:
+    """Every defended arm against baseline-ft, image by image (:func:`~medadv_lib.metrics.defense.paired_tests`),
+    from notebook 04's PGD records at one budget; None when a record keeps no per-image outcomes."""
+    if not recs or not all(isinstance(r.get("outcome_attacked"), str) for r in recs):
+        return None
+    import pandas as pd
+
+    from ..metrics.defense import paired_tests
+    t = pd.DataFrame([{**r, "model": r["defense"]} for r in recs])
+    arms = [a for a in dict.fromkeys(t.model) if a not in ("baseline", "baseline-ft")]
+    try:
+        tests = paired_tests(t, "baseline-ft", "pgd", PGD_EPS, arms)
+    except ValueError:                      # not the same images: no paired comparison
+        return None
+    return {r["model"]: r for r in tests.to_dict(orient="records")}
+
+
 def _claim_ablation(results):
     nb = NOTEBOOKS[3]
     claim = "Each module (pruning, attention) improves robustness (ablation)"
@@ -612,13 +642,17 @@ def _claim_ablation(results):
     if ref is None or not arms:
         why = _missing(results, nb) if nb not in results else "notebook 04 recorded no ablation at this budget"
         return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, verdict=("not run", why))
-    verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")))
+    paired = _ablation_paired(recs)
+    verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")),
+                               paired)
     best = max(arms, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
+    rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under attack' (Holm over "
+            "the arms; p < 0.05 = shown)" if paired else "overlapping intervals = not shown")
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
                 ours_text=f"best arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
                 our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; "
                                 f"PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
-                                f"Wilson 95 % intervals on n = {ref.get('n')}; overlapping intervals = not shown"),
+                                f"Wilson 95 % intervals on n = {ref.get('n')}; {rule}"),
                 reweighted_text="—", verdict=verdict)
 
 
@@ -706,7 +740,8 @@ def provenance(results: dict, runs_dir=None) -> dict:
     ckpts = []
     for nb, recs in results.items():
         for r in recs:
-            item = (r.get("model"), r.get("defense"), r.get("checkpoint"), r.get("checkpoint_fingerprint"))
+            item = (r.get("model"), r.get("defense_label") or r.get("defense"), r.get("checkpoint"),
+                    r.get("checkpoint_fingerprint"))
             if item[3] is None:
                 continue
             hit = next((c for c in ckpts
@@ -803,6 +838,7 @@ def _defense_figure(results: dict) -> str | None:
     if not recs:
         return None
     arms = _unique(r["defense"] for r in recs)
+    shown = {r["defense"]: r.get("defense_label") or r["defense"] for r in recs}
     fig = Figure(figsize=(7.5, 0.6 + 0.35 * len(arms)))
     ax = fig.add_subplot()
     for j, (attack, paper, label) in enumerate((("pgd", CHEN_PGD, f"PGD ε = {PGD_EPS * 255:g}/255"),
@@ -818,7 +854,7 @@ def _defense_figure(results: dict) -> str | None:
                         label=None if labelled else label)
             labelled = True
         ax.axvline(paper, color=f"C{j}", ls="--", lw=1, label=f"Chen et al. {label.split()[0]} {_pct(paper, 2)}")
-    ax.set_yticks(range(len(arms)), arms)
+    ax.set_yticks(range(len(arms)), [shown[a] for a in arms])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("defense rate (95 % Wilson interval)")
@@ -853,7 +889,8 @@ def _defense_rows(results: dict) -> list[dict]:
     rows = []
     for r in _defense_records(results):
         if r["attack"] in ("pgd", "deepfool", "uap", "uap-test", "uap-covid-test", "transfer", "square"):
-            rows.append({"notebook": r.get("notebook"), "defense": r["defense"], "attack": r["attack"],
+            rows.append({"notebook": r.get("notebook"), "defense": r.get("defense_label") or r["defense"],
+                         "attack": r["attack"], "median_rho_adv": r.get("median_rho_adv"),
                          "eps": r.get("eps"), "n": r.get("n"), "clean_accuracy": r.get("clean_accuracy"),
                          "robust_accuracy": r.get("robust_accuracy"), "defense_rate": r.get("defense_rate"),
                          "defense_rate_lo": r.get("defense_rate_lo"), "defense_rate_hi": r.get("defense_rate_hi")})
@@ -888,10 +925,12 @@ def _tables(report: dict) -> dict:
                       [[nb, "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s.items())]
                        for nb, s in prov["settings"].items()]),
          "defenses": (["notebook", "defense", "attack", "ε", "n", "clean acc.", "robust acc.", "defense rate",
-                       "95 % interval"],
+                       "95 % interval", "median ρ_adv (DeepFool)"],
                       [[str(r["notebook"]), r["defense"], r["attack"], _eps_text(r["eps"]), str(r["n"]),
                         _pct(r["clean_accuracy"]), _pct(r["robust_accuracy"]), _pct(r["defense_rate"]),
-                        f"[{_pct(r['defense_rate_lo'])}, {_pct(r['defense_rate_hi'])}]"] for r in report["defenses"]])}
+                        f"[{_pct(r['defense_rate_lo'])}, {_pct(r['defense_rate_hi'])}]",
+                        _pct(r.get("median_rho_adv"), 2) if r["attack"] == "deepfool" else "—"]
+                       for r in report["defenses"]])}
     return t
 
 

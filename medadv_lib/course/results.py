@@ -117,18 +117,23 @@ def curve_records(name: str, info: dict, precision, curve, attack: str, **settin
              **{k: row[k] for k in keys}, **settings} for _, row in curve.iterrows()]
 
 
-def defense_records(table, checks, study: dict, precision) -> list[dict]:
-    """Notebook 04's records (results schema): one per arm and attack row of the robustness table,
-    with ``defense`` (the arm), the budget, the rates with their intervals and the hygiene verdict."""
+def defense_records(table, checks, study: dict, precision, labels: dict | None = None) -> list[dict]:
+    """Notebook 04's (and 05's) records (results schema): one per arm and attack row of the robustness
+    table, with ``defense`` (the arm's key), the budget, the rates with their intervals, the per-image
+    outcomes (``outcome_clean``, ``outcome_attacked``: the report's paired comparison) and the hygiene
+    verdict; ``labels`` (``{key: shown name}``, e.g. :func:`~medadv_lib.course.method_labels`) adds
+    ``defense_label``, the name the report shows."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
             "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
-            "params", "flops", "latency_ms")
+            "params", "flops", "latency_ms", "outcome_clean", "outcome_attacked")
     verdict = dict(zip(checks.model, checks.verdict))
+    labels = labels or {}
     out = []
     for row in table.to_dict(orient="records"):
         _, info = study[row["model"]]
         out.append({**model_record(info["config"]["model"], info, precision), "defense": row["model"],
+                    **({"defense_label": labels[row["model"]]} if row["model"] in labels else {}),
                     "target": None, **{k: row[k] for k in keys if k in row}, "verdict": verdict.get(row["model"])})
     return out
 

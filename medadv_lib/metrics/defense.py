@@ -21,6 +21,14 @@ flags a model; a model that fails any check must not be reported as robust.
 
 Vocabulary (see :mod:`medadv_lib.metrics.robustness`): robust accuracy over all ``n`` images;
 defense rate over the ``n_clean_correct`` images the model classifies correctly without attack.
+
+**Paired comparisons.** Every row also keeps its per-image outcomes (``outcome_clean``,
+``outcome_attacked``: one character per image, ``"1"`` = classified correctly, in the order of the
+attacked images).  Models attacked on the *same* images are then compared image by image with an exact
+McNemar test (:func:`mcnemar_exact`, :func:`paired_tests`) instead of by whether two Wilson intervals
+overlap, which is conservative for paired data.  The paired outcome is "correct under the attack"
+(robust accuracy): it is defined for every image, whereas each model's defense rate is over its *own*
+clean-correct images, a different subset for every model.
 """
 from __future__ import annotations
 
@@ -64,6 +72,123 @@ class RobustnessSettings:
     seed: int = 0
 
 
+def outcome_bits(mask) -> str:
+    """A per-image boolean outcome as a string of ``"0"``/``"1"`` (compact, JSON-safe)."""
+    return "".join("1" if bool(v) else "0" for v in (mask.tolist() if hasattr(mask, "tolist") else mask))
+
+
+def bits_outcome(bits: str):
+    """The inverse of :func:`outcome_bits`: a NumPy boolean array."""
+    import numpy as np
+    if not isinstance(bits, str) or set(bits) - {"0", "1"}:
+        raise ValueError(f"not a per-image outcome string of 0/1: {str(bits)[:40]!r}")
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
+def _binom_two_sided(k: int, n: int) -> float:
+    """Two-sided exact binomial p-value of ``k`` successes in ``n`` trials at p = ½ (doubled smaller tail)."""
+    if n <= 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def mcnemar_exact(a, b) -> dict:
+    """Exact McNemar test of two per-image boolean outcomes on the *same* images (e.g. "correct under
+    the attack" for model A and model B).
+
+    Only the discordant images carry information: ``a_only`` (A succeeds where B fails) and ``b_only``.
+    Under "A and B are equally good" each discordant image is a fair coin, so the p-value is the
+    two-sided exact binomial test of ``a_only`` out of ``a_only + b_only`` at ½ (the smaller tail,
+    doubled, capped at 1; 1 when there is no discordant image).
+
+    Returns ``{"n", "both", "a_only", "b_only", "neither", "discordant", "p_value"}``.
+
+    Example::
+        >>> mcnemar_exact([1, 1, 0, 0, 1], [1, 0, 0, 0, 0])["p_value"]     # 2 vs 0 discordant: 2 × ¼
+        0.5
+    """
+    import numpy as np
+    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired outcomes need the same images: {a.size} vs {b.size} outcomes")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    return {"n": int(a.size), "both": int((a & b).sum()), "a_only": a_only, "b_only": b_only,
+            "neither": int((~a & ~b).sum()), "discordant": a_only + b_only,
+            "p_value": _binom_two_sided(a_only, a_only + b_only)}
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (same order as given): controls the chance of
+    any false "shown" across the family at the stated level."""
+    p = [float(v) for v in p_values]
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def _outcome_row(table: pd.DataFrame, model: str, attack: str, eps):
+    t = table[(table.model == model) & (table.attack == attack)]
+    if eps is not None:
+        t = t[(t.eps - eps).abs() < 1e-9]
+    if len(t) != 1:
+        raise ValueError(f"{len(t)} rows for model {model!r}, attack {attack!r}"
+                         + (f" at ε = {eps * 255:.3g}/255" if eps is not None else "") + "; expected one")
+    row = t.iloc[0]
+    if "outcome_attacked" not in t or not isinstance(row.get("outcome_attacked"), str):
+        raise ValueError(f"the {attack} row of {model!r} keeps no per-image outcomes (a table from an older "
+                         "version of robustness_table): rerun the evaluation")
+    return row
+
+
+def paired_tests(table: pd.DataFrame, reference: str, attack: str = "pgd", eps: float | None = None,
+                 models=None, alpha: float = 0.05) -> pd.DataFrame:
+    """Each model of a (concatenated) :func:`robustness_table` against ``reference``, image by image:
+    the exact McNemar test (:func:`mcnemar_exact`) of "correct under ``attack`` (at ``eps``)" on the
+    shared attacked images, with Holm's adjustment over the models compared.
+
+    Every model must have been attacked on the same images in the same order (the course's
+    :func:`~medadv_lib.course.eval_images` makes sure of that); a different count raises ``ValueError``.
+
+    Returns one row per model (``models``: default every model but the reference): ``model, reference,
+    attack, eps, n, robust_accuracy, reference_robust_accuracy, model_only`` (images only the model keeps
+    correct), ``reference_only``, ``p_value``, ``p_holm`` and ``shown``: ``"higher"``/``"lower"`` when
+    ``p_holm < alpha`` (the direction of the discordant majority), else ``"not shown"``.
+    """
+    ref = _outcome_row(table, reference, attack, eps)
+    r_ok = bits_outcome(ref.outcome_attacked)
+    names = [m for m in dict.fromkeys(table.model) if m != reference] if models is None else list(models)
+    rows = []
+    for name in names:
+        row = _outcome_row(table, name, attack, eps)
+        ok = bits_outcome(row.outcome_attacked)
+        if ok.size != r_ok.size:
+            raise ValueError(f"{name!r} was attacked on {ok.size} images, {reference!r} on {r_ok.size}: not paired")
+        t = mcnemar_exact(ok, r_ok)
+        rows.append({"model": name, "reference": reference, "attack": attack, "eps": float(row.eps), "n": t["n"],
+                     "robust_accuracy": float(ok.mean()), "reference_robust_accuracy": float(r_ok.mean()),
+                     "model_only": t["a_only"], "reference_only": t["b_only"], "p_value": t["p_value"]})
+    out = pd.DataFrame(rows, columns=["model", "reference", "attack", "eps", "n", "robust_accuracy",
+                                      "reference_robust_accuracy", "model_only", "reference_only", "p_value"])
+    out["p_holm"] = holm(out.p_value) if len(out) else []
+    out["shown"] = [("higher" if r.model_only > r.reference_only else "lower") if r.p_holm < alpha else "not shown"
+                    for r in out.itertuples()]
+    return out
+
+
+def paired_text(row, what: str = "correct under attack") -> str:
+    """One :func:`paired_tests` row in words: both counts, the discordant images and the p-values."""
+    n = int(row["n"])
+    return (f"{row['model']} {what} on {round(row['robust_accuracy'] * n)}/{n} images vs "
+            f"{round(row['reference_robust_accuracy'] * n)}/{n} for {row['reference']}; discordant: "
+            f"{int(row['model_only'])} only {row['model']}, {int(row['reference_only'])} only {row['reference']}; "
+            f"exact McNemar p = {row['p_value']:.3g}" + (f" (Holm-adjusted {row['p_holm']:.3g})"
+                                                         if abs(row['p_holm'] - row['p_value']) > 1e-12 else ""))
+
+
 def _row(model_name, attack, norm, eps, correct, ok, **extra) -> dict:
     n, ncc = len(ok), int(correct.sum())
     k_rob, k_def = int(ok.sum()), int((ok & correct).sum())
@@ -73,7 +198,7 @@ def _row(model_name, attack, norm, eps, correct, ok, **extra) -> dict:
             "n_clean_correct": ncc, "clean_accuracy": ncc / max(n, 1),
             "robust_accuracy": k_rob / max(n, 1), "robust_accuracy_lo": lo, "robust_accuracy_hi": hi,
             "defense_rate": k_def / ncc if ncc else math.nan, "defense_rate_lo": dlo, "defense_rate_hi": dhi,
-            **extra}
+            "outcome_clean": outcome_bits(correct), "outcome_attacked": outcome_bits(ok), **extra}
 
 
 def _batched(attack, model, x, y, batch_size, **kw):
@@ -114,7 +239,8 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
             crafted on another model (row ``transfer``).
     Returns:
         a DataFrame with columns ``model, attack, norm, eps, steps, restarts, n, n_clean_correct,
-        clean_accuracy, robust_accuracy(_lo/_hi), defense_rate(_lo/_hi)``, and ``median_rho_adv`` for
+        clean_accuracy, robust_accuracy(_lo/_hi), defense_rate(_lo/_hi), outcome_clean, outcome_attacked``
+        (per-image outcomes, :func:`outcome_bits`), and ``median_rho_adv`` (a fraction) for
         DeepFool, ``fooling_rate`` for the UAP; attacks are ``pgd``, ``pgd-strong``, ``deepfool``,
         ``uap``, ``transfer``, ``square``, ``pgd-large``.
     """
