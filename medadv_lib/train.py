@@ -114,6 +114,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     The weights of the epoch with the best validation macro-F1 are restored at the end.  A
     :class:`~medadv_lib.models.MedModel` is given the precision policy ``precision`` (``None``:
     ``$MEDADV_PRECISION`` or auto) and keeps it afterwards.
+
+    The history's ``lr`` is the mean learning rate of the epoch's optimiser steps.
     """
     device = get_device(device) if not isinstance(device, torch.device) else device
     gen = seed_everything(config.seed)
@@ -148,7 +150,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             order = torch.multinomial(sample_w, len(y_tr), replacement=True, generator=gen)
         else:
             order = torch.randperm(len(y_tr), generator=gen)
-        run_loss, seen = 0.0, 0
+        run_loss, seen, lr_sum, steps = 0.0, 0, 0.0, 0
         for i in range(0, len(order), config.batch_size):
             idx = order[i:i + config.batch_size]
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
@@ -159,6 +161,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             loss = loss_fn(model(xb), yb)               # the model's precision policy applies
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            lr_sum += opt.param_groups[0]["lr"]       # the learning rate of this step
+            steps += 1
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -166,7 +170,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             seen += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{run_loss / seen:.3f}")
-        rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "lr": sched.get_last_lr()[0]}
+        rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "lr": lr_sum / steps}
         if val is not None:
             ev = evaluate(model, *val, device=device)
             share = [sum(col) / max(1, ev["n"]) for col in zip(*ev["confusion"])]   # predicted-class shares

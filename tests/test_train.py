@@ -179,3 +179,11 @@ def test_a_fine_tuned_checkpoint_is_reused_whatever_the_path_spelling_of_init_fr
     _, again = load_or_train(dataclasses.replace(cfg, init_from=str(copy)), out_dir=tmp_path, device="cpu",
                              progress=False)
     assert not first["cached"] and again["cached"] and again["checkpoint"] == first["checkpoint"]
+
+
+def test_history_lr_is_the_mean_learning_rate_of_the_epoch(real_batch):
+    """A one-epoch cosine fine-tune used to report lr=0 (the rate after its last step)."""
+    x, y = real_batch
+    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, batch_size=16, lr=1e-3, warmup_epochs=0)
+    hist = fit(build_model("resnet18"), (x, y), None, cfg, device="cpu", progress=False)
+    assert hist[0]["lr"] == pytest.approx(1e-3 * (1.0 + 0.5) / 2)      # two steps: cosine at 0 and at 1/2
