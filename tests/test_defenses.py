@@ -244,3 +244,20 @@ def test_the_sparsity_sweep_reuses_the_pgd_rows_of_a_model_already_evaluated(sma
     assert not calls
     pd.testing.assert_frame_equal(reused[cols].reset_index(drop=True), computed[cols].reset_index(drop=True))
     assert list(reused.model) == ["prune0"]
+
+
+def test_sparsity_curve_draws_one_curve_per_budget_even_when_eps_floats_differ_in_the_last_bits():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from medadv_lib.viz.defense import plot_sparsity_curve
+    e = 2 / 255
+    sweep = pd.DataFrame({"sparsity": [0.0, 0.3, 0.6, 0.9], "clean_accuracy": [0.8, 0.8, 0.78, 0.7],
+                          "defense_rate": [0.2, 0.3, 0.4, 0.7], "defense_rate_lo": [0.1, 0.2, 0.3, 0.6],
+                          "defense_rate_hi": [0.3, 0.4, 0.5, 0.8], "eps": [e, e * (1 + 1e-12), e, e * (1 + 1e-12)]})
+    fig = plot_sparsity_curve(sweep)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["clean accuracy", "PGD defense rate, ε = 2/255"]
+    plt.close(fig)

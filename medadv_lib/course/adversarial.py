@@ -381,7 +381,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
          f"fresh UAP {u0:.1%} → {ud:.1%}" + (f"; fine-tuned without UAPs: {ctrl_text}" if controls else ""), hirano),
         ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
          f"one model, one seed: {ratio:.2f}× the undefended rate",
-         f"cannot test a frequency; in this one case: {hirano}"),
+         "cannot test a frequency; in this one case " + ("retraining helped" if lowered else "retraining did not help")),
         ("comparison", f"against UAPs, {lab(reference)} (per-image) vs {defended} (UAP-specific)",
          f"fresh UAP {ur:.1%} vs {ud:.1%}", lower_of(reference, defended, "uap_fooling_rate", "fresh-UAP rate")),
         paired_row(defended) if paired is not None else

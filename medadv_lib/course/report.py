@@ -292,7 +292,9 @@ def verdict_ablation(arms: dict, reference, paired: dict | None = None) -> tuple
     if paired:
         shown = [a for a, t in paired.items() if t["shown"] == "higher"]
         listing = "; ".join(f"{a}: kept correct by it alone {int(t['model_only'])}, by baseline-ft alone "
-                            f"{int(t['reference_only'])} (p = {t['p_holm']:.3g})" for a, t in paired.items())
+                            f"{int(t['reference_only'])} (Holm-adjusted p = {t['p_holm']:.3g})" for a, t in paired.items())
+        listing += ("; the ablation arms only: notebook 04's sparsity sweep is judged there, with its gradient-masking "
+                    "caveat (PGD-10 only)")
         ref = "baseline-ft (image by image: exact McNemar test on 'correct under attack', Holm-adjusted over the arms)"
         none_why = f"no arm keeps more of the same images correct than {ref} beyond chance; {listing}"
     else:
@@ -649,10 +651,11 @@ def _claim_ablation(results):
     rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under attack' (Holm over "
             "the arms; p < 0.05 = shown)" if paired else "overlapping intervals = not shown")
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
-                ours_text=f"best arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
+                ours_text=f"highest arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
                 our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; "
                                 f"PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
-                                f"Wilson 95 % intervals on n = {ref.get('n')}; {rule}"),
+                                f"n = {ref.get('n')} attacked images (each arm's defense rate and its Wilson 95 % interval "
+                                f"over its own clean-correct ones); {rule}"),
                 reweighted_text="—", verdict=verdict)
 
 

@@ -82,9 +82,11 @@ def plot_sparsity_curve(sweep, ax=None):
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     s = sweep.sort_values("sparsity")
     ax.plot(s.sparsity, s.clean_accuracy, "o-", label="clean accuracy")
-    for e, t in s.groupby("eps"):
+    # one curve per budget in grey levels: rows reused from the ablation carry the same ε as a float that
+    # can differ in its last bits from the sweep's own (2/255 computed twice), which split one curve in two
+    for e, t in s.groupby((s["eps"] * 255).round(3)):
         ax.errorbar(t.sparsity, t.defense_rate, yerr=_err(t.defense_rate, t.defense_rate_lo, t.defense_rate_hi),
-                    marker="s", capsize=3, label=f"PGD defense rate, ε = {e * 255:.0f}/255")
+                    marker="s", capsize=3, label=f"PGD defense rate, ε = {e:g}/255")
     ax.set(xlabel="share of weights pruned", ylabel="rate", ylim=(-0.02, 1.02), title="pruning: accuracy vs robustness")
     ax.legend(fontsize=8)
     return ax.figure
