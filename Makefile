@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # extra `jupyter lab` options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
 
-.PHONY: setup test test-fast tutorial lab bench clean help
+.PHONY: setup test test-fast tutorial readme-numbers lab bench clean help
 
 help:
 	@sed -n '1,6p' Makefile
@@ -45,6 +45,12 @@ test-fast: setup
 tutorial: setup
 	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out build
 	$(BIN)/python -m medadv_lib report --runs build/runs --out build/report.html
+	$(BIN)/python -m medadv_lib.course.recorded --runs build/runs --out build/recorded_run.json
+
+# after `make tutorial`: make its numbers the README's (docs/recorded_run.json and the README's recorded-run block)
+readme-numbers: setup
+	$(BIN)/python -m medadv_lib.course.recorded --runs build/runs --out docs/recorded_run.json
+	$(BIN)/python -m medadv_lib.course.recorded --from docs/recorded_run.json --readme README.md
 
 # JupyterLab from the venv, rooted at notebooks/; its kernels run the project's (.venv) Python (the venv's
 # kernel specs before the user's) and talk to the server over CurveZMQ-encrypted sockets, not plain TCP

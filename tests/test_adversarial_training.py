@@ -12,7 +12,6 @@ from medadv_lib.attacks.uap import sgd_uap, uap_budget
 from medadv_lib.cli import main
 from medadv_lib.data import load_split
 from medadv_lib.defenses.adversarial import PGDPerturb, UAPPerturb, UATPerturb
-from medadv_lib.metrics.universal import fooling_rate
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import seed_everything
 from medadv_lib.train import TrainConfig, fit
@@ -87,17 +86,26 @@ def test_checkpoints_carry_the_defense_in_their_hash(small_checkpoint):
 
 def test_one_round_of_uap_fine_tuning_lowers_the_fooling_rate_of_its_uap(small_checkpoint, tmp_path):
     """Hirano et al.'s defense, one round on the small real-data model: the UAP it trained against
-    fools fewer test images afterwards."""
+    fools fewer test images afterwards — image by image, significantly (one-sided exact McNemar test at
+    0.05), not by a band fitted to one CPU's run.  ζ = 8 % makes the UAP strong enough on this small
+    64-px model for one epoch to close it clearly (measured on an AVX2 CPU in fp32: 42 % → 20 % of the
+    348 test predictions, discordant 109 vs 32; at ζ = 4 % the fall, 20 % → 15 %, was within noise)."""
+    from medadv_lib.claims import not_worse
+    from medadv_lib.models import predict
     model, _ = load_checkpoint(small_checkpoint, precision="fp32")
     x_tr, _ = load_split("train", 64, limit=128, seed=0)
     x_te, _ = load_split("test", 64)
-    uap = sgd_uap(model, x_tr, eps=uap_budget(0.04, "inf", x_tr), epochs=3, batch_size=16)
-    before = fooling_rate(model, x_te, uap.v)
+    uap = sgd_uap(model, x_tr, eps=uap_budget(0.08, "inf", x_tr), epochs=3, batch_size=16)
+
+    def fooled(m):
+        return (predict(m, (x_te + uap.v).clamp(0, 1)) != predict(m, x_te)).numpy()
+    before = fooled(model)
     hook = UAPPerturb(uap.v, share=0.5, name="uapft-r1")
     tuned, info = course.adversarial_finetune(small_checkpoint, hook, True, 1, output_dir=tmp_path, device="cpu",
                                               progress=False, precision="fp32")
-    after = fooling_rate(tuned, x_te, uap.v)
-    assert before > 0.2 and after < 0.5 * before, (before, after)
+    after = fooled(tuned)
+    assert before.mean() > 0.1, before.mean()                 # the UAP works before the round
+    assert not not_worse(after, before), (before.mean(), after.mean())   # and fools significantly fewer after it
     assert info["config"]["perturbation"]["uap"] == hook.describe()["uap"]
 
 
@@ -143,27 +151,26 @@ def _matrix(u_base, u_ft, u_at, acc_ft=0.80, at1=0.92, at1_lo=0.82, pgd2_ft=0.49
     (0.10, 0.75, False, "supported"),       # halved, but 8 points of clean accuracy lost
 ])
 def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano):
-    v = course.adversarial_verdicts(_matrix(0.30, u_ft, 0.05, acc_ft=acc_ft)).set_index("kind", append=True)
-    goals = v.xs("goal", level="kind")
-    assert bool(goals.met.iloc[0] and goals.met.iloc[1]) is goal
-    claims = v.xs("claim", level="kind").verdict.tolist()
+    v = course.adversarial_verdicts(_matrix(0.30, u_ft, 0.05, acc_ft=acc_ft)).set_index("key")
+    assert bool(v.met["finetune-uap-ratio"] and v.met["finetune-accuracy"]) is goal
     helped = "retraining did not help" if hirano == "not shown" else "retraining helped"
-    assert claims[0] == hirano and claims[1] == f"cannot test a frequency; in this one case {helped}"
+    assert v.verdict["hirano-finetune"] == hirano
+    assert v.verdict["hirano-few-cases"] == f"cannot test a frequency; in this one case {helped}"
     # 5 % vs 10 % on 348 images: the Wilson intervals touch, so no winner is declared
-    assert v.xs("comparison", level="kind").verdict.iloc[0] == (
+    assert v.verdict["at-vs-finetune-uap"] == (
         "pgd-at leaves the lower fresh-UAP rate" if u_ft >= 0.2 else "not shown to differ (intervals overlap)")
 
 
 def test_the_pgd_goal_uses_the_papers_bar():
-    below = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6))
-    assert below.met.iloc[2] is False and "below the bar" in below.measured.iloc[2]
-    base_high = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7))   # undefended 0.80
-    assert base_high.met.iloc[2] is True
-    assert base_high.verdict.iloc[2].startswith("met, but the undefended model meets it too")
+    below = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6)).set_index("key")
+    assert below.met["at-pgd-bar"] is False and "below the bar" in below.measured["at-pgd-bar"]
+    base_high = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)).set_index("key")   # undefended 0.80
+    assert base_high.met["at-pgd-bar"] is True
+    assert base_high.verdict["at-pgd-bar"].startswith("met, but the undefended model meets it too")
     base_low = _matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)
     base_low.loc["baseline", "pgd1_defense_rate"] = 0.70                  # below the bar: a plain "met"
-    v = course.adversarial_verdicts(base_low)
-    assert v.met.iloc[2] is True and v.verdict.iloc[2] == "met"
+    v = course.adversarial_verdicts(base_low).set_index("key")
+    assert v.met["at-pgd-bar"] is True and v.verdict["at-pgd-bar"] == "met"
 
 
 def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
@@ -184,12 +191,13 @@ def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
         lo, hi = wilson_interval(round(rate * 348), 348)
         return {"uap_fooling_rate": rate, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
     m = _matrix(0.30, 0.15, 0.05)
-    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40), "plain 1 epoch": summary(0.16)})
-    assert v.verdict.iloc[3] == "not shown beyond plain fine-tuning"
-    assert v.verdict.iloc[7] == "uap-finetune leaves the lower fresh-UAP rate"
-    assert v.verdict.iloc[8] == "not shown to differ (intervals overlap)" and "plain 1 epoch 16.0%" in v.measured.iloc[3]
-    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40)})
-    assert v.verdict.iloc[3] == "supported"
+    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40), "plain 1 epoch": summary(0.16)}).set_index("key")
+    assert v.verdict["hirano-finetune"] == "not shown beyond plain fine-tuning"
+    assert v.verdict["control:plain 3 epochs"] == "uap-finetune leaves the lower fresh-UAP rate"
+    assert v.verdict["control:plain 1 epoch"] == "not shown to differ (intervals overlap)"
+    assert "plain 1 epoch 16.0%" in v.measured["hirano-finetune"]
+    v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40)}).set_index("key")
+    assert v.verdict["hirano-finetune"] == "supported"
 
 
 def _fake_rounds_table():

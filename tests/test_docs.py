@@ -173,3 +173,39 @@ def test_instructor_guide_has_a_plan_per_notebook_and_names_real_parameters():
     for needle in ("out of order", "Stale caches", "Full mode on a CPU", "Confounded sources", "2-core CPU",
                    "bf16"):
         assert needle in text, needle
+
+
+# --------------------------------------------------------------------------------------------
+# The README's numbers are one recorded run's (issue 20): rendered from docs/recorded_run.json
+# --------------------------------------------------------------------------------------------
+
+def test_readme_numbers_are_the_recorded_runs_rendering():
+    import json
+
+    from medadv_lib.course.recorded import readme_block, render_block
+    record = json.loads((ROOT / "docs" / "recorded_run.json").read_text(encoding="utf-8"))
+    assert record["cpu"] and record["date"] and record["precision"], "the record names its CPU, date and precision"
+    assert readme_block(_doc("README.md")) == render_block(record), (
+        "README.md's recorded-run block differs from docs/recorded_run.json: run `make readme-numbers` "
+        "after `make tutorial` instead of editing the numbers by hand")
+
+
+def test_the_recorded_run_block_is_replaced_and_a_readme_without_markers_is_refused():
+    from medadv_lib.course.recorded import END, START, replace_block
+    assert replace_block(f"a\n{START}\nold 0.828\n{END}\nb", f"{START}\nnew\n{END}") == f"a\n{START}\nnew\n{END}\nb"
+    with pytest.raises(ValueError, match="markers"):
+        replace_block("no block here", "x")
+
+
+def test_a_run_is_summarised_with_intervals(tmp_path):
+    import json
+
+    from medadv_lib.course.recorded import render_block, summarize_run
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "01_train_classifiers.json").write_text(json.dumps([
+        {"model": "resnet18", "test_accuracy": 0.8, "balanced_accuracy": 0.75, "precision": "fp32 + channels_last",
+         "seconds": 300, "epochs": 10, "image_size": 112}]))
+    s = summarize_run(tmp_path)
+    acc = s["models"]["resnet18"]["test_accuracy"]
+    assert acc["n"] > 300 and acc["lo"] < 0.8 < acc["hi"] and s["seconds"] == {"01_train_classifiers": 300}
+    assert "80.0% [" in render_block(s) and "that machine only" in render_block(s)

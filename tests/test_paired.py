@@ -150,12 +150,12 @@ def test_adversarial_verdicts_compare_with_the_undefended_model_image_by_image()
     at = _kept(n, (0, 40))                                                 # +20: shown
     paired = paired_tests(_table({"baseline": base, "uap-finetune": uft, "pgd-at": at}, eps=2 / 255), "baseline")
     labels = course.method_labels(True)
-    v = course.adversarial_verdicts(_matrix(0.30, 0.10, 0.05), paired=paired, labels=labels)
-    assert "image by image" in v.statement.iloc[6] and v.verdict.iloc[6] == "not shown to differ (paired)"
-    assert "3 only uap-finetune, 0 only baseline" in v.measured.iloc[6]
-    last = v.iloc[-1]
+    v = course.adversarial_verdicts(_matrix(0.30, 0.10, 0.05), paired=paired, labels=labels).set_index("key", drop=False)
+    assert "image by image" in v.statement["finetune-pgd2"] and v.verdict["finetune-pgd2"] == "not shown to differ (paired)"
+    assert "3 only uap-finetune, 0 only baseline" in v.measured["finetune-pgd2"]
+    last = v.loc["paired:pgd-at"]
     assert last.statement.startswith("FGSM-RS AT (2/255) against per-image PGD (ε = 2/255)")
     assert last.verdict == "more images correct under attack than the undefended model"
     assert "20 only FGSM-RS AT (2/255), 0 only baseline" in last.measured
-    assert v.statement.iloc[2].startswith("FGSM-RS AT (2/255): PGD defense rate") and "pgd-at" not in " ".join(v.statement)
+    assert v.statement["at-pgd-bar"].startswith("FGSM-RS AT (2/255): PGD defense rate") and "pgd-at" not in " ".join(v.statement)
     assert not math.isnan(paired.p_value.iloc[0])

@@ -310,8 +310,10 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     e.g. plain fine-tuning for as many epochs and notebook 04's one-epoch ``baseline-ft``: fine-tuning
     alone moves a model and so its fresh UAP, and a defense must beat that too.
 
-    One row per statement with ``measured`` (text), ``verdict`` (a phrase) and ``met`` (True/False for
-    the goals, None for claims and comparisons):
+    One row per statement with ``key`` (a stable name to read it by: ``finetune-uap-ratio``,
+    ``finetune-accuracy``, ``at-pgd-bar``, ``hirano-finetune``, ``hirano-few-cases``, ``at-vs-finetune-uap``,
+    ``finetune-pgd2``, ``control:<name>``, ``paired:<model>``), ``measured`` (text), ``verdict`` (a phrase)
+    and ``met`` (True/False for the goals, None for claims and comparisons):
 
     * UAP fine-tuning: a fresh UAP fools at most ``max_ratio`` × as many test images as on ``base``;
     * UAP fine-tuning: clean accuracy loss at most ``max_acc_loss``;
@@ -348,7 +350,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         txt = paired_text({**r, "model": lab(name), "reference": lab(r["reference"])})
         verdict = (f"{'more' if r['shown'] == 'higher' else 'fewer'} images correct under attack than the undefended "
                    "model" if r["shown"] != "not shown" else "not shown to differ (paired)")
-        return ("comparison", f"{lab(name)} against per-image PGD (ε = {r['eps'] * 255:.3g}/255) vs the undefended "
+        return (f"paired:{name}", "comparison", f"{lab(name)} against per-image PGD (ε = {r['eps'] * 255:.3g}/255) vs the undefended "
                               "model, image by image", txt, verdict)
     controls = controls or {}
     if controls:
@@ -368,41 +370,41 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         return f"{lab(a if m.loc[a, col] < m.loc[b, col] else b)} leaves the lower {what}"
 
     rows = [
-        ("goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
+        ("finetune-uap-ratio", "goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
-        ("goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
+        ("finetune-accuracy", "goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
-        ("goal", f"{lab(reference)}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
+        ("at-pgd-bar", "goal", f"{lab(reference)}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
          f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)")
          + f"; undefended {m.loc[base, 'pgd1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'pgd2_defense_rate']:.1%} vs "
            f"{m.loc[base, 'pgd2_defense_rate']:.1%} undefended",
          bool(at1 >= pgd_bar)),
-        ("claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
+        ("hirano-finetune", "claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
          f"fresh UAP {u0:.1%} → {ud:.1%}" + (f"; fine-tuned without UAPs: {ctrl_text}" if controls else ""), hirano),
-        ("claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
+        ("hirano-few-cases", "claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
          f"one model, one seed: {ratio:.2f}× the undefended rate",
          "cannot test a frequency; in this one case " + ("retraining helped" if lowered else "retraining did not help")),
-        ("comparison", f"against UAPs, {lab(reference)} (per-image) vs {defended} (UAP-specific)",
+        ("at-vs-finetune-uap", "comparison", f"against UAPs, {lab(reference)} (per-image) vs {defended} (UAP-specific)",
          f"fresh UAP {ur:.1%} vs {ud:.1%}", lower_of(reference, defended, "uap_fooling_rate", "fresh-UAP rate")),
-        paired_row(defended) if paired is not None else
-        ("comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
+        (("finetune-pgd2",) + paired_row(defended)[1:]) if paired is not None else
+        ("finetune-pgd2", "comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
          f"defense rate {m.loc[defended, 'pgd2_defense_rate']:.1%} vs {m.loc[base, 'pgd2_defense_rate']:.1%}",
          ("not shown to differ (intervals overlap)" if not _apart(m, defended, base, "pgd2_defense_rate") else
           f"{'higher' if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else 'lower'} "
           "than the undefended model's")),
     ]
     for c in controls:
-        rows.append(("comparison", f"{defended} vs {c}, against a fresh UAP",
+        rows.append((f"control:{c}", "comparison", f"{defended} vs {c}, against a fresh UAP",
                      f"fresh UAP {ud:.1%} vs {m.loc[c, 'uap_fooling_rate']:.1%}",
                      lower_of(defended, c, "uap_fooling_rate", "fresh-UAP rate")))
     if paired is not None:
         rows += [paired_row(name) for name in paired.model if name != defended]
-    out = pd.DataFrame(rows, columns=["kind", "statement", "measured", "verdict"])
+    out = pd.DataFrame(rows, columns=["key", "kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]
     if bool(at1 >= pgd_bar) and m.loc[base, "pgd1_defense_rate"] >= pgd_bar:
         # the goal is met, but it cannot tell the defense from no defense at this budget
-        out.loc[2, "verdict"] = "met, but the undefended model meets it too: at 1/255 the bar separates nothing"
+        out.loc[out.key == "at-pgd-bar", "verdict"] = "met, but the undefended model meets it too: at 1/255 the bar separates nothing"
     return out
 
 
@@ -411,6 +413,13 @@ def old_uap_before_after(rt) -> list[tuple[float, float]]:
     round k−1's model (where it was built: that round's ``fresh_uap_fooling_rate``) and on round k's
     model after the round (``old_uap_fooling_rate``).  Returns ``[(before, after), ...]``."""
     return [(rt.fresh_uap_fooling_rate.iloc[k - 1], rt.old_uap_fooling_rate.iloc[k]) for k in range(1, len(rt))]
+
+
+def old_uap_closed(rt) -> list[bool]:
+    """Per round k ≥ 1 of a :func:`rounds_table`: did the round close the UAP it trained on beyond sampling
+    noise — its Wilson interval after the round (``old_uap_fooling_rate_hi``) below the one it had where it
+    was built (round k−1's ``fresh_uap_fooling_rate_lo``)?"""
+    return [bool(rt.old_uap_fooling_rate_hi.iloc[k] < rt.fresh_uap_fooling_rate_lo.iloc[k - 1]) for k in range(1, len(rt))]
 
 
 def rounds_narrative(rt, controls: dict) -> str:

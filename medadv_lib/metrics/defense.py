@@ -41,7 +41,7 @@ import torch
 from ..attacks import deepfool, pgd
 from ..models import predict
 from ..runtime import model_device
-from .robustness import rho_adv
+from .robustness import bits_outcome, outcome_bits, rho_adv  # noqa: F401  (re-exported)
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,19 +70,6 @@ class RobustnessSettings:
     square_eps: float = 2 / 255
     large_eps: float | None = 32 / 255         # check (d); None: not run
     seed: int = 0
-
-
-def outcome_bits(mask) -> str:
-    """A per-image boolean outcome as a string of ``"0"``/``"1"`` (compact, JSON-safe)."""
-    return "".join("1" if bool(v) else "0" for v in (mask.tolist() if hasattr(mask, "tolist") else mask))
-
-
-def bits_outcome(bits: str):
-    """The inverse of :func:`outcome_bits`: a NumPy boolean array."""
-    import numpy as np
-    if not isinstance(bits, str) or set(bits) - {"0", "1"}:
-        raise ValueError(f"not a per-image outcome string of 0/1: {str(bits)[:40]!r}")
-    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
 
 
 def _binom_two_sided(k: int, n: int) -> float:
@@ -317,6 +304,25 @@ def hygiene_checks(table: pd.DataFrame, tol: int = 1, large_eps_max: float = 0.0
         out.append({"model": model_name, **checks, "failed": failed,
                     "verdict": "gradient masking suspected: " + ", ".join(failed) if failed else "no masking detected"})
     return pd.DataFrame(out)
+
+
+def masking_text(checks: pd.DataFrame, labels: dict | None = None, what: str = "arm") -> str:
+    """One sentence from :func:`hygiene_checks`: which models the four masking checks flag, and why.
+
+    Rendered rather than asserted: whether a weakly attacked, briefly fine-tuned model masks its gradients
+    is an outcome of the run (another CPU's arithmetic or another seed can tip it), so a notebook says what
+    its checks found instead of promising a result.
+
+        >>> masking_text(pd.DataFrame({"model": ["a"], "failed": [[]], "verdict": ["no masking detected"]}))
+        'No arm is flagged: every one of the 1 passes all four masking checks it ran.'
+    """
+    labels = labels or {}
+    flagged = [(labels.get(m, m), f) for m, f in zip(checks.model, checks.failed) if f]
+    if not flagged:
+        return f"No {what} is flagged: every one of the {len(checks)} passes all four masking checks it ran."
+    names = "; ".join(f"{m} ({', '.join(f)})" for m, f in flagged)
+    return (f"**{len(flagged)} of {len(checks)} flagged \"gradient masking suspected\"**: {names}. Their robustness "
+            f"numbers are not evidence of robustness until a stronger attack confirms them.")
 
 
 def defense_summary(table: pd.DataFrame, checks: pd.DataFrame | None = None, eps=(1 / 255, 2 / 255)) -> pd.DataFrame:

@@ -28,6 +28,27 @@ from ..models import predict  # noqa: F401  (re-exported: labels predicted in ch
 from ..runtime import model_device
 
 
+def outcome_bits(mask) -> str:
+    """A per-image boolean outcome as a string of ``"0"``/``"1"`` (compact, JSON-safe)."""
+    return "".join("1" if bool(v) else "0" for v in (mask.tolist() if hasattr(mask, "tolist") else mask))
+
+
+def bits_outcome(bits: str):
+    """The inverse of :func:`outcome_bits`: a NumPy boolean array."""
+    import numpy as np
+    if not isinstance(bits, str) or set(bits) - {"0", "1"}:
+        raise ValueError(f"not a per-image outcome string of 0/1: {str(bits)[:40]!r}")
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
+def fooled_at(curve, eps: float):
+    """Per image, fooled at ``eps`` in a :func:`robustness_curve` table (indexed by ``eps`` or not): the
+    negation of its ``outcome_attacked`` bits, as a NumPy boolean array, for paired comparisons of attacks."""
+    row = curve.loc[eps] if eps in getattr(curve, "index", ()) and "eps" not in curve.columns else \
+        curve[(curve.eps - eps).abs() < 1e-12].iloc[0]
+    return ~bits_outcome(row["outcome_attacked"])
+
+
 def _rate(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if mask.numel() else math.nan
 
@@ -114,7 +135,9 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
 
     Returns a DataFrame with one row per ε: ``eps, norm, n, n_clean_correct, clean_accuracy,
     robust_accuracy, attack_success_rate`` (over clean-correct images), ``defense_rate``,
-    ``median_norm`` (of the successful perturbations on clean-correct images).
+    ``median_norm`` (of the successful perturbations on clean-correct images), ``outcome_attacked``
+    (per image, correct under the attack, as a ``"0"``/``"1"`` string: :func:`~medadv_lib.metrics.defense.bits_outcome`
+    reads it back, so two attacks on the same images can be compared image by image).
 
     With ``return_results=True`` it returns ``(DataFrame, results)`` where ``results`` lists the
     :class:`~medadv_lib.attacks.AttackResult` of each run (one for a minimal-norm attack, else
@@ -159,7 +182,8 @@ def robustness_curve(model, x: torch.Tensor, y: torch.Tensor, attack, eps_list, 
                 rows.append({"eps": e, "norm": res.norm, "n": len(y), "n_clean_correct": int(correct.sum()),
                              "clean_accuracy": _rate(correct), "robust_accuracy": _rate(ok),
                              "attack_success_rate": _rate(fooled[correct]), "defense_rate": _rate(ok[correct]),
-                             "median_norm": float(sel.quantile(0.5)) if sel.numel() else math.nan})
+                             "median_norm": float(sel.quantile(0.5)) if sel.numel() else math.nan,
+                             "outcome_attacked": outcome_bits(ok)})
     df = pd.DataFrame(rows)
     return (df, results) if return_results else df
 
