@@ -24,7 +24,11 @@ setup: $(VENV)/.setup-done
 
 # torchattacks (a peer) pins requests~=2.25.1 in its metadata but never imports it, while JupyterLab
 # needs requests>=2.31: no resolution holds both, so it is installed after the others, without deps.
+#
+# Python >= 3.10 first (tools/check_python.sh: the venv's python once it exists, else $(PYTHON)); a too old
+# or missing one stops here with one line, exit status 2.
 $(VENV)/.setup-done: pyproject.toml
+	$(if $(PYTHON_PROBLEM),$(error $(patsubst %.,%,$(PYTHON_PROBLEM))))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
@@ -32,6 +36,10 @@ $(VENV)/.setup-done: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+
+SETUP_PYTHON   = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+SETUP_FIX      = $(if $(wildcard $(BIN)/python),remove $(VENV) and run `make setup PYTHON=python3.11` (or another python3.10+),install Python 3.10 or newer and run `make setup PYTHON=python3.11` (or whichever python3.X you installed))
+PYTHON_PROBLEM = $(shell sh tools/check_python.sh '$(SETUP_PYTHON)' '$(SETUP_FIX)' 2>&1)
 
 test: setup
 	$(BIN)/python -m pytest -ra --durations=15 $(PYTEST_ARGS)

@@ -95,3 +95,63 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
     version = subprocess.run([sys.executable, str(script), "--version"], check=True, capture_output=True,
                              text=True, env=run_env, cwd=tmp_path, timeout=300).stdout.strip()
     assert version == f"medadv {medadv_lib.__version__}"
+
+
+# ---------------------------------------------------------------- `make setup`: Python >= 3.10 first
+CHECK = ROOT / "tools" / "check_python.sh"
+
+
+def _fake_python(folder: Path, name: str = "python3", version: str = "3.9.18") -> Path:
+    """A stand-in interpreter: whatever it is asked, it answers with ``version``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / name
+    fake.write_text(f"#!/bin/sh\nprintf '%s' '{version}'\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def _make_env(**extra) -> dict:
+    """The environment without an outer make's variables (a sub-make would add directory lines)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    return {**env, **extra}
+
+
+def test_check_python_accepts_this_interpreter():
+    out = subprocess.run(["sh", str(CHECK), sys.executable], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("version", ["3.9.18", "2.7.18"])
+def test_check_python_rejects_an_old_one_in_one_sentence(tmp_path, version):
+    fake = _fake_python(tmp_path / "bin", version=version)
+    out = subprocess.run(["sh", str(CHECK), str(fake)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    (line,) = out.stderr.splitlines()
+    assert line == (f"medadv needs Python 3.10 or newer, but {fake} is Python {version}: install Python 3.10 "
+                    "or newer and run `make setup PYTHON=python3.11` (or whichever python3.X you installed).")
+
+
+def test_check_python_names_a_missing_interpreter(tmp_path):
+    out = subprocess.run(["sh", str(CHECK), str(tmp_path / "python3.42")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert "python3.42 was not found" in line and "make setup PYTHON=python3.11" in line
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_setup_stops_on_python_39_before_creating_the_venv(tmp_path):
+    """`make setup` with a Python 3.9 as `python3` on PATH: one line, exit status 2, no venv."""
+    fake_bin = tmp_path / "bin"
+    _fake_python(fake_bin)
+    venv = tmp_path / "venv"
+    env = _make_env(PATH=f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = subprocess.run(["make", "setup", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    (line,) = out.stderr.splitlines()
+    assert "medadv needs Python 3.10 or newer, but python3 is Python 3.9.18: install Python 3.10 or newer and " \
+           "run `make setup PYTHON=python3.11`" in line, line
+    assert not venv.exists()
