@@ -11,6 +11,9 @@ BIN    := $(VENV)/bin
 MODE   ?= auto
 # torch/torchvision pins; override for another platform, e.g. TORCH="torch==2.9.1 torchvision==0.24.1"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# a PyTorch wheel index for torch/torchvision only, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (CPU-only wheels, far smaller); empty (the default, what CI tests): PyPI's wheels
+TORCH_INDEX ?=
 PYTEST_ARGS ?=
 # extra `jupyter lab` options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
@@ -26,13 +29,15 @@ setup: $(VENV)/.setup-done
 # needs requests>=2.31: no resolution holds both, so it is installed after the others, without deps.
 #
 # Python >= 3.10 first (tools/check_python.sh: the venv's python once it exists, else $(PYTHON)); a too old
-# or missing one stops here with one line, exit status 2.
+# or missing one stops here with one line, exit status 2. pip shows its downloads (PIP_QUIET=1 hides them).
+# With TORCH_INDEX, torch and torchvision come from that index alone (--no-deps: their pure-Python
+# dependencies come from PyPI with everything else in the next step).
 $(VENV)/.setup-done: pyproject.toml
 	$(if $(PYTHON_PROBLEM),$(error $(patsubst %.,%,$(PYTHON_PROBLEM))))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,peers]" $(TORCH)
+	$(BIN)/python -m pip install $(TORCH)$(if $(TORCH_INDEX), --no-deps --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -e ".[dev,peers]" $(TORCH)
 	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

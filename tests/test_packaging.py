@@ -155,3 +155,23 @@ def test_make_setup_stops_on_python_39_before_creating_the_venv(tmp_path):
     assert "medadv needs Python 3.10 or newer, but python3 is Python 3.9.18: install Python 3.10 or newer and " \
            "run `make setup PYTHON=python3.11`" in line, line
     assert not venv.exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("index", ["", "https://download.pytorch.org/whl/cpu"])
+def test_make_setup_passes_torch_index_to_the_torch_install_only(tmp_path, index):
+    """`make -n setup TORCH_INDEX=…`: the torch/torchvision install alone uses that index (the rest comes from
+    PyPI); without TORCH_INDEX no install names an index. Nothing is run (`make -n`)."""
+    venv = tmp_path / "venv"
+    out = subprocess.run(["make", "-n", "setup", f"VENV={venv}", f"PYTHON={sys.executable}", f"TORCH_INDEX={index}"],
+                         cwd=ROOT, capture_output=True, text=True, env=_make_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    installs = [line for line in out.stdout.splitlines() if " -m pip install " in line]
+    (torch_line,) = [line for line in installs if "torch==" in line and " -e " not in line]
+    (project_line,) = [line for line in installs if '-e ".[dev,peers]"' in line]
+    assert installs.index(torch_line) < installs.index(project_line)
+    assert " -q" not in torch_line and " -q" not in project_line      # pip's download progress stays visible
+    if index:
+        assert torch_line.endswith(f"--no-deps --index-url {index}")
+    assert sum("--index-url" in line for line in installs) == (1 if index else 0)
+    assert not venv.exists()
