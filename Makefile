@@ -25,9 +25,6 @@ help:
 
 setup: $(VENV)/.setup-done
 
-# torchattacks (a peer) pins requests~=2.25.1 in its metadata but never imports it, while JupyterLab
-# needs requests>=2.31: no resolution holds both, so it is installed after the others, without deps.
-#
 # Python >= 3.10 first (tools/check_python.sh: the venv's python once it exists, else $(PYTHON)); a too old
 # or missing one stops here with one line, exit status 2. pip shows its downloads (PIP_QUIET=1 hides them).
 # With TORCH_INDEX, torch and torchvision come from that index alone (--no-deps: their pure-Python
@@ -38,7 +35,6 @@ $(VENV)/.setup-done: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)$(if $(TORCH_INDEX), --no-deps --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e ".[dev,peers]" $(TORCH)
-	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -175,3 +175,22 @@ def test_make_setup_passes_torch_index_to_the_torch_install_only(tmp_path, index
         assert torch_line.endswith(f"--no-deps --index-url {index}")
     assert sum("--index-url" in line for line in installs) == (1 if index else 0)
     assert not venv.exists()
+
+
+def test_torchattacks_is_a_declared_peer_without_the_requests_pin():
+    """torchattacks 3.4-3.5.1 pin requests~=2.25.1, which JupyterLab's requests>=2.31 rules out (`pip check`
+    fails); 3.3.0 declares no dependencies, so the `peers` extra takes it and `make setup` installs nothing
+    on the side."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (spec,) = [r for r in extras["peers"] if _name(r) == "torchattacks"]
+    assert "<3.4" in spec.replace(" ", "")
+    assert "torchattacks" not in (ROOT / "Makefile").read_text()
+    assert "torchattacks>=3.3,<3.4" in (ROOT / "environment.yml").read_text()
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+        installed = requires("torchattacks") or []
+    except PackageNotFoundError:
+        pytest.skip("torchattacks is not installed")
+    assert not [r for r in installed if _name(r) == "requests"], \
+        f"the installed torchattacks requires {installed}: run `make setup` (pyproject's peers extra)"

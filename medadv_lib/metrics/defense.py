@@ -200,9 +200,9 @@ def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_si
     ``torchattacks`` (L∞, margin loss), the course's peer for check (c)."""
     try:
         import torchattacks
-    except ImportError as exc:   # a peer installed by `make setup` (pip install --no-deps "torchattacks>=3.5")
+    except ImportError as exc:   # a peer: pyproject's `peers` extra, which `make setup` installs
         raise ImportError("the gradient-free check uses torchattacks' Square attack: "
-                          'pip install --no-deps "torchattacks>=3.5" (or run `make setup`)') from exc
+                          'pip install "torchattacks>=3.3,<3.4" (or run `make setup`)') from exc
     atk = torchattacks.Square(model, norm="Linf", eps=float(eps), n_queries=int(queries), n_restarts=1, seed=seed)
     dev, out = model_device(model), []
     for i in range(0, len(x), batch_size):
