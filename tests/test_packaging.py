@@ -43,6 +43,17 @@ def test_version_option(capsys):
     assert capsys.readouterr().out.strip() == f"medadv {medadv_lib.__version__}"
 
 
+def test_the_version_is_written_once_in_medadv_lib():
+    """pyproject.toml takes its version from ``medadv_lib.__version__`` (setuptools' dynamic version); no second
+    copy to forget. The wheel test below checks that a built wheel carries it."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "medadv_lib.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+([a-z]+\d+)?", medadv_lib.__version__)
+
+
 def _can_build_offline() -> bool:
     try:
         import setuptools
@@ -68,6 +79,7 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels), str(src)], check=True, env=env, cwd=tmp_path, timeout=300)
     (wheel,) = wheels.glob("medadv-*.whl")
+    assert wheel.name.startswith(f"medadv-{medadv_lib.__version__}-"), wheel.name   # the dynamic version
     names = zipfile.ZipFile(wheel).namelist()
     expected = {f"medadv_lib/{p.relative_to(ROOT / 'medadv_lib').as_posix()}"
                 for p in (ROOT / "medadv_lib").rglob("*.py") if "__pycache__" not in p.parts}
