@@ -110,8 +110,8 @@ def _slim(model: MedModel, ratio: float, layers: dict) -> MedModel:
 
 def prune_structured(model: MedModel, ratio: float, image_size: int = 112) -> MedModel:
     """Remove the ``ratio`` (0–1) of channels with the smallest L2 norm from every prunable layer
-    (torch-pruning's ``MagnitudePruner``; residual-coupled channels are removed together; the head's
-    outputs are kept), in place, and record the new layer shapes in the spec (``slim``)."""
+    (torch-pruning's ``BasePruner`` with group L2 importance; residual-coupled channels are removed together;
+    the head's outputs are kept), in place, and record the new layer shapes in the spec (``slim``)."""
     import torch_pruning as tp
     if not 0 < ratio < 1:
         raise ValueError(f"structured pruning ratio must be in (0, 1); got {ratio}")
@@ -122,8 +122,8 @@ def prune_structured(model: MedModel, ratio: float, image_size: int = 112) -> Me
     example = torch.rand(1, model.in_channels, image_size, image_size, device=model_device(model))
     mf = any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())   # channels_last weights
     model.net.to(memory_format=torch.contiguous_format)
-    pruner = tp.pruner.MagnitudePruner(model.net, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                       pruning_ratio=float(ratio), ignored_layers=head, global_pruning=False)
+    pruner = tp.pruner.BasePruner(model.net, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                  pruning_ratio=float(ratio), ignored_layers=head, global_pruning=False)
     pruner.step()
     if mf:
         model.net.to(memory_format=torch.channels_last)
