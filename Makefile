@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # extra `jupyter lab` options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
 
-.PHONY: setup test test-fast tutorial readme-numbers lab bench clean help
+.PHONY: setup constraints test test-fast tutorial readme-numbers lab bench clean help
 
 help:
 	@sed -n '1,6p' Makefile
@@ -28,13 +28,14 @@ setup: $(VENV)/.setup-done
 # Python >= 3.10 first (tools/check_python.sh: the venv's python once it exists, else $(PYTHON)); a too old
 # or missing one stops here with one line, exit status 2. pip shows its downloads (PIP_QUIET=1 hides them).
 # With TORCH_INDEX, torch and torchvision come from that index alone (--no-deps: their pure-Python
-# dependencies come from PyPI with everything else in the next step).
-$(VENV)/.setup-done: pyproject.toml
+# dependencies come from PyPI with everything else in the next step). constraints.txt pins every other
+# package to the version in a working .venv (see `make constraints`).
+$(VENV)/.setup-done: pyproject.toml constraints.txt
 	$(if $(PYTHON_PROBLEM),$(error $(patsubst %.,%,$(PYTHON_PROBLEM))))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install $(TORCH)$(if $(TORCH_INDEX), --no-deps --index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -e ".[dev,peers]" $(TORCH)
+	$(BIN)/python -m pip install -c constraints.txt $(TORCH)$(if $(TORCH_INDEX), --no-deps --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,peers]" $(TORCH)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -73,3 +74,18 @@ bench: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+# after a dependency change and a `make setup` that works: pin what .venv holds, for everyone's `make setup`
+# (torch, torchvision and their CUDA bundle stay with TORCH; each pin is marked with .venv's Python version,
+# the one that tested it, so another Python resolves from pyproject's ranges instead)
+constraints:
+	@test -x $(BIN)/python || { echo "make constraints: $(VENV) does not exist; run make setup first" >&2; exit 2; }
+	@pyver=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') && { \
+	  echo "# The versions \`make setup\` installs (pip -c), frozen from a working .venv by \`make constraints\`."; \
+	  echo "# torch, torchvision, triton, nvidia-* and cuda-* are set by the Makefile's TORCH, not here."; \
+	  $(BIN)/python -m pip freeze --exclude-editable \
+	    | grep -Eiv '^(#|-e |medadv==|torch==|torchvision==|triton==|nvidia-|cuda-)' | grep -v ' @ ' \
+	    | sed "s/\$$/ ; python_version == \"$$pyver\"/"; \
+	} > constraints.txt.tmp
+	@if cmp -s constraints.txt.tmp constraints.txt; then rm constraints.txt.tmp; echo "constraints.txt: unchanged"; \
+	 else mv constraints.txt.tmp constraints.txt; echo "constraints.txt: updated from $(VENV)"; fi

@@ -206,3 +206,30 @@ def test_torchattacks_is_a_declared_peer_without_the_requests_pin():
         pytest.skip("torchattacks is not installed")
     assert not [r for r in installed if _name(r) == "requests"], \
         f"the installed torchattacks requires {installed}: run `make setup` (pyproject's peers extra)"
+
+
+def test_constraints_pin_exact_versions_that_pyproject_allows():
+    """constraints.txt (`make setup` installs with -c; `make constraints` writes it): one exact pin per line,
+    none for medadv itself or for what the Makefile's TORCH governs, each within pyproject's ranges."""
+    Requirement = pytest.importorskip("packaging.requirements").Requirement
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    declared += [Requirement(r) for extra in ("dev", "peers") for r in project["optional-dependencies"][extra]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", line
+        pins[_name(req.name)] = spec.version
+    assert {"numpy", "jupyterlab", "requests", "torchattacks", "captum"} <= set(pins)
+    assert not {"medadv", "torch", "torchvision", "triton"} & set(pins)
+    assert not [n for n in pins if n.startswith(("nvidia-", "cuda-"))]
+    for req in declared:
+        name = _name(req.name)
+        if name in pins:
+            assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} vs {req}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.count("-c constraints.txt") == 2          # the torch install and the project's
