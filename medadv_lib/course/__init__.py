@@ -15,7 +15,7 @@ from .pipelines import (ablation_verdict, course_defense, course_model, course_r
                         sparsity_sweep, sparsity_verdict, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
-                          cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, old_uap_closed, rounds_narrative, rounds_table,
+                          cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, old_uap_closed, pattern_change_text, rounds_narrative, rounds_table,
                           uap_fooling_summary,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401

@@ -422,6 +422,23 @@ def old_uap_closed(rt) -> list[bool]:
     return [bool(rt.old_uap_fooling_rate_hi.iloc[k] < rt.fresh_uap_fooling_rate_lo.iloc[k - 1]) for k in range(1, len(rt))]
 
 
+def pattern_change_text(cos, d: int) -> str:
+    """How the attacker's pattern moves between successive fresh UAPs (cosine similarities ``cos`` of UAPs of
+    ``d`` pixels), as one sentence.  Two independent random patterns of ``d`` pixels have a cosine within
+    ±5/√d almost surely (five standard deviations), so a cosine above that bound means the new UAP shares part
+    of the previous one's direction, one within it an unrelated pattern; ≥ 0.9 would be the same pattern.
+
+        >>> pattern_change_text([0.41, -0.02], 12544)
+        'Cosine similarity between successive fresh UAPs: +0.41, -0.02 (1 = the same pattern; two independent random patterns of 12544 pixels lie within ±0.045). Round 1: partly the previous pattern; round 2: an unrelated pattern.'
+    """
+    bound = 5 / d ** 0.5
+    kinds = ["the same pattern" if c >= 0.9 else "partly the previous pattern" if c > bound else "an unrelated pattern"
+             if c >= -bound else "partly the previous pattern, reversed" for c in cos]
+    return (f"Cosine similarity between successive fresh UAPs: {', '.join(f'{c:+.2f}' for c in cos)} (1 = the same "
+            f"pattern; two independent random patterns of {d} pixels lie within ±{bound:.3f}). "
+            + "; ".join(f"{'R' if i == 0 else 'r'}ound {i + 1}: {k}" for i, k in enumerate(kinds)) + ".")
+
+
 def rounds_narrative(rt, controls: dict) -> str:
     """Notebook 05's reading of its :func:`rounds_table` ``rt`` as a Markdown paragraph: the fresh UAP before
     any fine-tuning (and random noise), the old and fresh UAP after round 1, the fresh UAP after the last
