@@ -237,7 +237,7 @@ def test_adversarial_recap_lists_rounds_models_checks_and_goals():
     assert "fooled 50.0% → 10.0%, 20.0% → 5.0% before → after the round." in lines[0]
     assert "(cosine similarity -0.10 to +0.40)" in lines[1] and lines[1].endswith("rates of 31.0%.")
     assert lines[2] == "- Clean accuracy: baseline 80.0%, uap-finetune 78.0%."
-    assert lines[5] == "- Masking checks: 1 of 2 models pass all four (FAST settings: weak evidence)."
+    assert lines[5] == "- Masking checks: 1 of 2 models fail no masking check (FAST settings: weak evidence)."
     assert lines[6] == "- Goals: fewer images fooled: met."
     assert "weak evidence" not in course.adversarial_recap(_fake_rounds_table(), {}, matrix, checks, verdicts, False)
 

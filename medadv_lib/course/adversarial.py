@@ -496,7 +496,7 @@ def adversarial_recap(rt, controls: dict, matrix, checks, verdicts, fast: bool) 
             f"- Fresh UAP fooling rate: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_fooling_rate.items())}; "
             f"targeted → COVID-19: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_to_covid_success.items())}.\n"
             f"- PGD-10 defense rate at 2/255: {', '.join(f'{n} {a:.1%}' for n, a in m.pgd2_defense_rate.items())}.\n"
-            f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models pass all four"
+            f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models fail no masking check"
             f"{' (FAST settings: weak evidence)' if fast else ''}.\n"
             f"- Goals: " + "; ".join(f"{r.statement}: {r.verdict}" for r in verdicts[verdicts.kind == 'goal'].itertuples())
             + ".")

@@ -55,7 +55,8 @@ def summarize_run(runs_dir, data_dir=None) -> dict:
     recs = {nb: json.loads((results / f"{nb}.json").read_text()) for nb in NOTEBOOK_NAMES
             if (results / f"{nb}.json").exists()}
     n_test = int((load_metadata(data_dir)["split"] == "test").sum())
-    out = {"date": _dt.date.today().isoformat(), "cpu": cpu_name(), "precision": None,
+    from ..runtime import cpu_bf16_native
+    out = {"date": _dt.date.today().isoformat(), "cpu": f"{cpu_name()}, {cpu_bf16_native()[1]}", "precision": None,
            "seconds": {nb: round(r[0]["seconds"]) for nb, r in recs.items() if r and r[0].get("seconds") is not None},
            "models": {}, "uap": None}
     for r in recs.get("01_train_classifiers", []):

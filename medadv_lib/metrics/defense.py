@@ -314,12 +314,12 @@ def masking_text(checks: pd.DataFrame, labels: dict | None = None, what: str = "
     its checks found instead of promising a result.
 
         >>> masking_text(pd.DataFrame({"model": ["a"], "failed": [[]], "verdict": ["no masking detected"]}))
-        'No arm is flagged: every one of the 1 passes all four masking checks it ran.'
+        'No arm is flagged: no masking check that ran failed for any of the 1.'
     """
     labels = labels or {}
     flagged = [(labels.get(m, m), f) for m, f in zip(checks.model, checks.failed) if f]
     if not flagged:
-        return f"No {what} is flagged: every one of the {len(checks)} passes all four masking checks it ran."
+        return f"No {what} is flagged: no masking check that ran failed for any of the {len(checks)}."
     names = "; ".join(f"{m} ({', '.join(f)})" for m, f in flagged)
     return (f"**{len(flagged)} of {len(checks)} flagged \"gradient masking suspected\"**: {names}. Their robustness "
             f"numbers are not evidence of robustness until a stronger attack confirms them.")
