@@ -65,6 +65,21 @@ def above(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> bool:
     return wilson_interval(int(k1), int(n1), z)[0] > wilson_interval(int(k2), int(n2), z)[1]
 
 
+def more(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> bool:
+    """True when ``k1/n1`` is significantly larger than ``k2/n2``: the one-sided Fisher exact test has
+    p < ``alpha``.  More powerful than :func:`above` on a few dozen images (11/52 vs 2/52: p ≈ 0.008,
+    although the two Wilson intervals overlap), and still exact: one or two images of noise cannot pass it.
+
+        >>> more(11, 52, 2, 52), more(3, 52, 2, 52)
+        (True, False)
+    """
+    from scipy.stats import fisher_exact
+    if min(n1, n2) <= 0:
+        return False
+    table = [[int(k1), int(n1) - int(k1)], [int(k2), int(n2) - int(k2)]]
+    return bool(fisher_exact(table, alternative="greater")[1] < alpha)
+
+
 def count(rate: float, n: int) -> int:
     """The number of images behind a rate over ``n`` images (rates are stored as fractions)."""
     return int(round(float(rate) * int(n)))

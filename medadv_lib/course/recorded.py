@@ -83,7 +83,7 @@ def _pct(r: dict | None) -> str:
 def render_block(s: dict) -> str:
     """The README's recorded-run block (Markdown) for a :func:`summarize_run` summary."""
     lines = [START, f"One recorded FAST run: {s['date']}, CPU **{s['cpu']}**, precision policy `{s['precision']}` "
-             f"(`docs/recorded_run.json`, written by `make readme-numbers` after `make tutorial`). Another CPU, "
+             f"(`docs/recorded_run.json`; `make readme-numbers` after `make tutorial` records a new one). Another CPU, "
              "precision or seed gives other numbers; intervals are 95 % Wilson intervals over the test images.", ""]
     if s["models"]:
         lines += ["| model (FAST) | test accuracy | balanced accuracy |", "|---|---|---|"]
