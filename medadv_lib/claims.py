@@ -96,13 +96,10 @@ def not_worse(a, b, alpha: float = 0.05) -> bool:
     """
     import math
 
-    import numpy as np
-    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired outcomes need the same images: {a.size} vs {b.size}")
-    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
-    n = a_only + b_only
-    p = sum(math.comb(n, i) for i in range(a_only + 1)) / 2 ** n if n else 1.0   # P(X <= a_only), X ~ Bin(n, 1/2)
+    from .metrics.defense import mcnemar_exact
+    t = mcnemar_exact(a, b)              # the discordant counts (and the shape check) of the two-sided test
+    n = t["discordant"]
+    p = sum(math.comb(n, i) for i in range(t["a_only"] + 1)) / 2 ** n if n else 1.0   # P(X <= a_only), X ~ Bin(n, 1/2)
     return p >= alpha
 
 
