@@ -1,5 +1,6 @@
 # medadv — the commands a newcomer needs:
-#   make tutorial   execute the course notebooks into build/ (FAST on CPU, full size on CUDA; MODE=fast|full),
+#   make tutorial   execute the course notebooks into build/ (FAST on CPU, full size on CUDA; MODE=fast|full;
+#                   SEED=1 and PRECISION=fp32|bf16 run it under another seed or arithmetic, OUT=build-seed1),
 #                   then write the reproduction report build/report.html
 #   make lab        open the course in JupyterLab (the project's kernel, on notebooks/; LAB_ARGS="--port 8890")
 #   make test       run the test suite (unit tests, peer cross-checks, every notebook in FAST mode)
@@ -9,6 +10,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODE   ?= auto
+# make tutorial: every notebook's SEED and PRECISION (empty: the notebooks' own, 0 and the policy's) and the output folder
+SEED      ?=
+PRECISION ?=
+OUT       ?= build
 # torch/torchvision pins; override for another platform, e.g. TORCH="torch==2.9.1 torchvision==0.24.1"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # a PyTorch wheel index for torch/torchvision only, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -21,7 +26,7 @@ LAB_ARGS ?=
 .PHONY: setup constraints test test-fast tutorial readme-numbers lab bench clean help
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 setup: $(VENV)/.setup-done
 
@@ -53,9 +58,9 @@ test-fast: setup
 # the runner's first step finds the dataset, or says what it fetches and downloads and builds it
 # (medadv_lib.data.ensure; MEDADV_OFFLINE=1: a one-line error instead), then runs every notebook
 tutorial: setup
-	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out build
-	$(BIN)/python -m medadv_lib report --runs build/runs --out build/report.html
-	$(BIN)/python -m medadv_lib.course.recorded --runs build/runs --out build/recorded_run.json
+	$(BIN)/python -m medadv_lib.course.runner --mode $(MODE) --out $(OUT)$(if $(SEED), --seed $(SEED))$(if $(PRECISION), --precision $(PRECISION))
+	$(BIN)/python -m medadv_lib report --runs $(OUT)/runs --out $(OUT)/report.html
+	$(BIN)/python -m medadv_lib.course.recorded --runs $(OUT)/runs --out $(OUT)/recorded_run.json
 
 # after `make tutorial`: make its numbers the README's (docs/recorded_run.json and the README's recorded-run block)
 readme-numbers: setup

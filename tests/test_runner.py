@@ -81,3 +81,32 @@ def test_runner_kernels_use_a_private_transport_without_the_tcp_warning(tmp_path
         assert transport == "ipc" or curve == "True"
     assert "without encryption" not in "".join(capfd.readouterr())
     assert not {d for d in set(os.listdir(tempfile.gettempdir())) - before if d.startswith("medadv-kernel-")}
+
+
+def test_the_runner_sets_every_notebooks_seed_and_precision_when_asked(monkeypatch, capsys):
+    """`--seed 1 --precision fp32` (``make tutorial SEED=1 PRECISION=fp32``) reach every notebook's parameters;
+    without them the notebooks keep their own."""
+    from medadv_lib.course import runner
+    calls = []
+    monkeypatch.setattr(runner, "_data_step", lambda data: 0)
+    monkeypatch.setattr(runner, "run_notebook", lambda nb, out, fast, **kw: calls.append((nb.name, kw["extra"])))
+    assert runner.main(["--mode", "fast", "--seed", "1", "--precision", "fp32", "00", "01"]) == 0
+    assert [e for _, e in calls] == [{"SEED": 1, "PRECISION": "fp32"}] * 2
+    assert "SEED = 1, PRECISION = fp32" in capsys.readouterr().out
+    calls.clear()
+    assert runner.main(["--mode", "fast", "02"]) == 0 and calls == [("02_universal_perturbations.ipynb", {})]
+
+
+def test_make_tutorial_passes_seed_precision_and_out_to_the_runner():
+    import shutil
+    import subprocess
+    from pathlib import Path
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "tutorial", "SEED=1", "PRECISION=fp32", "OUT=build-seed1"], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "--out build-seed1 --seed 1 --precision fp32" in dry.stdout and "--runs build-seed1/runs" in dry.stdout
+    plain = subprocess.run(["make", "-n", "tutorial"], cwd=root, capture_output=True, text=True, timeout=60).stdout
+    assert "--seed" not in plain and "--out build" in plain

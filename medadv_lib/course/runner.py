@@ -1,6 +1,7 @@
 """Execute the course notebooks with papermill (``make tutorial`` and the notebook tests).
 
-    python -m medadv_lib.course.runner [--mode auto|fast|full] [--out build] [--data-only] [NOTEBOOK ...]
+    python -m medadv_lib.course.runner [--mode auto|fast|full] [--out build] [--seed N] [--precision P]
+                                       [--data-only] [NOTEBOOK ...]
 
 First the data step: :func:`medadv_lib.data.ensure.ensure_dataset` finds the dataset, or says what
 it will fetch and downloads and builds it (``MEDADV_OFFLINE=1``: one line, exit 2, nothing fetched);
@@ -8,7 +9,9 @@ it will fetch and downloads and builds it (``MEDADV_OFFLINE=1``: one line, exit 
 
 Each notebook's ``parameters`` cell is overridden with ``FAST`` (fast on CPU, full size
 when CUDA is present, unless ``--mode`` says otherwise), ``OUTPUT_DIR`` (the shared
-checkpoint/results folder, so later notebooks reuse earlier models) and ``DATA_DIR``.
+checkpoint/results folder, so later notebooks reuse earlier models) and ``DATA_DIR``; ``--seed`` sets
+every notebook's ``SEED`` (models, UAPs, attacked images and noise drawn anew: the course under another
+seed) and ``--precision`` its ``PRECISION`` (``fp32`` or ``bf16``: the course under other arithmetic).
 Executed copies go to ``OUT/notebooks/`` and HTML renderings to ``OUT/html/``.
 """
 from __future__ import annotations
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="auto", choices=["auto", "fast", "full"])
     ap.add_argument("--out", default="build", help="folder for executed notebooks, HTML and runs/")
     ap.add_argument("--data", default=None, help="dataset folder (default: $MEDADV_DATA, data/, ../shared/data/)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="every notebook's SEED (default: each notebook's own, 0): the course under another seed")
+    ap.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
+                    help="every notebook's PRECISION (default: the policy's choice, $MEDADV_PRECISION or auto)")
     ap.add_argument("--no-html", action="store_true")
     ap.add_argument("--data-only", action="store_true",
                     help="only the data step: find the dataset, or download and build it; run no notebook")
@@ -188,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if status or args.data_only:
         return status
     fast = resolve_mode(args.mode)
-    print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode -> {args.out}/")
+    extra = {k: v for k, v in (("SEED", args.seed), ("PRECISION", args.precision)) if v is not None}
+    said = "".join(f", {k} = {v}" for k, v in extra.items())
+    print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode{said} -> {args.out}/")
     if not fast:
         import torch
         if not torch.cuda.is_available():
@@ -198,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         t0 = time.time()
         try:
-            run_notebook(nb, Path(args.out), fast, data_dir=args.data, html=not args.no_html, progress=True)
+            run_notebook(nb, Path(args.out), fast, data_dir=args.data, html=not args.no_html, extra=extra,
+                         progress=True)
         except NotebookFailed as exc:
             print(f"FAILED {exc}", file=sys.stderr)
             return 1
