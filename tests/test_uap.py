@@ -111,6 +111,25 @@ def test_random_uap_like_and_errors():
         random_uap((8, 8), 0.1, norm="l0")
 
 
+def test_the_shuffled_control_matches_the_uaps_l2_linf_and_values():
+    """kind='shuffle': the UAP's pixels in another order, so both norms and the value histogram match,
+    where rescaled uniform noise at the UAP's L∞ carries only part of its L2 energy."""
+    g = torch.Generator().manual_seed(0)
+    v = (torch.rand(1, 1, 16, 16, generator=g) * 2 - 1).sign() * 0.02
+    v[..., :4, :] *= 0.3                                       # not every pixel at the bound
+    c = random_uap(v, 0.02, "inf", kind="shuffle", seed=1)
+    for norm in ("inf", "2"):
+        assert float(lp_norm(c, norm)[0]) == pytest.approx(float(lp_norm(v, norm)[0]), rel=1e-6)
+    assert torch.equal(c.flatten().sort().values, v.flatten().sort().values) and not torch.equal(c, v)
+    assert not torch.equal(c, random_uap(v, 0.02, "inf", kind="shuffle", seed=2))
+    uniform = random_uap(v, 0.02, "inf", kind="uniform", seed=1)
+    assert float(lp_norm(uniform, "2")[0]) < 0.8 * float(lp_norm(v, "2")[0])
+    with pytest.raises(ValueError, match="pass the UAP"):
+        random_uap((16, 16), 0.02, kind="shuffle")
+    with pytest.raises(ValueError, match="exceeds eps"):
+        random_uap(v, 0.01, "inf", kind="shuffle")
+
+
 def test_apply_uap_clamps():
     x = torch.rand(4, 1, 8, 8)
     v = torch.full((1, 1, 8, 8), 0.7)
@@ -382,6 +401,21 @@ def test_reweighted_fooling_rates_by_hand():
     assert m["fooling_rate_reweighted"] == pytest.approx((0.5 * 100 + 1.0 * 100) / 231)
     assert m["fooling_rate_vs_labels_per_class"] == [0.5, 1.0, 0.25]
     assert m["fooling_rate_vs_labels_reweighted"] == pytest.approx((50 + 100 + 0.25 * 31) / 231)
+    assert m["fooling_rate_reweighted_lo"] < m["fooling_rate_reweighted"] < m["fooling_rate_reweighted_hi"]
+
+
+def test_the_reweighted_interval_covers_the_rate_and_narrows_with_images():
+    """Jeffreys draws per class, weighted by the paper's mix: the interval holds the re-weighted point,
+    shrinks with more images, is seeded, and is widest where the mix leans on a small class."""
+    from medadv_lib.metrics import reweighted_interval, reweighted_rate
+    small = reweighted_interval([(9, 11), (5, 12), (3, 33)])
+    big = reweighted_interval([(90, 110), (50, 120), (30, 330)])
+    point = reweighted_rate([9 / 11, 5 / 12, 3 / 33])
+    assert small[0] < point < small[1] and big[0] < reweighted_rate([90 / 110, 50 / 120, 30 / 330]) < big[1]
+    assert big[1] - big[0] < 0.5 * (small[1] - small[0])
+    assert small == reweighted_interval([(9, 11), (5, 12), (3, 33)])
+    assert 0 < reweighted_interval([(0, 11), (0, 12), (0, 33)])[1] < 0.15          # never a point at 0
+    assert reweighted_interval([(1, 2), (0, 0), (3, 4)]) is None
 
 
 def test_paper_gap_table_judges_each_explanation_from_the_outputs():
@@ -409,3 +443,41 @@ def test_paper_gap_table_judges_each_explanation_from_the_outputs():
     m2 = {**m, "fooling_rate_balanced": 0.9}
     assert paper_gap_table(m2, test_rates, {}, head, {"fooling_rate": 0.9, "random_fooling_rate": 0.0},
                            0.03)["verdict"]["which fooling rate"] == "explains it"
+
+
+# ----------------------------------------------------------------------------- SGD UAP: stopping on a plateau
+
+def test_sgd_stops_on_a_plateau_of_the_holdout_rate_and_keeps_the_best_uap(tiny):
+    """With patience the builder measures on images it never steps on and stops when they stop improving;
+    the UAP it returns is the best measured one, and its record says so."""
+    model, x, _ = tiny
+    eps = uap_budget(0.05, "inf", stats=x)
+    res = sgd_uap(model, x[:16], eps=eps, epochs=200, batch_size=4, holdout=x[16:], eval_every=2, patience=3,
+                  seed=0)
+    rates = [h["fooling_rate"] for h in res.history]
+    assert res.converged and res.stop_reason in ("plateau", "fooling_rate")
+    if res.stop_reason == "plateau":
+        assert max(rates[-3:]) <= max(rates[:-3]) and res.params["steps"] < 200 * 4
+    assert all(h["on"] == "holdout" for h in res.history) and res.params["holdout"] == 8
+    held = predict(model, x[16:])
+    assert float((predict(model, x[16:], perturbation=res.v) != held).float().mean()) == pytest.approx(max(rates))
+    assert [h["step"] for h in res.history] == list(range(2, 2 * len(rates) + 1, 2))
+
+
+def test_sgd_that_runs_out_of_steps_says_it_did_not_converge(tiny):
+    model, x, _ = tiny
+    eps = uap_budget(0.02, "inf", stats=x)
+    res = sgd_uap(model, x, eps=eps, epochs=50, batch_size=4, max_steps=5, patience=100, eval_every=2)
+    assert (res.converged, res.stop_reason, res.params["steps"]) == (False, "budget", 5)
+    assert [h["step"] for h in res.history] == [2, 4, 5]
+    plain = sgd_uap(model, x, eps=eps, epochs=2, batch_size=8)
+    assert (plain.converged, plain.stop_reason) == (False, "epochs") and [h["epoch"] for h in plain.history] == [1, 2]
+
+
+def test_sgd_plateau_argument_errors(tiny):
+    model, x, y = tiny
+    with pytest.raises(ValueError, match="holdout"):
+        sgd_uap(model, x, y, eps=0.02, reference="labels", holdout=x[:4])
+    for name in ("patience", "eval_every", "max_steps"):
+        with pytest.raises(ValueError, match=name):
+            sgd_uap(model, x, eps=0.02, **{name: 0})

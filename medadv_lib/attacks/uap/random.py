@@ -18,10 +18,15 @@ def random_uap(shape_or_like, eps: float, norm="inf", kind: str = "uniform", see
         eps (float): the norm of the noise, > 0, pixel units.
         norm (str): ``"inf"`` or ``"2"``.
         kind (str): ``"uniform"`` (U[-1,1] per pixel, rescaled), ``"sign"`` (±1 per pixel,
-            rescaled: for L∞ every pixel is ±eps) or ``"gaussian"`` (N(0,1), rescaled).
+            rescaled: for L∞ every pixel is ±eps), ``"gaussian"`` (N(0,1), rescaled) or ``"shuffle"``:
+            the pixels of the UAP ``shape_or_like`` (a ``1×1×H×W`` tensor) in a random order — the
+            control that matches the UAP's L2 *and* L∞ norms and its histogram of values, where
+            rescaled noise matches only one norm (uniform noise at the UAP's L∞ has about 70 % of
+            its L2 energy).  ``eps`` must then be at least the UAP's norm; it is not rescaled.
         seed (int): seed of the noise.
     Returns:
-        ``1×1×H×W`` tensor with ``lp_norm(v, norm) == eps`` (up to float rounding).
+        ``1×1×H×W`` tensor with ``lp_norm(v, norm) == eps`` (up to float rounding; ``"shuffle"``: the
+        UAP's own norms).
     """
     norm, eps = parse_norm(norm), check_eps(eps)
     if torch.is_tensor(shape_or_like):
@@ -35,6 +40,15 @@ def random_uap(shape_or_like, eps: float, norm="inf", kind: str = "uniform", see
         h, w = shape[-2:]
         device, dtype = torch.device("cpu"), torch.float32
     gen = torch.Generator().manual_seed(int(seed))
+    if kind == "shuffle":
+        if not torch.is_tensor(shape_or_like) or shape_or_like.numel() != h * w:
+            raise ValueError("kind='shuffle' permutes a UAP's pixels: pass the UAP (a 1×1×H×W tensor) as "
+                             "shape_or_like")
+        v = shape_or_like.detach()
+        if float(lp_norm(v, norm)[0]) > eps * (1 + 1e-5):
+            raise ValueError(f"kind='shuffle': the UAP's {norm}-norm {float(lp_norm(v, norm)[0]):.4g} exceeds eps={eps:.4g}")
+        flat = v.reshape(-1)
+        return flat[torch.randperm(flat.numel(), generator=gen).to(flat.device)].reshape(1, 1, h, w).to(dtype)
     if kind == "uniform":
         r = torch.rand(1, 1, h, w, generator=gen, dtype=torch.float64) * 2 - 1
     elif kind == "sign":
@@ -42,6 +56,6 @@ def random_uap(shape_or_like, eps: float, norm="inf", kind: str = "uniform", see
     elif kind == "gaussian":
         r = torch.randn(1, 1, h, w, generator=gen, dtype=torch.float64)
     else:
-        raise ValueError(f"kind must be 'uniform', 'sign' or 'gaussian'; got {kind!r}")
+        raise ValueError(f"kind must be 'uniform', 'sign', 'gaussian' or 'shuffle'; got {kind!r}")
     r = r / lp_norm(r, norm).clamp_min(1e-300).view(1, 1, 1, 1) * eps
     return r.to(device=device, dtype=dtype)
