@@ -141,9 +141,10 @@ def test_02_uap_exercises(data):
                                                                         **SGD).values()))
     s = S["02"].exercise_2(m, xt, res, kinds=("uniform", "sign"))
     assert list(s.index) == ["UAP", "random (uniform)", "random (sign)"] and _rates(s)
-    t3 = S["02"].exercise_3(m, xt, STATS, SIZE, train=(8, 16), epochs=(1, 2), batch_size=8)
-    assert t3.index.tolist() == [(8, 1), (16, 2)] and list(t3.columns) == ["fooling_rate (build)", "fooling_rate (test)"]
-    assert _rates(t3)
+    t3 = S["02"].exercise_3(m, xt, STATS, SIZE, train=(8, 16), holdout=8, batch_size=8, eval_every=1, epochs=2)
+    assert t3.index.tolist() == [8, 16] and list(t3.columns) == ["fooling_rate (held out)", "fooling_rate (test)",
+                                                                  "steps", "converged"]
+    assert _rates(t3[["fooling_rate (held out)", "fooling_rate (test)"]]) and (t3.steps >= 1).all()
     t4 = S["02"].exercise_4(m, xb, xt, yt, STATS, zetas=(0.02,), **SGD)
     assert t4.index.get_level_values("target").tolist() == list(LABELS) and _rates(t4)
     assert t4.target_rate_clean.sum() == pytest.approx(1)      # every clean prediction lies in exactly one target class

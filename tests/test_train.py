@@ -13,6 +13,7 @@ from medadv_lib.metrics import classification_report
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
 from medadv_lib.models import predict
+from medadv_lib.data import load_split
 from medadv_lib.train import TrainConfig, checkpoint_path, data_fingerprint, evaluate, fit, load_or_train
 
 TINY = TrainConfig(model="resnet18", image_size=32, epochs=2, train_limit=96, batch_size=32, seed=0)
@@ -70,14 +71,33 @@ def _test32():
 
 def test_course_uap_settings_defaults_and_overrides():
     s = course.uap_settings(True)
-    assert (s.train, s.epochs, s.batch_size) == (course.UAP_FAST.train, course.UAP_FAST.epochs,
-                                                 course.UAP_FAST.batch_size)
-    assert s.sgd == {"method": "sgd", "epochs": s.epochs, "batch_size": s.batch_size}
-    assert course.uap_settings(False).train is None                  # full study: the whole training split
-    o = course.uap_settings(True, train=64, epochs=7, batch_size=8)
-    assert (o.train, o.sgd["epochs"], o.sgd["batch_size"]) == (64, 7, 8)
-    with pytest.raises(ValueError, match="train must be"):
-        course.uap_settings(True, train=0)
+    assert (s.train, s.epochs, s.batch_size, s.holdout) == (course.UAP_FAST.train, course.UAP_FAST.epochs,
+                                                            course.UAP_FAST.batch_size, course.UAP_FAST.holdout)
+    assert s.sgd == {"method": "sgd", "epochs": s.epochs, "batch_size": s.batch_size, "eval_every": s.eval_every,
+                     "patience": s.patience}
+    assert s.patience >= 1                                            # the course's UAP stops on a plateau
+    assert course.uap_settings(False).train is None                  # full study: every image not held out
+    o = course.uap_settings(True, train=64, epochs=7, batch_size=8, holdout=16)
+    assert (o.train, o.sgd["epochs"], o.sgd["batch_size"], o.holdout) == (64, 7, 8, 16)
+    for bad in ({"train": 0}, {"holdout": 0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            course.uap_settings(True, **bad)
+
+
+def test_the_uap_build_and_holdout_images_are_disjoint_stratified_training_images():
+    x, y = load_split("train", 32)
+    xb, yb, xh = course.uap_build_images(True, 32, train=60, holdout=30, seed=3)
+    assert (len(xb), len(yb), len(xh)) == (60, 60, 30)
+    rows = {t.numpy().tobytes(): i for i, t in enumerate(x)}
+    ib, ih = {rows[t.numpy().tobytes()] for t in xb}, {rows[t.numpy().tobytes()] for t in xh}
+    assert len(ib) == 60 and len(ih) == 30 and not ib & ih
+    assert torch.equal(y[sorted(ib)], yb) and set(yb.tolist()) == set(y.tolist())
+    again = course.uap_build_images(True, 32, train=60, holdout=30, seed=3)
+    assert torch.equal(again[0], xb) and torch.equal(again[2], xh)
+    xa, _, _ = course.uap_build_images(False, 32, holdout=30, seed=3)
+    assert len(xa) == len(y) - 30                                     # full mode: every image not held out
+    with pytest.raises(ValueError, match="holdout"):
+        course.uap_build_images(True, 32, holdout=len(y))
 
 
 def test_course_settings_are_shared_between_notebooks():

@@ -9,7 +9,6 @@ import pandas as pd
 from medadv_lib import LABELS
 from medadv_lib.attacks import random_uap
 from medadv_lib.attacks.uap.cache import precompute_uaps
-from medadv_lib.data import load_split
 from medadv_lib.metrics import predict
 from medadv_lib.metrics.transfer import transfer_matrix
 from medadv_lib.metrics.universal import compare_uap_builds, fooling_rate, uap_table
@@ -55,22 +54,27 @@ def exercise_2(model, x_test, res, kinds=("uniform", "sign", "gaussian"), seed: 
     return pd.Series(out, name="fooling_rate")
 
 
-def exercise_3(model, x_test, stats, image_size: int, zeta: float = 0.02, train=(128, 256), epochs=(3, 6),
-               batch_size: int = 16, data_dir=None, seed: int = 0) -> pd.DataFrame:
-    """The SGD UAP with the course's build images and epochs, then both doubled: fooling rate on the build
-    images and on the test split.
+def exercise_3(model, x_test, stats, image_size: int, zeta: float = 0.02, train=(512, 1536), holdout: int | None = None,
+               fast: bool = True, data_dir=None, seed: int = 0, **sgd) -> pd.DataFrame:
+    """The course's SGD UAP (it stops on a plateau of its held-out rate) on the course's number of build images,
+    then on three times as many, with the same held-out images: the held-out and test fooling rates, the steps it
+    took and whether it converged.
 
-    If the test rate hardly moves while the build rate stays close to it, the UAP already generalised and
-    neither more images nor more epochs was the limit (compare with section 8's build-vs-test table); a
-    build rate rising above an unchanged test rate would be overfitting.
+    If the test rate hardly moves while both UAPs converged, the number of build images was not the limit; a
+    held-out rate well above the test rate would say the held-out training images are easier than the test ones.
+    ``sgd`` overrides the course's settings (e.g. ``batch_size=8``, ``eval_every=2`` on a tiny model).
     """
+    from medadv_lib import course
+    u = course.uap_settings(fast, holdout=holdout)
+    settings = {**{k: v for k, v in u.sgd.items() if k != "method"}, **sgd}
     rows = {}
-    for n, e in zip(train, epochs):
-        xb, _ = load_split("train", image_size, data_dir, limit=n, seed=seed)
+    for n in train:
+        xb, _, xh = course.uap_build_images(fast, image_size, data_dir, seed, train=n, holdout=holdout)
         res = precompute_uaps(model, xb, zetas=(zeta,), norms=("inf",), stats=stats, seed=seed, method="sgd",
-                              epochs=e, batch_size=batch_size)[(zeta, "inf", None)]
-        rows[(n, e)] = {"fooling_rate (build)": res.fooling_rate, "fooling_rate (test)": fooling_rate(model, x_test, res.v)}
-    return pd.DataFrame(rows).T.rename_axis(["build images", "epochs"])
+                              holdout=xh, **settings)[(zeta, "inf", None)]
+        rows[len(xb)] = {"fooling_rate (held out)": res.fooling_rate, "fooling_rate (test)": fooling_rate(model, x_test, res.v),
+                         "steps": res.params["steps"], "converged": res.converged}
+    return pd.DataFrame(rows).T.rename_axis("build images")
 
 
 def exercise_4(model, x_build, x_test, y_test, stats, zetas=(0.01, 0.02, 0.04), seed: int = 0, **sgd) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
                      uap_grid_settings,
                      uap_settings)
 from .pipelines import (ablation_verdict, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
+                        uap_build_images,
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
                         sparsity_sweep, sparsity_verdict, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401

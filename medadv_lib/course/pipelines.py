@@ -9,11 +9,35 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
+
 from ..runtime import atomic_write_text
 from ..train import TrainConfig, load_or_train
 from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
 from .results import file_fingerprint
+
+def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
+                     train: int | None = None, holdout: int | None = None):
+    """The course's UAP images: ``(x_build, y_build, x_holdout)`` from the training split, disjoint and
+    class-stratified (seeded): ``holdout`` images the builder measures its stopping rate on and never
+    steps on, then ``train`` build images from the rest.  ``None`` takes the mode's number from
+    :func:`uap_settings` (FAST 512 build and 256 held-out images; full mode builds on all the rest);
+    ``image_size`` defaults to the mode's."""
+    import numpy as np
+
+    from ..data import load_split
+    from ..data.dataset import stratified_indices
+    u = uap_settings(fast, train, holdout=holdout)
+    x, y = load_split("train", image_size or settings(fast).image_size, data_dir)
+    if u.holdout >= len(y):
+        raise ValueError(f"holdout={u.holdout} leaves no training image to build the UAP on ({len(y)} in the split)")
+    hold = stratified_indices(y.numpy(), u.holdout, seed)
+    rest = np.setdiff1d(np.arange(len(y)), hold)
+    build = rest if u.train is None else rest[stratified_indices(y.numpy()[rest], u.train, seed)]
+    b, h = torch.from_numpy(build), torch.from_numpy(hold)
+    return x[b], y[b], x[h]
+
 
 def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = True, method: str = "sgd",
                output_dir="../runs", data_dir=None, seed: int = 0, image_size: int | None = None,
@@ -24,23 +48,29 @@ def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = 
     the method and its settings; see :mod:`medadv_lib.attacks.uap.cache`).
 
     Notebooks 02 and 03, the widgets and ``medadv uap`` all get "the ζ = 2% UAP" from here, so the
-    same arguments give the same file.  ``method`` is ``"sgd"`` (Shafahi et al., the course's) or
-    ``"iterative"`` (Hirano et al.'s algorithm; ``epochs`` then means passes).  ``train``, ``epochs``,
-    ``batch_size`` override :func:`uap_settings`; ``image_size`` defaults to the mode's size.  The
-    budget is ``eps = zeta × mean image norm`` over the whole training split at that size.
-    Returns a :class:`~medadv_lib.attacks.uap.UAPResult` (``params["loaded_from"]`` when cached).
+    same arguments give the same file.  ``method`` is ``"sgd"`` (Shafahi et al., the course's: it stops
+    on a plateau of its rate on held-out training images, :func:`uap_build_images`) or ``"iterative"``
+    (Hirano et al.'s algorithm; ``epochs`` then means passes).  ``train``, ``epochs``, ``batch_size``
+    override :func:`uap_settings`; ``image_size`` defaults to the mode's size.  The budget is
+    ``eps = zeta × mean image norm`` over the whole training split at that size.
+    Returns a :class:`~medadv_lib.attacks.uap.UAPResult` (``params["loaded_from"]`` when cached;
+    ``converged`` and ``stop_reason`` say whether it reached its plateau).
 
     Example::
         >>> res = course.course_uap(model, 0.02, "inf", fast=True, output_dir=OUTPUT_DIR)
-        >>> res.v.shape, res.eps
+        >>> res.v.shape, res.eps, res.converged
     """
     from ..attacks.uap.cache import build_uap
-    from ..data import image_norm_stats, load_split
+    from ..data import image_norm_stats
     u = uap_settings(fast, train, epochs, batch_size)
     size = image_size or settings(fast).image_size
-    x, _ = load_split("train", size, data_dir, limit=u.train, seed=seed)
+    x, _, x_hold = uap_build_images(fast, size, data_dir, seed, train)
     stats = image_norm_stats(size, data_dir)
-    kwargs = {"epochs": u.epochs, "batch_size": u.batch_size} if method == "sgd" else {"max_iter": u.epochs}
+    if method == "sgd":
+        kwargs = {k: v for k, v in u.sgd.items() if k != "method"}
+        kwargs["holdout"] = x_hold
+    else:
+        kwargs = {"max_iter": u.epochs}
     return build_uap(model, x, zeta, norm, target, stats=stats, method=method, cache_dir=Path(output_dir) / "uaps",
                      seed=seed, progress=progress, **kwargs)
 

@@ -422,18 +422,21 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
         m: the headline non-targeted metrics (:func:`evaluate_uap` / :func:`uap_table`'s dict at ``zeta``, L∞).
         test_rates: test fooling rate per ``(norm, ζ)`` (a pandas Series or dict; the fooling-rate curve).
         build_uaps: ``{(ζ, norm, None): UAPResult}``: the non-targeted UAPs, whose ``fooling_rate`` is the
-            rate on their build images.
-        headline: the headline UAP (:class:`~medadv_lib.attacks.uap.UAPResult`; its ``history`` gives the
-            rise of the build rate in its last epoch).
+            rate on the images they were measured on (held-out training images for the course's builder).
+        headline: the headline UAP (:class:`~medadv_lib.attacks.uap.UAPResult`): "iterations" is "not it" when
+            it converged on a plateau (its ``patience × eval_every`` last steps added nothing), "not ruled out"
+            when it stopped without converging.
         own: the second model's own UAP's metrics (``fooling_rate``, ``random_fooling_rate``).
         iterative_rate: the iterative (Hirano et al.'s) UAP's test fooling rate at ``zeta``.
-        plateau: a last-epoch rise below this, or below a tenth of the gap, rules out "more epochs".
-            overfit: a build − test gap above this counts as overfitting the build images.
+        plateau: unused (kept for callers of the former heuristic).
+        overfit: a build − test gap above this counts as overfitting the build images (a UAP measured on its
+            build images); within it, a held-out rate close to the test rate says the UAP generalises.
     Returns:
         a DataFrame indexed by explanation with columns ``what the outputs say`` and ``verdict`` (one of
         "explains it", "part of it", "not alone" (a larger budget raises the rate but does not reach
         ``paper`` within the curve), "unlikely" (the outputs speak against it, without ruling it out:
-        few epochs, one build-set size), "not it", "not tested here").
+        few epochs, one build-set size), "not it", "not ruled out" (a builder that stopped without converging),
+        "not tested here").
     """
     import pandas as pd
     rates = {"plain": m["fooling_rate"], "balanced": m["fooling_rate_balanced"], "vs labels": m["fooling_rate_vs_labels"],
@@ -463,18 +466,31 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
     hist = [h["fooling_rate"] for h in headline.history]
     rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
     gap = paper - m["fooling_rate"]
-    small = rise < max(plateau, 0.1 * gap)
-    rows["iterations"] = (f"the build rate rose {100 * rise:+.1f} points in the last of {len(hist)} epochs, against a gap of "
-                          f"{100 * gap:.1f} points"
-                          + (" (under a tenth of it: a few more epochs would not close it)" if small else ""),
-                          "unlikely" if small else "part of it")
+    params = getattr(headline, "params", {}) or {}
+    held_out = bool(headline.history) and headline.history[-1].get("on") == "holdout"
+    if getattr(headline, "converged", False) and getattr(headline, "stop_reason", "") == "plateau":
+        extra = (params.get("patience") or 0) * (params.get("eval_every") or 0)
+        rows["iterations"] = (f"the builder converged: after its best measurement, {extra} more steps (to step "
+                              f"{params.get('steps')}) added nothing on its held-out images", "not it")
+    elif getattr(headline, "converged", False):
+        rows["iterations"] = ("the builder reached its stopping rate", "not it")
+    else:
+        rows["iterations"] = (f"the builder stopped without converging ({getattr(headline, 'stop_reason', '?')}); its rate "
+                              f"moved {100 * rise:+.1f} points in its last measurement, against a gap of {100 * gap:.1f} "
+                              "points: more steps may close part of it", "not ruled out")
     key = (zeta, "inf", None)
+    where = "held-out training images" if held_out else "build images"
     if key in build_uaps:
         b = build_uaps[key].fooling_rate
-        rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}: "
-                                     + ("the UAP overfits its build images" if b - m["fooling_rate"] > overfit else
-                                        "no overfitting (whether more build images make a stronger UAP: exercise 3)"),
-                                     "part of it" if b - m["fooling_rate"] > overfit else "unlikely")
+        if b - m["fooling_rate"] > overfit and not held_out:
+            rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}: the UAP overfits its "
+                                         "build images", "part of it")
+        else:
+            rows["training-set size"] = (f"{where} {b:.1%} vs test {m['fooling_rate']:.1%}"
+                                         + (": the UAP generalises to images it never stepped on" if held_out and
+                                            abs(b - m["fooling_rate"]) <= overfit else "")
+                                         + "; whether more build images make a stronger UAP is exercise 3's experiment",
+                                         "not tested here")
     else:
         rows["training-set size"] = ("no build-image rate given", "not tested here")
     lift_v, lift_o = m["fooling_rate"] - m["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
@@ -490,7 +506,7 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
 def paper_gap_summary(table, paper: float = 0.85) -> str:
     """One Markdown paragraph of :func:`paper_gap_table`: which explanations the outputs support."""
     by = {v: [k for k in table.index if table.loc[k, "verdict"] == v] for v in
-          ("explains it", "part of it", "not alone", "unlikely", "not it", "not tested here")}
+          ("explains it", "part of it", "not alone", "unlikely", "not it", "not ruled out", "not tested here")}
     parts = []
     if by["explains it"]:
         parts.append(f"**{' and '.join(by['explains it'])}** alone accounts for the gap to {paper:.0%}")
@@ -504,6 +520,8 @@ def paper_gap_summary(table, paper: float = 0.85) -> str:
         parts.append(f"the outputs make {', '.join(by['unlikely'])} unlikely")
     if by["not it"]:
         parts.append(f"they rule out {', '.join(by['not it'])}")
+    if by["not ruled out"]:
+        parts.append(f"{', '.join(by['not ruled out'])} cannot be ruled out (the attacker did not converge)")
     if by["not tested here"]:
         parts.append(f"{', '.join(by['not tested here'])} cannot be tested in this run")
     return "**Verdict:** " + "; ".join(parts) + "."

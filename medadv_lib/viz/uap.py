@@ -113,12 +113,14 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
 
 
 def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seconds", ax=None, title: str = ""):
-    """How a UAP's rate on its build images grows per pass/epoch, one line per :class:`UAPResult`.
+    """How a UAP's rate grows while it is built, one line per :class:`UAPResult`: on its build images, or on
+    the held-out images of a builder that stops on a plateau (the course's SGD UAP; its history says ``on``).
 
     Arguments:
         results: ``{label: UAPResult}`` (e.g. ``{"iterative (FGSM step)": r1, "SGD": r2}``).
         metric: ``"fooling_rate"`` (default) or ``"target_success_rate"`` (targeted UAPs).
-        x: ``"seconds"`` (cumulative wall-clock time, default) or ``"pass"`` (pass / epoch number).
+        x: ``"seconds"`` (cumulative wall-clock time, default), ``"pass"`` (pass / epoch / measurement
+            number) or ``"step"`` (gradient steps; SGD UAPs).
         ax: the axes to draw on (default: a new figure). title: the axes title.
     Returns:
         the matplotlib ``Axes``.
@@ -127,8 +129,8 @@ def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seco
     """
     if not results:
         raise ValueError("results is empty: pass {label: UAPResult}")
-    if x not in ("seconds", "pass"):
-        raise ValueError(f"x must be 'seconds' or 'pass'; got {x!r}")
+    if x not in ("seconds", "pass", "step"):
+        raise ValueError(f"x must be 'seconds', 'pass' or 'step'; got {x!r}")
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(4.8, 3.2))
@@ -136,13 +138,18 @@ def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seco
         hist = res.history
         if not hist or hist[0].get(metric) is None:
             raise ValueError(f"{label!r} has no {metric!r} in its history")
+        if hist[0].get(x) is None:
+            raise ValueError(f"{label!r} has no {x!r} in its history (x='step' needs an SGD UAP)")
         xs = [0.0] + [float(h[x]) for h in hist]
         ax.plot(xs, [0.0] + [h[metric] for h in hist], "o-", ms=3, label=label)
-    ax.set_xlabel("seconds (cumulative)" if x == "seconds" else "pass / epoch")
-    if x == "pass":
+    ax.set_xlabel({"seconds": "seconds (cumulative)", "pass": "pass / epoch", "step": "gradient steps"}[x])
+    if x in ("pass", "step"):
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(_NAMES.get(metric, metric) + "\non the build images")
+    held = all(r.history[0].get("on") == "holdout" for r in results.values())
+    mixed = not held and any(r.history[0].get("on") == "holdout" for r in results.values())
+    ax.set_ylabel(_NAMES.get(metric, metric) + ("\non held-out training images" if held else
+                                                "\non build (or held-out) images" if mixed else "\non the build images"))
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -95,8 +95,17 @@ def fingerprint(model: torch.nn.Module, x: torch.Tensor, extra: dict) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(x.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    h.update(json.dumps(extra, sort_keys=True, default=_by_content).encode())
     return h.hexdigest()[:10]
+
+
+def _by_content(obj) -> str:
+    """JSON stand-in for a setting that is not JSON: a tensor (e.g. the held-out images of
+    ``sgd_uap(holdout=...)``) by the hash of its contents, anything else by ``str``."""
+    if torch.is_tensor(obj):
+        t = obj.detach().cpu().contiguous()
+        return f"tensor{tuple(t.shape)}:" + hashlib.sha1(t.numpy().tobytes()).hexdigest()
+    return str(obj)
 
 
 def load_result(path: Path, device) -> UAPResult:

@@ -46,15 +46,26 @@ class UAPResult:
     params: dict = field(default_factory=dict)
     stop_reason: str = ""
 
+    def _record(self) -> dict | None:
+        """The history record of the returned ``v``: the best measurement of a builder that stops on a plateau
+        (``params["best_measurement"]``), else the last."""
+        if not self.history:
+            return None
+        best = self.params.get("best_measurement")
+        return self.history[best] if best is not None and 0 <= best < len(self.history) else self.history[-1]
+
     @property
     def fooling_rate(self) -> float:
-        """Fooling rate (vs ``reference``) on the images it was built on, after the last pass."""
-        return self.history[-1]["fooling_rate"] if self.history else float("nan")
+        """Fooling rate (vs ``reference``) of the returned ``v`` on the images it was measured on (the build
+        images, or the held-out ones of ``sgd_uap(holdout=...)``, see the history's ``on``)."""
+        rec = self._record()
+        return rec["fooling_rate"] if rec else float("nan")
 
     @property
     def target_success_rate(self) -> float | None:
-        """Share of the images classified as ``target`` after the last pass (targeted UAPs)."""
-        return self.history[-1].get("target_success_rate") if self.history else None
+        """Share of the measured images classified as ``target`` under the returned ``v`` (targeted UAPs)."""
+        rec = self._record()
+        return rec.get("target_success_rate") if rec else None
 
     def summary(self) -> dict:
         """Plain-Python description (JSON-ready): method, budget, rates, time, the history."""

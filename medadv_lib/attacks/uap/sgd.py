@@ -92,7 +92,7 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
     every = int(eval_every or per_epoch)
     history: list = []
     converged, stop_reason = False, "epochs"
-    best, best_v, stale, step, logged = -1.0, v, 0, 0, 0
+    best, best_v, best_i, stale, step, logged = -1.0, v, None, 0, 0, 0
     total = min(int(epochs) * per_epoch, int(max_steps or 1 << 62))
     bar = tqdm(total=total, desc="SGD UAP", unit="step", disable=not progress)
     with eval_mode(model):
@@ -124,11 +124,11 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
                 bar.set_postfix(fr=f"{rec['fooling_rate']:.3f}")
                 r = _stop_rate(rates, target)
                 if r > best + min_delta:
-                    best, best_v, stale = r, v.detach().clone(), 0
+                    best, best_v, best_i, stale = r, v.detach().clone(), len(history) - 1, 0
                 else:
                     stale += 1
                 if r >= 1.0 - delta:
-                    converged, stop_reason, best_v = True, "fooling_rate", v.detach().clone()
+                    converged, stop_reason, best_v, best_i = True, "fooling_rate", v.detach().clone(), len(history) - 1
                 elif patience is not None and stale >= patience:
                     converged, stop_reason = True, "plateau"
                 elif step >= total and total < int(epochs) * per_epoch:
@@ -143,7 +143,8 @@ def sgd_uap(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
               "loss_clip": float(loss_clip), "delta": delta, "seed": int(seed), "n": int(n), "steps": int(step),
               "holdout": None if holdout is None else int(holdout.shape[0]), "eval_every": every,
               "patience": patience, "min_delta": float(min_delta), "max_steps": max_steps,
-              "best_rate": None if patience is None else float(best)}
+              "best_rate": None if patience is None else float(best),
+              "best_measurement": None if patience is None else best_i}
     return UAPResult(v=v_out.detach().to(x.device), eps=eps, norm=norm, method="sgd", target=target,
                      history=history, seconds=time.perf_counter() - t0, passes=len(history),
                      converged=converged, reference=reference, params=params, stop_reason=stop_reason)
