@@ -139,8 +139,8 @@ def test_02_uap_exercises(data):
     assert _rates(t) and (t.best_ceiling == t.best_ceiling.iloc[0]).all()   # one ceiling: a property of the model
     res = next(iter(S["02"].exercise_1.__globals__["precompute_uaps"](m, xb, zetas=(0.02,), norms=("inf",), stats=STATS,
                                                                         **SGD).values()))
-    s = S["02"].exercise_2(m, xt, res, kinds=("uniform", "sign"))
-    assert list(s.index) == ["UAP", "random (uniform)", "random (sign)"] and _rates(s)
+    s = S["02"].exercise_2(m, xt, res, kinds=("shuffle", "uniform", "sign"))
+    assert list(s.index) == ["UAP", "random (shuffle)", "random (uniform)", "random (sign)"] and _rates(s)
     t3 = S["02"].exercise_3(m, xt, STATS, SIZE, train=(8, 16), holdout=8, batch_size=8, eval_every=1, epochs=2)
     assert t3.index.tolist() == [8, 16] and list(t3.columns) == ["fooling_rate (held out)", "fooling_rate (test)",
                                                                   "steps", "converged"]
@@ -215,8 +215,10 @@ def test_05_adversarial_training_exercises(config, data):
     t1 = S["05"].exercise_1(m, config, data["train"], data["val"], xb, xt, STATS, rounds=1, **SGD)
     assert t1.index.tolist() == [0, 1] and t1.loc[1].notna().all() and _rates(t1)
     assert list(t1.columns) == ["old UAP", "fresh UAP"] and t1.loc[0, "old UAP"] != t1.loc[0, "old UAP"]   # round 0: no old UAP
-    s2 = S["05"].exercise_2(m, xt, STATS, SIZE, effort=((8, 1), (16, 2)), batch_size=8)
-    assert len(s2) == 2 and s2.index.tolist() == [(8, 1), (16, 2)] and _rates(s2)
+    s2 = S["05"].exercise_2(m, xt, STATS, SIZE, train=(8, 16), patience=(1, 3), holdout=8, batch_size=8, eval_every=1,
+                            epochs=2)
+    assert s2.index.tolist() == [(8, 1), (16, 3)] and list(s2.columns) == ["fooling_rate", "steps", "converged"]
+    assert _rates(s2[["fooling_rate"]]) and (s2.steps >= 1).all()
     v = torch.zeros(1, 1, SIZE, SIZE).uniform_(-0.02, 0.02)
     t3 = S["05"].exercise_3(m, config, data["train"], data["val"], v, xt, yt, shares=(0.5, 1.0))
     assert t3.index.tolist() == [0.5, 1.0] and list(t3.columns) == ["clean accuracy", "UAP fooling rate"] and _rates(t3)

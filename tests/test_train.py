@@ -74,7 +74,7 @@ def test_course_uap_settings_defaults_and_overrides():
     assert (s.train, s.epochs, s.batch_size, s.holdout) == (course.UAP_FAST.train, course.UAP_FAST.epochs,
                                                             course.UAP_FAST.batch_size, course.UAP_FAST.holdout)
     assert s.sgd == {"method": "sgd", "epochs": s.epochs, "batch_size": s.batch_size, "eval_every": s.eval_every,
-                     "patience": s.patience}
+                     "patience": s.patience, "lr_ratio": s.lr_ratio}
     assert s.patience >= 1                                            # the course's UAP stops on a plateau
     assert course.uap_settings(False).train is None                  # full study: every image not held out
     o = course.uap_settings(True, train=64, epochs=7, batch_size=8, holdout=16)

@@ -489,3 +489,21 @@ def test_sgd_plateau_argument_errors(tiny):
     for name in ("patience", "eval_every", "max_steps"):
         with pytest.raises(ValueError, match=name):
             sgd_uap(model, x, eps=0.02, **{name: 0})
+
+
+def test_the_random_control_is_drawn_several_times_with_its_spread(tiny):
+    """draws > 1: the random_* rates are the mean of that many controls (seeds seed, seed+1, …), with their spread."""
+    from medadv_lib.metrics.universal import grid_point_metrics
+    model, x, y = tiny
+    eps = uap_budget(0.05, "inf", stats=x)
+    res = sgd_uap(model, x, eps=eps, epochs=2, batch_size=8)
+    uaps = {(0.05, "inf", None): res}
+    m = grid_point_metrics(model, x, y, uaps, (0.05, "inf", None), random_kind="shuffle", seed=4, draws=3)
+    rates = [fooling_rate(model, x, random_uap(res.v, res.eps, "inf", kind="shuffle", seed=s)) for s in (4, 5, 6)]
+    assert m["random_fooling_rates"] == pytest.approx(rates) and m["random_draws"] == 3
+    assert m["random_fooling_rate"] == pytest.approx(np.mean(rates))
+    assert m["random_fooling_rate_min"] == pytest.approx(min(rates)) and m["random_fooling_rate_max"] == pytest.approx(max(rates))
+    one = grid_point_metrics(model, x, y, uaps, (0.05, "inf", None), random_kind="shuffle", seed=4)
+    assert one["random_fooling_rate"] == pytest.approx(rates[0]) and one["random_draws"] == 1
+    with pytest.raises(ValueError, match="draws"):
+        grid_point_metrics(model, x, y, uaps, (0.05, "inf", None), draws=0)

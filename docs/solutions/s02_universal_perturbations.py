@@ -38,15 +38,14 @@ def exercise_1(model, x_build, x_test, y_test, stats, zetas=(0.04, 0.06, 0.08), 
     return table, (min(reached) if reached else None)
 
 
-def exercise_2(model, x_test, res, kinds=("uniform", "sign", "gaussian"), seed: int = 0) -> pd.Series:
-    """The UAP ``res`` against random controls of exactly its norm, one per noise kind (test fooling rates).
+def exercise_2(model, x_test, res, kinds=("shuffle", "uniform", "sign", "gaussian"), seed: int = 0) -> pd.Series:
+    """The UAP ``res`` against random controls of its norm, one per kind (test fooling rates).
 
-    Sign noise (every pixel ±ε) is the largest noise the L∞ ball holds, so it is the strongest random
-    control. Expect it to do more than uniform noise; the question is whether it catches up with the UAP —
-    if it stays far below, the UAP's effect comes from its direction, not from its size.
-
-    Measured on the FAST ResNet-18 (test split, ζ = 2% L∞): UAP 29.6%, sign noise 13.8%, uniform 5.5%,
-    Gaussian 1.7% — the strongest noise reaches less than half of the UAP.
+    ``"shuffle"`` (the course's control) is the UAP's own pixels reordered: its L2 and L∞ norms and its values.
+    Sign noise (every pixel ±ε) is the largest noise the L∞ ball holds, with more L2 energy than the UAP itself;
+    uniform and Gaussian noise rescaled to the L∞ budget carry less.  Expect the controls to order by energy; the
+    question is whether any catches up with the UAP — if they stay far below, the UAP's effect comes from its
+    pattern, not from its size.
     """
     out = {"UAP": fooling_rate(model, x_test, res.v)}
     out.update({f"random ({k})": fooling_rate(model, x_test, random_uap(res.v, res.eps, res.norm, kind=k, seed=seed))

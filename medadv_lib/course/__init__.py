@@ -17,7 +17,7 @@ from .pipelines import (ablation_verdict, course_defense, course_model, course_r
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
                           cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, old_uap_closed, pattern_change_text, rounds_narrative, rounds_table,
-                          uap_fooling_summary,
+                          uap_fooling_summary, judge_uap, attacker_text,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401
 from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401

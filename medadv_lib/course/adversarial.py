@@ -36,6 +36,18 @@ def adversarial_finetune(checkpoint, hook, fast: bool, epochs: int, output_dir="
                          precision=precision, perturb=hook)
 
 
+def judge_uap(model, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0, image_size: int | None = None,
+              target=None):
+    """The UAP that judges notebook 05's defenses against UAPs: the course's converged builder (:func:`course_uap`,
+    ζ of :func:`adversarial_settings`, L∞, non-targeted or towards ``target``) on validation images
+    (``judge_split``), which no training or fine-tuning steps on, with the seed ``seed + judge_seed``; cached
+    like every course UAP.  Every model of notebook 05 — rounds, controls, cross-threat table — meets this one
+    attacker."""
+    a = adversarial_settings(fast)
+    return course_uap(model, a.zeta, "inf", target=target, fast=fast, output_dir=output_dir, data_dir=data_dir,
+                      seed=seed + a.judge_seed, image_size=image_size, split=a.judge_split)
+
+
 def uap_finetune_rounds(checkpoint, fast: bool, rounds: int | None = None, output_dir="../runs", data_dir=None,
                         device=None, seed: int = 0, progress: bool = True, precision=None) -> list[dict]:
     """Hirano et al.'s iterative UAP fine-tuning, starting from the model in ``checkpoint``.
@@ -44,9 +56,10 @@ def uap_finetune_rounds(checkpoint, fast: bool, rounds: int | None = None, outpu
     :func:`adversarial_settings`).  Round k fine-tunes round k−1's model for ``round_epochs`` with a
     UAP added to ``share`` of every batch (:class:`~medadv_lib.defenses.adversarial.UAPPerturb`): one
     drawn from the pool of every UAP built so far (rounds 0 … k−1), newest included, so that the
-    model does not forget earlier ones.  Then it builds a **fresh** course UAP against the new
-    model — same budget, images and effort — which joins the pool of round k+1.  Each round is
-    cached (model and UAP).
+    model does not forget earlier ones.  Then it builds a **fresh** UAP against the new model — the
+    course's converged builder at the same budget, on validation images (``judge_split``: no training or
+    fine-tuning steps on them) with a seed of its own (``seed + judge_seed``) — which judges the round and
+    joins the pool of round k+1.  Each round is cached (model and UAP).
 
     Returns one dict per round: ``round``, ``model``, ``info`` (as :func:`load_or_train`),
     ``trained_against`` (the newest UAPResult of the round's pool, i.e. round k−1's fresh UAP;
@@ -60,8 +73,7 @@ def uap_finetune_rounds(checkpoint, fast: bool, rounds: int | None = None, outpu
     size = info["config"]["image_size"]
 
     def fresh(m):
-        return course_uap(m, a.zeta, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
-                          image_size=size)
+        return judge_uap(m, fast, output_dir, data_dir, seed, size)
 
     out = [{"round": 0, "model": model, "info": info, "trained_against": None, "pool": 0, "fresh": fresh(model)}]
     for k in range(1, a.rounds + 1):
@@ -132,6 +144,18 @@ def _rate_cols(prefix: str, k: int, n: int) -> dict:
     return {prefix: k / n if n else float("nan"), f"{prefix}_lo": lo, f"{prefix}_hi": hi}
 
 
+def attacker_text(res) -> str:
+    """What built a UAP, in one phrase: method, images, steps, whether it converged — e.g. "SGD UAP on 222
+    validation images (+128 held out), 48 steps, converged (plateau)"."""
+    p = res.params
+    where = {"train": "training", "val": "validation", "test": "test"}.get(p.get("split"), "build")
+    held = f" (+{p['holdout']} held out)" if p.get("holdout") else ""
+    steps = p.get("steps")
+    return (f"{'SGD' if res.method == 'sgd' else res.method} UAP on {p.get('n', '?')} {where} images{held}"
+            + (f", {steps} steps" if steps is not None else f", {res.passes} passes")
+            + (f", converged ({res.stop_reason})" if res.converged else f", NOT converged ({res.stop_reason})"))
+
+
 def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str = "uap-finetune"):
     """One row per round of :func:`uap_finetune_rounds`, measured on the whole test split.
 
@@ -140,7 +164,8 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
     empty for round 0), ``fresh_uap_fooling_rate`` (a new white-box UAP against the round's model,
     same budget and effort) and ``random_fooling_rate`` (noise of the fresh UAP's norm), each with
     its Wilson 95 % interval (``_lo``/``_hi``) and the fresh rate per class; ``cosine_to_previous``:
-    cosine similarity of the fresh UAP to the previous round's (does the attacker's pattern change?).
+    cosine similarity of the fresh UAP to the previous round's (does the attacker's pattern change?);
+    ``fresh_uap_attacker`` (:func:`attacker_text`), ``fresh_uap_steps``, ``fresh_uap_converged``.
     Fooling rate = prediction changed by the perturbation (:mod:`medadv_lib.metrics.universal`).
     """
     import pandas as pd
@@ -173,7 +198,9 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
         v = fresh.v.flatten().float().cpu()
         row["cosine_to_previous"] = (float(torch.nn.functional.cosine_similarity(v, prev_v, dim=0))
                                      if prev_v is not None else float("nan"))
-        row.update(eps=fresh.eps, zeta=fresh.params.get("zeta"), n=n, checkpoint=Path(r["info"]["checkpoint"]).name)
+        row.update(eps=fresh.eps, zeta=fresh.params.get("zeta"), n=n, checkpoint=Path(r["info"]["checkpoint"]).name,
+                   fresh_uap_attacker=attacker_text(fresh), fresh_uap_steps=fresh.params.get("steps"),
+                   fresh_uap_converged=bool(fresh.converged))
         prev_v = v
         rows.append(row)
     return pd.DataFrame(rows)
@@ -187,7 +214,7 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
     Per model: :func:`course_robustness` (white-box PGD-L∞ at the mode's ε, the stronger PGD, DeepFool,
     transfer, Square, large ε — on :func:`eval_images`; cached, so notebook 04's arms are not attacked
     twice) and, on the whole test split, the model's own non-targeted ζ = 2 % UAP and its targeted UAP
-    → COVID-19 (:func:`course_uap`).  Returns ``(matrix, table)``: ``matrix`` one row per model with
+    → COVID-19 (:func:`judge_uap`: the attacker every model of notebook 05 meets).  Returns ``(matrix, table)``: ``matrix`` one row per model with
     ``clean_accuracy`` (test split), ``uap_fooling_rate``, ``uap_to_covid_success`` (among the test images
     the model does *not* already predict COVID-19: the share the targeted UAP sends there) and
     ``pgd<ε·255>_defense_rate`` (each with ``_lo``/``_hi``), ``deepfool_median_rho_adv``; ``table`` the
@@ -213,8 +240,7 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
         uaps = {"uap-test": None, "uap-covid-test": COVID}
         extra = []
         for attack, target in uaps.items():
-            u = course_uap(m, 0.02, "inf", target=target, fast=fast, output_dir=output_dir, data_dir=data_dir,
-                           seed=seed, image_size=size)
+            u = judge_uap(m, fast, output_dir, data_dir, seed, size, target)
             adv = predict(m, x, perturbation=u.v)
             ev = uap_report(m, x, y, u.v, clean, adv, target)
             r = _row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
@@ -261,7 +287,7 @@ def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: fl
 
 
 def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0) -> dict:
-    """The model's own course UAP (ζ = 2 % L∞, :func:`course_uap`, cached) on the whole test split:
+    """The model's own judging UAP (:func:`judge_uap`, the same attacker as the rounds', cached) on the whole test split:
     ``uap_fooling_rate`` with ``_lo``/``_hi`` (Wilson 95 %), ``clean_accuracy``, ``n`` — the numbers
     :func:`adversarial_verdicts` compares, for a model outside the cross-threat table (e.g. the
     equally fine-tuned control) — and the model's identity (``model``, ``checkpoint``,
@@ -270,13 +296,14 @@ def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", dat
     from ..models import predict
     size = info["config"]["image_size"]
     x, y = load_split("test", size, data_dir)
-    u = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed, image_size=size)
+    u = judge_uap(model, fast, output_dir, data_dir, seed, size)
     clean, adv = predict(model, x), predict(model, x, perturbation=u.v)
     return {**_rate_cols("uap_fooling_rate", int((adv != clean).sum()), len(y)),
             "clean_accuracy": float((clean == y).float().mean()), "n": len(y),
             "model": info["config"]["model"], "checkpoint": info["checkpoint"],
             "data_fingerprint": info.get("data_fingerprint"),
-            "fine_tune_epochs": info["config"]["epochs"] if info["config"].get("init_from") else 0}
+            "fine_tune_epochs": info["config"]["epochs"] if info["config"].get("init_from") else 0,
+            "attacker": attacker_text(u)}
 
 
 def method_label(method: str, fast: bool, eps: float | None = None) -> str:

@@ -18,8 +18,9 @@ from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, set
 from .results import file_fingerprint
 
 def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
-                     train: int | None = None, holdout: int | None = None):
-    """The course's UAP images: ``(x_build, y_build, x_holdout)`` from the training split, disjoint and
+                     train: int | None = None, holdout: int | None = None, split: str = "train"):
+    """The course's UAP images: ``(x_build, y_build, x_holdout)`` from ``split`` (the training split; notebook
+    05's judge uses the validation split, which no training steps on), disjoint and
     class-stratified (seeded): ``holdout`` images the builder measures its stopping rate on and never
     steps on, then ``train`` build images from the rest.  ``None`` takes the mode's number from
     :func:`uap_settings` (FAST 512 build and 256 held-out images; full mode builds on all the rest);
@@ -29,9 +30,9 @@ def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, s
     from ..data import load_split
     from ..data.dataset import stratified_indices
     u = uap_settings(fast, train, holdout=holdout)
-    x, y = load_split("train", image_size or settings(fast).image_size, data_dir)
+    x, y = load_split(split, image_size or settings(fast).image_size, data_dir)
     if u.holdout >= len(y):
-        raise ValueError(f"holdout={u.holdout} leaves no training image to build the UAP on ({len(y)} in the split)")
+        raise ValueError(f"holdout={u.holdout} leaves no {split} image to build the UAP on ({len(y)} in the split)")
     hold = stratified_indices(y.numpy(), u.holdout, seed)
     rest = np.setdiff1d(np.arange(len(y)), hold)
     build = rest if u.train is None else rest[stratified_indices(y.numpy()[rest], u.train, seed)]
@@ -42,7 +43,7 @@ def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, s
 def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = True, method: str = "sgd",
                output_dir="../runs", data_dir=None, seed: int = 0, image_size: int | None = None,
                train: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-               progress: bool = False):
+               progress: bool = False, split: str = "train"):
     """The course's UAP for ``model``: built once on the course's build images with the course's
     settings, then loaded from ``OUTPUT_DIR/uaps`` (cached by the model weights, the build images,
     the method and its settings; see :mod:`medadv_lib.attacks.uap.cache`).
@@ -51,8 +52,9 @@ def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = 
     same arguments give the same file.  ``method`` is ``"sgd"`` (Shafahi et al., the course's: it stops
     on a plateau of its rate on held-out training images, :func:`uap_build_images`) or ``"iterative"``
     (Hirano et al.'s algorithm; ``epochs`` then means passes).  ``train``, ``epochs``, ``batch_size``
-    override :func:`uap_settings`; ``image_size`` defaults to the mode's size.  The budget is
-    ``eps = zeta × mean image norm`` over the whole training split at that size.
+    override :func:`uap_settings`; ``image_size`` defaults to the mode's size; ``split`` is where the build and
+    held-out images come from (``"train"``; ``"val"`` for notebook 05's judge).  The budget is
+    ``eps = zeta × mean image norm`` over the whole training split at that size, whatever the split.
     Returns a :class:`~medadv_lib.attacks.uap.UAPResult` (``params["loaded_from"]`` when cached;
     ``converged`` and ``stop_reason`` say whether it reached its plateau).
 
@@ -64,15 +66,17 @@ def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = 
     from ..data import image_norm_stats
     u = uap_settings(fast, train, epochs, batch_size)
     size = image_size or settings(fast).image_size
-    x, _, x_hold = uap_build_images(fast, size, data_dir, seed, train)
+    x, _, x_hold = uap_build_images(fast, size, data_dir, seed, train, split=split)
     stats = image_norm_stats(size, data_dir)
     if method == "sgd":
         kwargs = {k: v for k, v in u.sgd.items() if k != "method"}
         kwargs["holdout"] = x_hold
     else:
         kwargs = {"max_iter": u.epochs}
-    return build_uap(model, x, zeta, norm, target, stats=stats, method=method, cache_dir=Path(output_dir) / "uaps",
-                     seed=seed, progress=progress, **kwargs)
+    res = build_uap(model, x, zeta, norm, target, stats=stats, method=method, cache_dir=Path(output_dir) / "uaps",
+                    seed=seed, progress=progress, **kwargs)
+    res.params["split"] = split
+    return res
 
 
 def course_model(name: str, fast: bool, output_dir="../runs", data_dir=None, device=None, seed: int = 0,

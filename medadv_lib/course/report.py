@@ -545,8 +545,9 @@ def _claim_finetune(results):
                                        and r.get("fooling_rate") is not None])
     rw0, rwk = r0.get("fresh_uap_fooling_rate_reweighted"), rk.get("fresh_uap_fooling_rate_reweighted")
     old = rk.get("old_uap_fooling_rate")
+    attacker = rk.get("fresh_uap_attacker")
     our_cond = (f"{rk.get('model', '?')}; {int(rk['round'])} rounds; fresh white-box ζ = {_pct(rk.get('zeta'), 0)} "
-                f"UAP per round" + (f"; n = {rk['n']}" if rk.get("n") else "") +
+                f"UAP per round" + (f" ({attacker})" if attacker else "") + (f"; n = {rk['n']}" if rk.get("n") else "") +
                 (f"; the UAP it was trained against fools {_pct(old)} after the last round" if old is not None else ""))
     return _row("hirano-finetune", _HIRANO, claim, None, "lower fresh-UAP fooling rate", cond, nb,
                 ours=rk["fresh_uap_fooling_rate"],

@@ -301,12 +301,16 @@ def _random_v(res: UAPResult, kind: str, seed: int) -> torch.Tensor:
 
 def grid_point_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, key: tuple,
                        random_control: bool = True, random_kind: str = "uniform", seed: int = 0,
-                       cache: dict | None = None, labels=LABELS) -> dict:
+                       cache: dict | None = None, labels=LABELS, draws: int = 1) -> dict:
     """Every metric of :func:`evaluate_uap` for the precomputed UAP at grid ``key`` (normalised by
     :func:`~medadv_lib.attacks.uap.cache.uap_key`), plus ``zeta``, ``norm``, ``eps``, ``target_name``,
     ``method`` and, with the random control of the same norm, ``random_fooling_rate``,
-    ``random_fooling_rate_balanced`` (targeted: ``random_target_success_rate``).  Predictions are
-    memoised in ``cache``."""
+    ``random_fooling_rate_balanced`` (targeted: ``random_target_success_rate``).  With ``draws`` > 1 the
+    control is drawn ``draws`` times (seeds ``seed``, ``seed + 1``, …): the ``random_*`` rates are then the
+    mean over the draws, ``random_fooling_rate_min`` / ``_max`` their spread and ``random_fooling_rates``
+    the draws themselves.  Predictions are memoised in ``cache``."""
+    if int(draws) != draws or draws < 1:
+        raise ValueError(f"draws must be a positive integer; got {draws!r}")
     res = lookup_uap(uaps, key, labels)
     zeta, norm, target = key
     cache = {} if cache is None else cache
@@ -314,11 +318,15 @@ def grid_point_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
                     "method": res.method})
     if random_control:
-        rnd = evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed), target, cache)
-        metrics["random_fooling_rate"] = rnd["fooling_rate"]
-        metrics["random_fooling_rate_balanced"] = rnd["fooling_rate_balanced"]
+        rnd = [evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed + k), target, cache)
+               for k in range(int(draws))]
+        fr = [r["fooling_rate"] for r in rnd]
+        metrics["random_fooling_rate"] = float(np.mean(fr))
+        metrics["random_fooling_rate_balanced"] = float(np.mean([r["fooling_rate_balanced"] for r in rnd]))
+        metrics.update(random_fooling_rate_min=float(min(fr)), random_fooling_rate_max=float(max(fr)),
+                       random_fooling_rates=fr, random_kind=random_kind, random_draws=int(draws))
         if target is not None:
-            metrics["random_target_success_rate"] = rnd["target_success_rate"]
+            metrics["random_target_success_rate"] = float(np.mean([r["target_success_rate"] for r in rnd]))
     return metrics
 
 

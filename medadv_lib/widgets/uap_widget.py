@@ -37,7 +37,7 @@ __all__ = ["uap_view", "uap_widget"]
 def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
              target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
              seed: int = 0, cache: dict | None = None, labels=LABELS, amplify: float | None = None,
-             show: bool = True, true_scale: bool = False):
+             show: bool = True, true_scale: bool = False, random_draws: int = 1):
     """Evaluate the precomputed UAP of one grid point on ``(x, y)``; return ``(metrics, figure)``.
 
     Arguments:
@@ -51,8 +51,11 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
             UAP fools any. (Default: 3)
         random_control (bool): also evaluate random noise of exactly the same norm
             (:func:`~medadv_lib.attacks.random_uap`). (Default: True)
-        random_kind (str): its distribution, ``"uniform"`` (default), ``"sign"`` or ``"gaussian"``.
+        random_kind (str): its distribution, ``"uniform"`` (default), ``"sign"``, ``"gaussian"`` or ``"shuffle"``
+            (the UAP's own pixels in a random order: its L2 *and* L∞ norms).
         seed (int): seed of the random control.
+        random_draws (int): draws of the control (seeds ``seed`` …), their mean and spread in ``metrics``
+            (:func:`~medadv_lib.metrics.universal.grid_point_metrics`). (Default: 1)
         cache (dict): predictions are memoised here (clean ones, and one entry per distinct
             perturbation); pass the same dict to every call, as the widget does. (Default: None)
         labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
@@ -71,7 +74,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
     if len(x) != len(y):
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
     cache = {} if cache is None else cache          # a local one still shares the clean predictions
-    metrics = grid_point_metrics(model, x, y, uaps, key, random_control, random_kind, seed, cache, labels)
+    metrics = grid_point_metrics(model, x, y, uaps, key, random_control, random_kind, seed, cache, labels,
+                                 draws=random_draws)
     if not show:
         return metrics, None
     v = uaps[key].v
