@@ -147,3 +147,46 @@ def test_image_norm_stats_match_a_direct_computation():
     assert s["mean_norm_2"] == pytest.approx(float(x.flatten(1).norm(dim=1).mean()), rel=1e-5)
     assert s["mean_norm_inf"] == pytest.approx(float(x.flatten(1).amax(1).mean()), rel=1e-5)
     assert 0 < s["mean_norm_inf"] <= 1 and s["mean_norm_2"] > s["mean_norm_inf"]
+
+
+# Decoding the real snapshot must give exactly the tensors it gave before the decode validation (issue 23)
+# existed. Both digests were computed once with the code of commit 03fb5a8 (before decode_gray), on the shared
+# snapshot (the files of medadv_lib/data/covid-cxr-mini.sha256), by
+#   x, y = load_split("val", 256); sha256(x.numpy().tobytes() + y.numpy().tobytes())            -> _VAL_256
+#   for split in train, val, test: x, y = load_split(split, 256); h.update(x.numpy().tobytes()); h.update(y...)
+#                                                                                                 -> _ALL_256
+# (256 px is the snapshot's own size: no resize, so the digest depends only on the decode and x / 255.)
+_VAL_256 = "86bfc3217a273f36e0c289d38085c1681013d6a6fd96ccdb07725ba07b6d97d3"
+_ALL_256 = "4d29e26d377e58bebfaba95b1de97a166d25bd5251844a988bebca0f7a8dbca0"
+
+
+def _is_the_snapshot(root) -> bool:
+    from medadv_lib.data.manifest import verify_dataset
+    return verify_dataset(root)["ok"]
+
+
+def test_load_split_of_the_snapshot_is_unchanged_by_the_decode_validation():
+    import hashlib
+    root = find_data_dir()
+    if not _is_the_snapshot(root):
+        pytest.skip(f"{root} is not the shared snapshot (medadv data check --verify fails), so its digest differs")
+    x, y = load_split("val", 256)
+    assert hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest() == _VAL_256
+
+
+def test_every_snapshot_image_decodes_as_before():
+    """The same digest as load_split over all three splits, computed image by image (read_image is what
+    load_split stacks), so the 2326 images never sit in memory at once."""
+    import hashlib
+    from medadv_lib.data import SPLITS
+    root = find_data_dir()
+    if not _is_the_snapshot(root):
+        pytest.skip(f"{root} is not the shared snapshot (medadv data check --verify fails), so its digest differs")
+    df = load_metadata(root)
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        part = df[df["split"] == split]
+        for path in part["path"]:
+            digest.update(read_image(path, 256).tobytes())
+        digest.update(part["y"].to_numpy().astype(np.int64).tobytes())
+    assert digest.hexdigest() == _ALL_256

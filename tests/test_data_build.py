@@ -278,6 +278,11 @@ def test_layout_columns_and_images(built):
         with Image.open(out / row["file"]) as im:
             assert im.mode == "L" and im.size == (256, 256)
     assert built["summary"]["images"] == len(rows) == 21
+    # compared with the shared snapshot's manifest: fabricated images match none of its 2326
+    assert built["summary"]["manifest"] == {"manifest": "medadv_lib/data/covid-cxr-mini.sha256", "images_built": 21,
+                                            "images_in_manifest": 2326, "images_matched": 0,
+                                            "metadata_matches": False}
+    assert json.loads((out / "build_summary.json").read_text())["manifest"]["images_built"] == 21
 
 
 def test_labels_views_and_exclusions(built):
@@ -360,7 +365,12 @@ def test_pixels_16bit_and_alpha(built):
 
 def test_deterministic_and_max_file(raw, built, tmp_path):
     mapping = {k: v for k, v in raw["dirs"].items()}          # mapping form this time
-    again, _ = run_build(mapping, tmp_path / "again", seed=1234)
+    from medadv_lib.data.manifest import write_manifest
+    manifest = tmp_path / "first.sha256"
+    write_manifest(built["out"], manifest)                     # the manifest of the first build
+    again, _ = run_build(mapping, tmp_path / "again", seed=1234, manifest=manifest)
+    assert again["manifest"] == {"manifest": str(manifest), "images_built": 21, "images_in_manifest": 21,
+                                 "images_matched": 21, "metadata_matches": True}
     assert (tmp_path / "again" / "metadata.csv").read_bytes() == \
         (built["out"] / "metadata.csv").read_bytes()
     for row in built["rows"]:
@@ -408,8 +418,50 @@ def test_bad_inputs_and_atomic_write(raw, tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".o3.*"))
 
 
+def test_source_images_of_absurd_size_or_blank_are_dropped_by_name(tmp_path):
+    for name, size in (("tiny.png", (31, 300)), ("huge.png", (8193, 40))):
+        texture(1, size).save(tmp_path / name)
+        with pytest.raises(B.UnusableImage, match=rf"{name}: implausible size .*\({size[0]}x{size[1]} px\)"):
+            B.to_gray8(tmp_path / name)
+    Image.new("L", (300, 280), 77).save(tmp_path / "blank.png")
+    with pytest.raises(B.UnusableImage, match=r"blank\.png: blank image .*every pixel is 77"):
+        B.to_gray8(tmp_path / "blank.png")
+    Image.fromarray(np.full((300, 280), 5000, np.uint16)).save(tmp_path / "blank16.png")
+    with pytest.raises(B.UnusableImage, match="blank16"):
+        B.to_gray8(tmp_path / "blank16.png")               # min-max scaling of one value gave all black
+    nan = np.asarray(texture(2), np.float32).copy()
+    nan[0, 0] = np.nan
+    Image.fromarray(nan, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(B.UnusableImage, match=r"nan\.tif: non-finite"):
+        B.to_gray8(tmp_path / "nan.tif")
+    low16 = Image.fromarray(np.asarray(texture(3)).astype(np.uint16))      # 16-bit, values fit in 8 bits
+    low16.save(tmp_path / "low16.png")
+    gray = np.asarray(B.to_gray8(tmp_path / "low16.png"))
+    assert gray.min() == 0 and gray.max() == 255               # min-max: the stored bit depth cannot darken it
+
+    # in a build: dropped, each reason its own row of the Dropped table
+    mhh = tmp_path / "covid-19-image-repository"
+    make_mhh(mhh, iter(range(5000, 5100)))
+    texture(4, (31, 300)).save(mhh / "png" / "0004tiny.png")
+    Image.new("L", (300, 280), 0).save(mhh / "png" / "0005blank.png")
+    with open(mhh / "data.csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MHH_COLUMNS, restval="")
+        for image_id in ("0004tiny", "0005blank"):
+            writer.writerow(dict(patient_id="cc33", image_id=image_id, sex="f", modality="CR", projection="pa"))
+    summary, _ = run_build([mhh], tmp_path / "out", manifest=None)
+    assert summary["dropped"]["mhh"] == {B.SIZE_REASON: 1, "blank image (one gray value)": 1}
+    assert summary["images"] == 3 and summary["manifest"] is None
+
+
+def test_bad_manifest_fails_before_building(raw, tmp_path):
+    from medadv_lib.data import DataError
+    with pytest.raises(DataError, match="cannot read the manifest"):
+        B.build_dataset([raw["dirs"]["mhh"]], tmp_path / "o", progress=False, manifest=tmp_path / "nope.sha256")
+    assert not (tmp_path / "o").exists()
+
+
 def test_exif_orientation(tmp_path):
-    image = Image.new("L", (200, 100), 128)
+    image = texture(5, (200, 100))                                 # not blank: a blank source is dropped
     exif = Image.Exif()
     exif[0x0112] = 6                                               # rotate 90 on display
     image.save(tmp_path / "r.jpg", exif=exif)
@@ -534,6 +586,11 @@ def test_cli_build_and_errors(raw, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["ok"] and result["images"] == 21 and result["out"] == str(tmp_path / "cli")
     assert "seconds" in result and result["counts_by_label"]["normal"] == 4
+    assert result["manifest"]["images_matched"] == 0 and result["manifest"]["images_built"] == 21
+    from medadv_lib.cli.data_build import _report
+    _report(argparse.Namespace(json=False), "data build", {k: v for k, v in result.items() if k != "seconds"}, 0.0)
+    assert ("0 of 21 built images match the manifest medadv_lib/data/covid-cxr-mini.sha256 (2326 images; "
+            "metadata.csv differs)") in capsys.readouterr().out
 
     args = parser.parse_args(["data", "build", "--from", str(tmp_path / "missing"),
                               "--out", str(tmp_path / "x")])

@@ -209,3 +209,32 @@ def test_a_run_is_summarised_with_intervals(tmp_path):
     acc = s["models"]["resnet18"]["test_accuracy"]
     assert acc["n"] > 300 and acc["lo"] < 0.8 < acc["hi"] and s["seconds"] == {"01_train_classifiers": 300}
     assert "80.0% [" in render_block(s) and "that machine only" in render_block(s)
+
+
+def test_data_page_is_linked_and_its_licence_table_counts_the_snapshot():
+    """docs/data.md: linked from the README's data section; one row per source with its image count as
+    metadata.csv has it (and the ieee8023 copy's count per stated licence)."""
+    import pandas as pd
+
+    from medadv_lib.data import find_data_dir
+    from medadv_lib.data.manifest import verify_dataset
+    from medadv_lib.data.sources import NIH_METADATA, SOURCES
+    readme = _doc("README.md")
+    data_section = readme[readme.index("## Data"):readme.index("\n## ", readme.index("## Data") + 5)]
+    assert "](docs/data.md)" in data_section
+    page = _doc("docs/data.md")
+    rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `")}
+    assert set(rows) == {s.repo for s in SOURCES} | {NIH_METADATA.repo}
+    root = find_data_dir()
+    if not verify_dataset(root)["ok"]:
+        pytest.skip(f"{root} is not the shared snapshot the page describes")
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    for source in SOURCES:
+        assert f"| {int((meta['source_repo'] == source.repo).sum())} |" in rows[source.repo], source.repo
+    ieee = meta[meta["source_repo"] == SOURCES[0].repo]["license"].value_counts()
+    for licence, n in ieee.items():
+        shown = "none stated" if licence == "not stated in source metadata" else licence.strip('"')
+        assert f"{shown}\" {n}" in rows[SOURCES[0].repo] or f"{shown} {n}" in rows[SOURCES[0].repo], (licence, n)
+    for phrase in ("Non-commercial and research-only terms apply to the images", "never commits an image",
+                   "medadv data manifest", "medadv data check --verify"):
+        assert phrase in page

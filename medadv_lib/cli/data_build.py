@@ -82,6 +82,11 @@ def _report(args: argparse.Namespace, command: str, result: dict, started: float
         print(f"wrote {result['images']} images ({by_split}) to {result['out']}")
         for key, why in result.get("missing_sources", {}).items():
             print(f"  missing source {key}: {why}")
+        match = result.get("manifest")
+        if match:
+            print(f"{match['images_matched']} of {match['images_built']} built images match the manifest "
+                  f"{match['manifest']} ({match['images_in_manifest']} images; metadata.csv "
+                  f"{'matches' if match['metadata_matches'] else 'differs'})")
     for key, folder in result.get("downloaded", {}).items():
         print(f"  {key}: {folder}")
 

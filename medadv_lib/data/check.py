@@ -2,54 +2,41 @@
 
 :func:`load_metadata` checks the table (columns, labels, files present, patient-disjoint splits);
 this module checks what the table points at: each image is decoded in full (in threads, with a
-progress bar) and reported by file when it is empty, truncated or otherwise unreadable, not 8-bit
-grayscale, implausibly sized or blank; and each split must hold images (of every class, or a
+progress bar) by the loaders' own :func:`~medadv_lib.data.dataset.decode_gray` and reported by file
+when it is empty, truncated or otherwise unreadable, not 1-channel grayscale, of an absurd or
+implausible size, stored so that it would decode to the wrong brightness (a 16-bit image whose values
+fit in 12 bits, a transparent gray value, an EXIF rotation), or blank; every bad image is listed,
+one line each, before the check fails; and each split must hold images (of every class, or a
 warning says which is missing).
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from .. import LABELS
-from .dataset import SPLITS, empty_split_message
-
-GRAYSCALE_MODES = ("L", "I;16", "I")
-"""Modes :func:`~medadv_lib.data.read_image` accepts (the builder writes 8-bit ``L``)."""
+from .dataset import GRAYSCALE_MODES, SPLITS, ImageDecodeError, decode_gray, empty_split_message  # noqa: F401
 
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 64, 8192, 4.0
-"""A chest X-ray smaller than 64 px, larger than 8192 px or more elongated than 4:1 is not one."""
+"""A chest X-ray smaller than 64 px, larger than 8192 px or more elongated than 4:1 is not one (stricter
+than what :func:`~medadv_lib.data.dataset.decode_gray` refuses to decode: a side under 32 or over 8192 px)."""
 
 
 def inspect_image(path: str | os.PathLike) -> str | None:
-    """Decode one image in full; ``None`` when it is a plausible grayscale X-ray, else what is wrong."""
-    path = Path(path)
+    """Decode one image in full; ``None`` when it is a plausible grayscale X-ray, else what is wrong.
+
+    The decode and its validation are :func:`~medadv_lib.data.dataset.decode_gray`'s, the one every
+    loader uses (unreadable, absurd size, not 1-channel grayscale, bit depth that does not match the
+    values, transparency or EXIF rotation it would ignore); on top, the size must be plausible for a
+    chest X-ray and the image must not be blank.
+    """
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return f"cannot read the file ({exc.strerror or exc})"
-    if size == 0:
-        return "empty file (0 bytes)"
-    try:
-        with Image.open(path) as im:
-            im.load()                                   # decodes every byte: truncation shows here
-            mode, (w, h) = im.mode, im.size
-            if mode not in GRAYSCALE_MODES:
-                return (f"mode {mode!r} ({len(im.getbands())} channels), expected 8-bit grayscale 'L': "
-                        "convert it with PIL's .convert('L') or rebuild the dataset")
-            arr = np.asarray(im)
-    except UnidentifiedImageError:
-        return f"not an image PIL can identify ({size} bytes)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or "end of file" in text.lower():
-            return f"truncated file ({size} bytes): {text}"
-        return f"unreadable image ({size} bytes): {text}"
+        arr, _ = decode_gray(path)
+    except ImageDecodeError as exc:
+        return exc.problem
+    h, w = arr.shape
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE or max(w, h) / max(1, min(w, h)) > MAX_ASPECT:
         return (f"implausible size {w}x{h} px for a chest X-ray (expected sides {MIN_SIDE}-{MAX_SIDE} px, "
                 f"at most {MAX_ASPECT:g}:1)")

@@ -107,28 +107,120 @@ def load_metadata(data_dir: str | os.PathLike | None = None, check_files: bool =
     return df
 
 
+GRAYSCALE_MODES = ("L", "I;16", "I")
+"""PIL modes the decoder reads: 8-bit ``L`` (what the builder writes) and 16-bit grayscale (``I;16``, or
+``I`` as some Pillow versions and formats open it)."""
+
+DECODE_MIN_SIDE, DECODE_MAX_SIDE = 32, 8192
+"""An image with a side under 32 px or over 8192 px is not decoded (checked from the header, before any
+pixel is read): nothing that small is a chest X-ray, nothing that large fits the course."""
+
+MIN_PEAK_16BIT = 4096
+"""A 16-bit image is read on the 0-65535 scale; one whose largest value is below 4096 (its values fit in
+12 bits: 8-, 10- or 12-bit data stored without scaling) would decode at most 1/16 as bright as meant."""
+
+_CORRUPT_FIX = "The file is corrupt or not an image; restore it from the dataset source or rebuild the dataset."
+
+
+class ImageDecodeError(DataError):
+    """An image file the decoder refuses.  ``problem`` is one line saying what is wrong and the fix
+    (``medadv data check`` lists it after the file name); the message names the file."""
+
+    def __init__(self, path, problem: str, message: str | None = None):
+        self.path, self.problem = str(path), problem
+        super().__init__(message or f"{path}: {problem}")
+
+
+def _corrupt(path, problem: str) -> ImageDecodeError:
+    return ImageDecodeError(path, problem, f"cannot read image {path}: {problem}. {_CORRUPT_FIX}")
+
+
+def _check_mode(path, im: Image.Image) -> str:
+    if im.mode not in GRAYSCALE_MODES:
+        raise ImageDecodeError(path, f"mode {im.mode!r} ({len(im.getbands())} channels), expected a 1-channel "
+                                     "grayscale image (8-bit 'L'): convert it with PIL's .convert('L') or rebuild "
+                                     "the dataset with `medadv data build`")
+    return im.mode
+
+
+def decode_gray(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode one grayscale image and validate what was decoded.
+
+    Returns ``(values, full_scale)``: ``values`` a 2-D integer array, ``values / full_scale`` the
+    brightness in [0, 1] (``full_scale`` 255 for 8-bit ``L``, 65535 for 16-bit).  Raises
+    :class:`ImageDecodeError` naming the file, when it is unreadable (missing, empty, truncated, not an
+    image); its size is absurd (a side under :data:`DECODE_MIN_SIDE` or over :data:`DECODE_MAX_SIDE` px,
+    read from the header before decoding); it is not 1-channel grayscale; or what it stores would silently
+    decode to the wrong brightness or geometry: a 16-bit image whose values fit in 12 bits (below
+    :data:`MIN_PEAK_16BIT`) or leave 0-65535, an 8-bit image with a transparent gray value (PNG ``tRNS``),
+    an EXIF orientation other than upright.
+    """
+    try:
+        nbytes = os.stat(path).st_size
+    except OSError as exc:
+        raise _corrupt(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if nbytes == 0:
+        raise _corrupt(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            _check_mode(path, im)                       # from the header, before any pixel is read
+            w, h = im.size
+            if min(w, h) < DECODE_MIN_SIDE or max(w, h) > DECODE_MAX_SIDE:
+                raise ImageDecodeError(path, f"implausible size {w}x{h} px (an image with a side under "
+                                             f"{DECODE_MIN_SIDE} or over {DECODE_MAX_SIDE} px is not decoded): "
+                                             "replace it with the original X-ray or rebuild the dataset "
+                                             "with `medadv data build`")
+            im.load()                                   # decodes every byte: truncation shows here
+            mode = _check_mode(path, im)                # (a loader may change the mode while decoding)
+            if mode == "L" and "transparency" in im.info:
+                raise ImageDecodeError(path, f"8-bit grayscale with a transparent gray value "
+                                             f"({im.info['transparency']!r}, a PNG tRNS chunk): those pixels "
+                                             "would decode as that gray, not as transparent; save it without "
+                                             "transparency (composited on black) or rebuild the dataset")
+            orientation = im.getexif().get(0x0112, 1)
+            if orientation not in (1, None):
+                raise ImageDecodeError(path, f"EXIF orientation {orientation} (rotated or mirrored on display), "
+                                             "which the decoder does not apply: save it upright without the tag "
+                                             "(PIL's ImageOps.exif_transpose) or rebuild the dataset")
+            values = np.asarray(im)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"implausible size ({exc})") from None
+    except UnidentifiedImageError:
+        raise _corrupt(path, f"not an image PIL can identify ({nbytes} bytes)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        text = str(exc)
+        kind = "truncated file" if "truncated" in text.lower() or "end of file" in text.lower() else "unreadable image"
+        raise _corrupt(path, f"{kind} ({nbytes} bytes): {text}") from exc
+    if values.ndim != 2:
+        raise ImageDecodeError(path, f"decodes to an array of shape {values.shape}, not a 2-D grayscale image: "
+                                     "convert it with PIL's .convert('L') or rebuild the dataset")
+    if mode == "L":
+        return values, 255.0
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi > 65535:
+        raise ImageDecodeError(path, f"values {lo}..{hi} outside the 16-bit range 0-65535 (mode {mode!r}): they "
+                                     "would decode outside [0, 1]; save it as 8-bit 'L' or as 16-bit within 0-65535")
+    if hi < MIN_PEAK_16BIT:
+        raise ImageDecodeError(path, f"16-bit image whose values fit in {max(1, hi.bit_length())} bits (largest "
+                                     f"{hi} of 65535): it would decode at most {hi / 65535:.1%} bright, probably "
+                                     "lower-bit data stored without scaling; save it as 8-bit 'L' or scale it to "
+                                     "0-65535")
+    return values, 65535.0
+
+
 def read_image(path: str | os.PathLike, image_size: int | None = None, crop_top: bool = False) -> np.ndarray:
-    """Read one 8-bit grayscale image as a float32 ``H×W`` array in [0, 1].
+    """Read one grayscale image as a float32 ``H×W`` array in [0, 1].
 
     ``crop_top`` removes the top sixth of the image first (COVIDx-style, where text
     labels often sit); ``image_size`` resizes to a square with bilinear antialiasing.
-    A corrupt file or one that is not single-channel raises :class:`DataError` naming it.
+    The file is decoded and validated by :func:`decode_gray`: a corrupt file, one that is not
+    single-channel, of an absurd size, or whose stored bit depth does not match its values raises
+    :class:`ImageDecodeError` (a :class:`DataError`) naming it.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("L", "I;16", "I"):
-                raise DataError(f"{path}: expected a 1-channel grayscale image, got mode {im.mode!r} "
-                                f"({len(im.getbands())} channels). Convert it with `medadv data build` "
-                                "or PIL's .convert('L').")
-            arr = np.asarray(im, dtype=np.float32)
-            scale = 255.0 if im.mode == "L" else 65535.0
-    except DataError:
-        raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}. The file is corrupt or not an image; "
-                        "restore it from the dataset source or rebuild the dataset.") from exc
-    arr = arr / scale
+    values, scale = decode_gray(path)
+    arr = values.astype(np.float32) / scale
     if crop_top:
         arr = arr[arr.shape[0] // 6:, :]
     if image_size is not None and arr.shape != (image_size, image_size):

@@ -52,7 +52,7 @@ the patient-disjoint split), :mod:`.output` (files, SOURCES.md), :mod:`.pipeline
 from .rules import (COVIDNET_FINDINGS, DUP_MAX_DIST, DataBuildError, FINGERPRINT_SIZE, FRONTAL_VIEWS, IEEE_FINDINGS, IMAGE_SUFFIXES, LABEL_CAPS, METADATA_COLUMNS, MIN_AGE, MissingSourceWarning, NIH_FOLDERS, SPLIT_SHARES, VISUAL_CHECK_VIEW, VISUAL_EXCLUDE, _ANY_SOURCE_KEYS, is_duplicate, maybe_same_patient)  # noqa: F401
 from .inputs import (Checkout, Inputs, _COMMIT_IN_NAME, _commit_of, _csv_header, _git_dir, _identify_by_content, _identify_by_name, _name_aliases, _nih_table_in, _normalise_key, _recognised_children, git_head, identify_source_dir, resolve_inputs)  # noqa: F401
 from .candidates import (Candidate, READERS, _SEX, _covidnet_candidate, _frontal, list_files, make_candidate, read_actualmed, read_candidates, read_csv_rows, read_cxnet, read_figure1, read_ieee, read_mhh, read_nih, read_nih_table)  # noqa: F401
-from .images import (Fingerprints, LoadedImage, _skip_reason, _zscore, fingerprint, load_images, to_gray8)  # noqa: F401
+from .images import (SIZE_REASON, Fingerprints, LoadedImage, UnusableImage, _skip_reason, _zscore, fingerprint, load_images, to_gray8)  # noqa: F401
 from .duplicates import (DisjointSet, SimilarPairs, Survivor, _RANK, _order, find_similar_pairs, resolve_duplicates)  # noqa: F401
 from .split import (Selected, assign_splits, group_patients, select_and_name)  # noqa: F401
 from .output import (_RULES_TEXT, _check_out_dir, _md_table, _replace_dir, _reporter, make_summary, metadata_rows, sources_markdown, write_images, write_metadata)  # noqa: F401

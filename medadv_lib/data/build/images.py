@@ -10,25 +10,54 @@ from PIL import Image, ImageFilter, ImageOps
 
 from .candidates import Candidate
 from .inputs import Inputs
-from .rules import FINGERPRINT_SIZE
+from ..dataset import DECODE_MAX_SIDE, DECODE_MIN_SIDE
+from .rules import FINGERPRINT_SIZE, DataBuildError
+
+
+class UnusableImage(DataBuildError):
+    """A source image the build decodes but cannot use; ``reason`` is its row in the Dropped table
+    of ``SOURCES.md`` (the message also names the file and what was found)."""
+
+    def __init__(self, path: Path, reason: str, detail: str = ""):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}{f' ({detail})' if detail else ''}")
+
+
+SIZE_REASON = f"implausible size (a side under {DECODE_MIN_SIDE} or over {DECODE_MAX_SIDE} px)"
+"""Drop reason of a source image whose size is absurd (read from its header, before decoding)."""
 
 
 def to_gray8(path: Path) -> Image.Image:
     """Decode an image as 8-bit grayscale: EXIF orientation applied, transparent pixels
-    composited on black, 16-bit / 32-bit / float images min-max scaled."""
+    composited on black, 16-bit / 32-bit / float images min-max scaled (so their stored bit depth
+    cannot make them too dark or too bright).
+
+    What is decoded is validated: :class:`UnusableImage` (naming the file) for an absurd size (a side
+    under 32 or over 8192 px, the limits of :func:`medadv_lib.data.dataset.decode_gray`, checked
+    before the pixels are read), non-finite values in a float image, or a blank result (one gray)."""
     with Image.open(path) as opened:
+        w, h = opened.size
+        if min(w, h) < DECODE_MIN_SIDE or max(w, h) > DECODE_MAX_SIDE:
+            raise UnusableImage(path, SIZE_REASON, f"{w}x{h} px")
         image = ImageOps.exif_transpose(opened)
         image.load()
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise UnusableImage(path, "non-finite pixel values (NaN or infinity)")
         span = float(values.max() - values.min()) or 1.0
         scaled = (values - values.min()) / span * 255.0
-        return Image.fromarray(np.round(scaled).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-            image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return image.convert("L")
+        gray = Image.fromarray(np.round(scaled).astype(np.uint8), "L")
+    else:
+        if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+                image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        gray = image.convert("L")
+    lo, hi = gray.getextrema()
+    if lo == hi:
+        raise UnusableImage(path, "blank image (one gray value)", f"every pixel is {lo}")
+    return gray
 
 
 @dataclass
@@ -92,6 +121,8 @@ def load_images(candidates: Sequence[Candidate], inputs: Inputs, image_size: int
         if reason is None:
             try:
                 gray = to_gray8(file)
+            except UnusableImage as exc:   # decoded, but absurd: its own row in the Dropped table
+                reason = exc.reason
             except Exception:   # any undecodable file (truncated, LFS pointer, bomb, ...)
                 reason = "unreadable image"
         if reason is not None:

@@ -9,6 +9,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
+from ..manifest import SNAPSHOT_MANIFEST, build_match, read_manifest
 from ..sources import SOURCE_BY_KEY
 
 from .candidates import read_candidates
@@ -22,7 +23,7 @@ from .split import assign_splits, group_patients, select_and_name
 
 def build_dataset(sources: Mapping[str, Path] | Sequence[Path], out: Path, seed: int = 1234,
                   image_size: int = 256, max_file_mib: float | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, manifest: Path | str | None = SNAPSHOT_MANIFEST) -> dict:
     """Build covid-cxr-mini from local source folders into ``out``.
 
     Args:
@@ -38,12 +39,16 @@ def build_dataset(sources: Mapping[str, Path] | Sequence[Path], out: Path, seed:
         max_file_mib: skip source files of this size or more; ``4`` reproduces the
             shared snapshot (files of 4 MiB or more were absent from it).
         progress: print progress to stderr.
+        manifest: a SHA-256 manifest (:mod:`medadv_lib.data.manifest`; default the shared
+            snapshot's) the built files are compared with; ``None`` skips the comparison.
 
     Returns:
         The summary: ``images``, ``patients``, ``counts`` (split -> label -> n),
         ``counts_by_label``, ``counts_by_split``, ``counts_by_source``, ``read``,
         ``dropped`` (source -> reason -> n), ``missing_sources``, ``sources``
-        (commit used per source), ``nih_metadata``, ``seconds`` and the parameters.
+        (commit used per source), ``nih_metadata``, ``seconds``, the parameters and
+        ``manifest`` (:func:`~medadv_lib.data.manifest.build_match`: how many built images match
+        the manifest, and whether ``metadata.csv`` does; ``None`` without a manifest).
 
     Raises:
         DataBuildError: unrecognised or non-existent source folder, no usable
@@ -55,6 +60,8 @@ def build_dataset(sources: Mapping[str, Path] | Sequence[Path], out: Path, seed:
     if image_size < 8:
         raise DataBuildError(f"image_size must be at least 8, not {image_size}")
     _check_out_dir(out)
+    if manifest is not None:
+        read_manifest(manifest)             # a bad manifest fails now, not after the build
     inputs = resolve_inputs(sources)
     for key, why in inputs.missing.items():
         warnings.warn(f"source {key} ({SOURCE_BY_KEY[key].repo}) missing: {why}; "
@@ -88,6 +95,7 @@ def build_dataset(sources: Mapping[str, Path] | Sequence[Path], out: Path, seed:
         write_metadata(staging, rows)
         summary = make_summary(rows, inputs, log, conflicts, links, out, seed, image_size,
                                max_file_mib)
+        summary["manifest"] = None if manifest is None else build_match(staging, manifest)
         (staging / "SOURCES.md").write_text(sources_markdown(summary), encoding="utf-8")
         (staging / "build_summary.json").write_text(json.dumps(summary, indent=1) + "\n",
                                                     encoding="utf-8")
