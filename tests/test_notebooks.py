@@ -75,7 +75,7 @@ def runs_dir(tmp_path_factory):
 
 
 @pytest.mark.notebook
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_in_fast_mode(nb, runs_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp(nb.stem)

@@ -176,9 +176,10 @@ def attack_settings(fast: bool, n_test: int | None = None, eps_255=None, eps_l2=
                            eps_l2=list(eps_l2 or d.eps_l2), pgd_steps=int(pgd_steps or d.pgd_steps))
 
 
-# FAST: 3 % fills the gap between 2 % and 4 % on the fooling-rate curve and the widget's ζ slider (two more SGD
-# UAPs, L∞ and L2: ~4 s each on a 2-core CPU).
-UAP_GRID_FAST = SimpleNamespace(zetas=(0.01, 0.02, 0.03, 0.04), iter_passes=4)
+# FAST: 1, 2 and 4 %.  The course's UAPs run until they converge (about 40–60 s each on a 2-core fp32 CPU), and the
+# curve is flat between 2 % and 4 % (measured 2026-12-07: L∞ 46.0 / 47.4 / 47.1 % at 2 / 3 / 4 %, the ceiling of
+# herding into COVID-19 47.7 %), so 3 % is left to full mode (and to ZETAS in the parameters cell).
+UAP_GRID_FAST = SimpleNamespace(zetas=(0.01, 0.02, 0.04), iter_passes=4)
 UAP_GRID_FULL = SimpleNamespace(zetas=(0.005, 0.01, 0.02, 0.03, 0.04), iter_passes=15)
 
 

@@ -181,8 +181,10 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     size = info["config"]["image_size"]
     fp = file_fingerprint(info["checkpoint"])
     src_fp = file_fingerprint(source_info["checkpoint"]) if source_info else "none"
-    key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name], sort_keys=True,
-                                  default=str).encode()).hexdigest()[:10]
+    # the key holds everything the rows depend on besides the weights: the attacks' settings, the transfer
+    # source, the mode, the seed and the UAP builder's settings (the "uap" row is the model's course UAP)
+    key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name, config.uap_settings(fast).sgd],
+                                  sort_keys=True, default=str).encode()).hexdigest()[:10]
     path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
     if path.exists():
         cached = pd.read_json(path, orient="records", dtype={"outcome_clean": str, "outcome_attacked": str})
