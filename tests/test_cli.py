@@ -96,6 +96,10 @@ def test_uap_json_contract(small_checkpoint, tmp_path, capsys, method, target):
     assert res["n_test"] == 48 and out.exists()
     assert res["v_norm_inf"] <= res["eps"] * (1 + 1e-5)
     assert ("target_success_rate" in res) == bool(target)
+    if method == "sgd":                        # the course's builder says how far it went and whether it converged
+        assert res["steps"] >= 1 and isinstance(res["converged"], bool) and res["holdout"] >= 1
+        assert res["fooling_rate_reweighted_lo"] <= res["fooling_rate_reweighted"] <= res["fooling_rate_reweighted_hi"]
+        assert main(args[:-1]) == 0 and "converged: " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra,msg", [

@@ -36,12 +36,15 @@ def _uap(args) -> int:
         eps = uap_budget(args.zeta, norm, image_norm_stats(cfg["image_size"], args.data))
         v = random_uap((cfg["image_size"],) * 2, eps, norm, seed=args.seed)
         n_train = 0
+        build = {}
     else:
         res = course_uap(model, args.zeta, norm, target, fast=fast, method=args.method, output_dir=args.runs,
                          data_dir=args.data, seed=args.seed, image_size=cfg["image_size"], train=args.train_limit,
                          epochs=args.epochs, batch_size=args.batch_size, progress=progress)
         v, eps, n_train = res.v, res.eps, res.params.get("n")
         path = res.params.get("loaded_from") or res.params.get("saved_to")
+        build = {"converged": bool(res.converged), "stop_reason": res.stop_reason, "steps": res.params.get("steps"),
+                 "holdout": res.params.get("holdout"), "build_seconds": res.seconds}
     m = evaluate_uap(model, x_test, y_test, v.cpu(), target=target)
     if args.out:
         save_uap(v.cpu(), args.out)
@@ -52,20 +55,29 @@ def _uap(args) -> int:
                                                                                             res.params),
               "fooling_rate": m["fooling_rate"], "fooling_rate_balanced": m["fooling_rate_balanced"],
               "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
-              "fooling_rate_reweighted": m["fooling_rate_reweighted"], "clean_accuracy": m["clean_accuracy"],
+              "fooling_rate_reweighted": m["fooling_rate_reweighted"],
+              "fooling_rate_reweighted_lo": m["fooling_rate_reweighted_lo"],
+              "fooling_rate_reweighted_hi": m["fooling_rate_reweighted_hi"], "clean_accuracy": m["clean_accuracy"],
               "robust_accuracy": m["robust_accuracy"],
               "fooling_rate_per_class": dict(zip(LABELS, m["fooling_rate_per_class"])),
               "confusion_clean_to_perturbed": m["confusion_clean_to_adv"], "v_norm_inf": m["v_norm_inf"], "v_norm_2": m["v_norm_2"],
-              "out": args.out}
+              "out": args.out, **build}
     if target is not None:
         result["target_success_rate"] = m["target_success_rate"]
     result["seconds"] = time.time() - t0
     lines = [f"{args.method} UAP, L{'∞' if norm == 'inf' else '2'}, zeta={args.zeta:g} (eps={eps:.4g}) against "
              f"{result['model']}" + (f", target {result['target']}" if target is not None else "")
              + (f" ({'loaded from' if result['cached'] else 'saved to'} {path})" if path else ""),
+             *([f"built on {n_train} training images"
+                + (f" (+{build['holdout']} held out)" if build.get("holdout") else "")
+                + (f", {build['steps']} steps" if build.get("steps") is not None else "")
+                + f" in {build['build_seconds']:.1f} s; converged: {str(build['converged']).lower()} ({build['stop_reason']})"]
+               if build else []),
              f"test: fooling rate {m['fooling_rate']:.3f} (balanced {m['fooling_rate_balanced']:.3f}; vs labels "
-             f"{m['fooling_rate_vs_labels']:.3f}; re-weighted to the paper's mix {m['fooling_rate_reweighted']:.3f}); "
-             f"accuracy {m['clean_accuracy']:.3f} -> {m['robust_accuracy']:.3f}"]
+             f"{m['fooling_rate_vs_labels']:.3f}; re-weighted to the paper's mix {m['fooling_rate_reweighted']:.3f} "
+             f"[{m['fooling_rate_reweighted_lo']:.3f}, {m['fooling_rate_reweighted_hi']:.3f}]); per class "
+             + ", ".join(f"{lab} {r:.3f}" for lab, r in zip(LABELS, m["fooling_rate_per_class"]) if r is not None)
+             + f"; accuracy {m['clean_accuracy']:.3f} -> {m['robust_accuracy']:.3f}"]
     if target is not None:
         lines.append(f"target success rate {m['target_success_rate']:.3f}")
     if args.out:

@@ -96,12 +96,15 @@ def render_block(s: dict) -> str:
         rew = u.get("fooling_rate_reweighted")
         lines += [f"Notebook 02's UAP on {u['model']} at ζ = {u['zeta']:.0%} L∞ changes {_pct(u['fooling_rate'])} of the test "
                   f"predictions ({per}; re-weighted to Hirano et al.'s 100/100/31 test mix "
-                  f"{'—' if rew is None else f'{rew:.1%}'}); random noise of its norm {_pct(u['random_fooling_rate'])}.", ""]
+                  f"{'—' if rew is None else f'{rew:.1%}'}); its random control {_pct(u['random_fooling_rate'])}.", ""]
     if s["seconds"]:
         total = sum(s["seconds"].values())
         lines += ["Notebook run times of that run (that machine only, as the notebooks measured them): "
                   + ", ".join(f"{nb[:2]} {sec} s" for nb, sec in s["seconds"].items())
-                  + f"; {total / 60:.0f} min in all.", ""]
+                  + f"; {total / 60:.0f} min in all"
+                  + ("." if len(s["seconds"]) >= len(NOTEBOOK_NAMES) - 1 else
+                     " (the notebooks listed; the others' models and results came from an earlier run).")
+                  + ("" if s.get("note") is None else f" {s['note']}"), ""]
     lines.append(END)
     return "\n".join(lines)
 
