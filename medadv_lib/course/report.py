@@ -199,7 +199,10 @@ def verdict_random_control(uap, random) -> tuple[str, str]:
     if random <= RANDOM_MAX + _EPS and uap >= RANDOM_RATIO * random - _EPS and gap >= NEAR - _EPS:
         return _v("reproduced", f"{text}: the control is far below")
     if gap >= MIN_GAP - _EPS:
-        return _v("partly", f"{text}: the UAP is above the control but not far ({_pts(gap)})")
+        why = (f"the control itself changes more than {_pct(RANDOM_MAX)} of the predictions" if random > RANDOM_MAX + _EPS
+               else f"less than {RANDOM_RATIO:g}× the control" if uap < RANDOM_RATIO * random - _EPS
+               else f"only {_pts(gap)} above it")
+        return _v("partly", f"{text}: the UAP is above the control ({_pts(gap)}), but {why}")
     return _v("not reproduced", f"{text}: the UAP does no better than noise of its norm")
 
 
