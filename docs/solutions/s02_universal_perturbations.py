@@ -65,7 +65,7 @@ def exercise_3(model, x_test, stats, image_size: int, zeta: float = 0.02, train=
     """
     from medadv_lib import course
     u = course.uap_settings(fast, holdout=holdout)
-    settings = {**{k: v for k, v in u.sgd.items() if k != "method"}, **sgd}
+    settings = {**u.kwargs, **sgd}
     rows = {}
     for n in train:
         xb, _, xh = course.uap_build_images(fast, image_size, data_dir, seed, train=n, holdout=holdout)

@@ -62,7 +62,7 @@ def exercise_2(model, x_test, stats, image_size: int, zeta: float = 0.02, train=
     rows = {}
     for n, p in zip(train, patience):
         xb, _, xh = course.uap_build_images(fast, image_size, data_dir, seed, train=n, holdout=holdout)
-        settings = {**{k: v for k, v in u.sgd.items() if k != "method"}, "patience": p, **sgd}
+        settings = {**u.kwargs, "patience": p, **sgd}
         res = _uap(model, xb, stats, zeta, seed, method="sgd", holdout=xh, **settings)
         rows[(len(xb), p)] = {"fooling_rate": fooling_rate(model, x_test, res.v), "steps": res.params["steps"],
                               "converged": res.converged}

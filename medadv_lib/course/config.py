@@ -62,7 +62,7 @@ def uap_settings(fast: bool, train: int | None = None, epochs: int | None = None
     Returns a namespace with ``train`` (number of build images, ``None`` = every training image not held
     out), ``holdout`` (training images the stopping rate is measured on, never stepped on), ``epochs``
     (passes at most), ``batch_size``, ``eval_every``, ``patience``, ``lr_ratio``, ``text`` (the settings in one
-    sentence) and ``sgd``: the keyword arguments for
+    sentence), ``kwargs`` (``sgd`` without ``method``: :func:`~medadv_lib.attacks.sgd_uap`'s) and ``sgd``: the keyword arguments for
     :func:`~medadv_lib.attacks.uap.cache.precompute_uaps` (``method="sgd"``, epochs, batch size, the
     plateau rule) — pass the held-out images of :func:`~medadv_lib.course.uap_build_images` beside them
     as ``holdout=``; :func:`course_uap` does both.
@@ -80,6 +80,7 @@ def uap_settings(fast: bool, train: int | None = None, epochs: int | None = None
                           eval_every=d.eval_every, patience=d.patience, lr_ratio=d.lr_ratio)
     out.sgd = {"method": "sgd", "epochs": out.epochs, "batch_size": out.batch_size, "eval_every": out.eval_every,
                "patience": out.patience, "lr_ratio": out.lr_ratio}
+    out.kwargs = {k: v for k, v in out.sgd.items() if k != "method"}     # for sgd_uap itself
     out.text = (f"SGD UAP on {out.train or 'all'} training images, batch {out.batch_size}, stopping when its rate on "
                 f"{out.holdout} held-out training images has not improved for {out.patience} measurements (one every "
                 f"{out.eval_every} steps; at most {out.epochs} epochs)")

@@ -17,6 +17,7 @@ from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
 from .results import file_fingerprint
 
+
 def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
                      train: int | None = None, holdout: int | None = None, split: str = "train"):
     """The course's UAP images: ``(x_build, y_build, x_holdout)`` from ``split`` (the training split; notebook
@@ -69,8 +70,7 @@ def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = 
     x, _, x_hold = uap_build_images(fast, size, data_dir, seed, train, split=split)
     stats = image_norm_stats(size, data_dir)
     if method == "sgd":
-        kwargs = {k: v for k, v in u.sgd.items() if k != "method"}
-        kwargs["holdout"] = x_hold
+        kwargs = {**u.kwargs, "holdout": x_hold}
     else:
         kwargs = {"max_iter": u.epochs}
     res = build_uap(model, x, zeta, norm, target, stats=stats, method=method, cache_dir=Path(output_dir) / "uaps",
