@@ -141,6 +141,7 @@ def _matrix(u_base, u_ft, u_at, acc_ft=0.80, at1=0.92, at1_lo=0.82, pgd2_ft=0.49
                       "pgd1_defense_rate": p1, "pgd1_defense_rate_lo": at1_lo if name == "pgd-at" else p1 - 0.1,
                       "pgd1_defense_rate_hi": min(1, p1 + 0.05), "pgd2_defense_rate": p2,
                       "pgd2_defense_rate_lo": p2 - 0.12, "pgd2_defense_rate_hi": p2 + 0.12}
+        rows[name].update({k.replace("pgd", "worst"): v for k, v in rows[name].items() if k.startswith("pgd")})
     return pd.DataFrame(rows).T
 
 
@@ -168,7 +169,7 @@ def test_the_pgd_goal_uses_the_papers_bar():
     assert base_high.met["at-pgd-bar"] is True
     assert base_high.verdict["at-pgd-bar"].startswith("met, but the undefended model meets it too")
     base_low = _matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)
-    base_low.loc["baseline", "pgd1_defense_rate"] = 0.70                  # below the bar: a plain "met"
+    base_low.loc["baseline", "worst1_defense_rate"] = 0.70                  # below the bar: a plain "met"
     v = course.adversarial_verdicts(base_low).set_index("key")
     assert v.met["at-pgd-bar"] is True and v.verdict["at-pgd-bar"] == "met"
 
@@ -176,12 +177,16 @@ def test_the_pgd_goal_uses_the_papers_bar():
 def test_best_arm_of_04_reads_the_results_or_says_it_used_the_default(tmp_path):
     arm, why = course.best_arm_of_04(tmp_path)
     assert arm == "cbam+prune0.6" and "default" in why
-    recs = [{"attack": "pgd", "eps": 1 / 255, "defense": d, "defense_rate": r}
-            for d, r in (("baseline", 0.99), ("baseline-ft", 0.9), ("cbam", 0.7), ("prune0.6", 0.8))]
+    # the rule book: the highest balanced robust accuracy under the worst case, masked and collapsed arms left out
+    recs = [{"attack": "worst", "eps": 1 / 255, "defense": d, "defense_rate": r, "balanced_robust_accuracy": b, **flag}
+            for d, r, b, flag in (("baseline", 0.99, 0.9, {}), ("baseline-ft", 0.9, 0.8, {}), ("cbam", 0.7, 0.5, {}),
+                                  ("prune0.6", 0.8, 0.4, {}), ("prune0.9", 0.95, 0.7, {"collapsed": True}),
+                                  ("channels0.3", 0.9, 0.6, {"masked": True}))]
+    recs.append({"attack": "pgd", "eps": 1 / 255, "defense": "prune0.6", "defense_rate": 0.99})   # PGD-10 is not read
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "04_pruning_and_attention.json").write_text(json.dumps(recs))
     arm, why = course.best_arm_of_04(tmp_path)
-    assert arm == "prune0.6" and "0.800" in why
+    assert arm == "cbam" and "50.0 %" in why and "prune0.9 (collapsed" in why and "channels0.3 (masking" in why
 
 
 def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
@@ -226,7 +231,7 @@ def test_adversarial_recap_lists_rounds_models_checks_and_goals():
     import pandas as pd
     names = ["baseline", "uap-finetune"]
     matrix = pd.DataFrame({"clean_accuracy": [0.8, 0.78], "uap_fooling_rate": [0.5, 0.3], "uap_to_covid_success": [0.9, 0.6],
-                           "pgd2_defense_rate": [0.1, 0.2]}, index=names)
+                           "pgd2_defense_rate": [0.1, 0.2], "worst2_defense_rate": [0.1, 0.2]}, index=names)
     checks = pd.DataFrame({"model": names, "verdict": ["no masking detected", "gradient masking suspected"]})
     verdicts = pd.DataFrame({"kind": ["goal", "claim"], "statement": ["fewer images fooled", "Hirano"],
                              "verdict": ["met", "supported"]})
@@ -237,7 +242,7 @@ def test_adversarial_recap_lists_rounds_models_checks_and_goals():
     assert "fooled 50.0% → 10.0%, 20.0% → 5.0% before → after the round." in lines[0]
     assert "(cosine similarity -0.10 to +0.40)" in lines[1] and lines[1].endswith("rates of 31.0%.")
     assert lines[2] == "- Clean accuracy: baseline 80.0%, uap-finetune 78.0%."
-    assert lines[5] == "- Masking checks: 1 of 2 models fail no masking check (FAST settings: weak evidence)."
+    assert lines[5] == "- Masking checks: 1 of 2 models passed every masking check that ran (FAST settings: weak evidence)."
     assert lines[6] == "- Goals: fewer images fooled: met."
     assert "weak evidence" not in course.adversarial_recap(_fake_rounds_table(), {}, matrix, checks, verdicts, False)
 

@@ -102,7 +102,7 @@ def test_paired_tests_refuse_unpaired_or_outcome_free_tables():
 def test_robustness_table_keeps_per_image_outcomes(small_model, real_batch):
     from medadv_lib.metrics.defense import RobustnessSettings, robustness_table
     x, y = real_batch
-    s = RobustnessSettings(eps=(2 / 255,), strong_eps=(), deepfool_steps=5, square_queries=0, large_eps=None)
+    s = RobustnessSettings(eps=(2 / 255,), suite_eps=(), deepfool_steps=5, l2_steps=0, square_queries=0, large_eps=None)
     t = robustness_table(small_model, x, y, "m", s)
     for r in t.itertuples():
         ok, clean = bits_outcome(r.outcome_attacked), bits_outcome(r.outcome_clean)
@@ -122,12 +122,15 @@ def test_the_ablation_verdict_follows_the_paired_test():
     ft = _kept(n, (0, 42))
     cbam = _kept(n, (0, 42), lost=[(0, 1)])                                     # 1 lost
     prune = _kept(n, (0, 54))                                                   # +12
-    t = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": prune})
+    t = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": prune}, attack="worst")
     v = course.ablation_verdict(t)
     assert v["verdict"] == "shown" and v["best"] == "prune0.6" and "**shown** for prune0.6" in v["text"]
     assert "Paired on the same 56 attacked images" in v["text"] and "12 only prune0.6, 0 only baseline-ft" in v["text"]
     assert v["vs_undefended"].set_index("model").loc["prune0.6", "model_only"] == 14
-    t2 = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": ft})
+    # the same gain from an arm a masking check flags is "not shown (masking)"
+    checks = pd.DataFrame({"model": ["baseline", "baseline-ft", "cbam", "prune0.6"], "failed": [[], [], [], ["transfer"]]})
+    assert course.ablation_verdict(t, checks=checks)["verdict"] == "not shown (masking)"
+    t2 = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": ft}, attack="worst")
     v2 = course.ablation_verdict(t2)
     assert v2["verdict"] == "not shown" and v2["text"].count("**not shown**") == 1
     assert "at least 7 discordant images, all one way, would be needed" in v2["text"]    # two arms: 2 · 2 · 2^-7 < 0.05
@@ -154,8 +157,8 @@ def test_adversarial_verdicts_compare_with_the_undefended_model_image_by_image()
     assert "image by image" in v.statement["finetune-pgd2"] and v.verdict["finetune-pgd2"] == "not shown to differ (paired)"
     assert "3 only uap-finetune, 0 only baseline" in v.measured["finetune-pgd2"]
     last = v.loc["paired:pgd-at"]
-    assert last.statement.startswith("FGSM-RS AT (2/255) against per-image PGD (ε = 2/255)")
+    assert last.statement.startswith("FGSM-RS AT (2/255) against the worst case over the suite (ε = 2/255)")
     assert last.verdict == "more images correct under attack than the undefended model"
     assert "20 only FGSM-RS AT (2/255), 0 only baseline" in last.measured
-    assert v.statement["at-pgd-bar"].startswith("FGSM-RS AT (2/255): PGD defense rate") and "pgd-at" not in " ".join(v.statement)
+    assert v.statement["at-pgd-bar"].startswith("FGSM-RS AT (2/255): worst-case defense rate") and "pgd-at" not in " ".join(v.statement)
     assert not math.isnan(paired.p_value.iloc[0])

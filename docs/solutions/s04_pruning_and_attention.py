@@ -64,15 +64,16 @@ def exercise_2(models: dict, x, y=None) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-class Rounded(nn.Module):
-    """``model`` behind a non-differentiable quantisation of the pixels to 8 levels (exercise 3)."""
+class Saturated(nn.Module):
+    """``model`` with its logits multiplied by ``scale`` (exercise 3): the same predictions, but a softmax so
+    saturated that the cross-entropy gradient is exactly zero in floating point."""
 
-    def __init__(self, model, levels: int = 8):
+    def __init__(self, model, scale: float = 1e4):
         super().__init__()
-        self.base, self.levels, self.num_classes = model, levels, getattr(model, "num_classes", 3)
+        self.base, self.scale, self.num_classes = model, scale, getattr(model, "num_classes", 3)
 
     def forward(self, x):
-        return self.base(torch.round(x * self.levels) / self.levels)
+        return self.base(x) * self.scale
 
 
 def audit(model, x, y, name: str, settings: RobustnessSettings, transfer: dict | None = None) -> tuple:
@@ -82,14 +83,15 @@ def audit(model, x, y, name: str, settings: RobustnessSettings, transfer: dict |
 
 
 def exercise_3(model, x, y, settings: RobustnessSettings, transfer: dict | None = None) -> pd.DataFrame:
-    """A model that only *looks* robust: the baseline behind ``round(x · 8) / 8``. Returns its hygiene checks.
+    """A model that only *looks* robust: the baseline with its logits × 10⁴. Returns its hygiene checks.
 
-    The rounding's gradient is zero almost everywhere, so white-box PGD gets no signal and robust accuracy
-    looks high. The checks are built to catch it: the transfer attack (examples crafted on the plain baseline) beats
-    the white-box one, the gradient-free Square attack beats it, and PGD at ε = 32/255 fails to drive accuracy
-    to zero — "shattered gradients" (Athalye et al. 2018), not robustness.
+    The cross-entropy gradient vanishes, so PGD (which climbs the cross-entropy) gets no signal and robust
+    accuracy looks high; the predictions are the baseline's. The checks are built to catch it: APGD-DLR, whose
+    loss ignores the logits' scale, fools the images PGD-10 left correct (check (a)), and PGD at ε = 32/255 fails
+    to drive accuracy to zero (check (d)) — obfuscated gradients (Athalye et al. 2018), not robustness; the
+    worst case over the suite reads the model's real robustness.
     """
-    return audit(Rounded(model).eval(), x, y, "rounded", settings, transfer)[1]
+    return audit(Saturated(model).eval(), x, y, "saturated", settings, transfer)[1]
 
 
 def exercise_4(model, image_size: int, x, y, arm: str = "cbam+channels0.3", eps: float = 1 / 255) -> pd.DataFrame:
@@ -121,7 +123,8 @@ def exercise_5(model, x, y, zetas=(0.005, 0.01, 0.02), steps: int = 50) -> pd.Se
     """
     rates = {}
     for z in zetas:
-        s = RobustnessSettings(eps=(), strong_eps=(), square_queries=0, large_eps=None, deepfool_zeta=z, deepfool_steps=steps)
+        s = RobustnessSettings(eps=(), suite_eps=(), square_queries=0, large_eps=None, l2_steps=0, deepfool_zeta=z,
+                               deepfool_steps=steps)
         t = robustness_table(model, x, y, "model", s)
         rates[z] = float(t.loc[t.attack == "deepfool", "defense_rate"].iloc[0])
     return pd.Series(rates, name="DeepFool defense rate").rename_axis("zeta")
@@ -131,8 +134,8 @@ def exercise_6(model, x, y, settings: RobustnessSettings, transfer: dict | None 
     """The hygiene checks of a heavily pruned model (the sweep's 90% sparsity: ``course.course_defense(BASE_MODEL,
     {"prune": 0.9}, FAST, output_dir=OUTPUT_DIR)``).
 
-    If its robustness is real, the stronger PGD, the transferred examples and Square all stay below the
-    standard PGD's success; if it came from a damaged, flattened loss surface, one of them finds the
+    If its robustness is real, APGD, the transferred examples and Square find few of the images PGD-10 left
+    correct; if it came from a damaged, flattened loss surface, one of them finds the
     adversarial examples white-box PGD missed and the verdict reads "gradient masking suspected".
     """
     return audit(model, x, y, "prune0.9", settings, transfer)[1]
@@ -141,4 +144,4 @@ def exercise_6(model, x, y, settings: RobustnessSettings, transfer: dict | None 
 def light_settings() -> RobustnessSettings:
     """Attack settings small enough for a unit test (not for conclusions)."""
     return dataclasses.replace(RobustnessSettings(), eps=(2 / 255,), steps=2, strong_steps=3, strong_restarts=1,
-                               deepfool_steps=5, square_queries=20, large_eps=32 / 255)
+                               apgd_steps=3, l2_steps=2, deepfool_steps=5, square_queries=20, large_eps=32 / 255)

@@ -12,7 +12,7 @@ from . import emit
 from ._shared import add_runtime_args, runtime_of
 
 COLUMNS = ("attack", "norm", "eps", "n", "clean_accuracy", "robust_accuracy", "robust_accuracy_lo",
-           "robust_accuracy_hi", "defense_rate", "defense_rate_lo", "defense_rate_hi")
+           "robust_accuracy_hi", "defense_rate", "defense_rate_lo", "defense_rate_hi", "balanced_robust_accuracy", "set_by")
 
 
 def _evaluate(args) -> int:

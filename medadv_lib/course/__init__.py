@@ -10,7 +10,7 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
                      UAP_FAST, UAP_FULL, adversarial_settings, attack_settings, defense_arms, model_config, parse_defense, robustness_settings, settings,
                      uap_grid_settings,
                      uap_settings)
-from .pipelines import (ablation_verdict, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
+from .pipelines import (ablation_verdict, best_arm_text, robustness_overview, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         uap_build_images,
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
                         sparsity_sweep, sparsity_verdict, transfer_examples)
@@ -23,3 +23,4 @@ from .transfer import DEFENDED, transfer_study  # noqa: F401
 from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401
                       file_fingerprint, model_record, record, round_records, transfer_records, uap_record,
                       control_records)
+from . import rules  # noqa: F401,E402

@@ -217,7 +217,8 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
     → COVID-19 (:func:`judge_uap`: the attacker every model of notebook 05 meets).  Returns ``(matrix, table)``: ``matrix`` one row per model with
     ``clean_accuracy`` (test split), ``uap_fooling_rate``, ``uap_to_covid_success`` (among the test images
     the model does *not* already predict COVID-19: the share the targeted UAP sends there) and
-    ``pgd<ε·255>_defense_rate`` (each with ``_lo``/``_hi``), ``deepfool_median_rho_adv``; ``table`` the
+    ``pgd<ε·255>_defense_rate`` (PGD-10) and ``worst<ε·255>_defense_rate`` (the worst case over the suite, where it
+    ran; each with ``_lo``/``_hi``), ``worst<ε·255>_balanced`` (balanced robust accuracy), ``deepfool_median_rho_adv``; ``table`` the
     long robustness table of every model (plus the ``uap-test`` and ``uap-covid-test`` rows) for
     :func:`~medadv_lib.metrics.defense.hygiene_checks` and the records.
     """
@@ -257,9 +258,11 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
         t = pd.concat([t, pd.DataFrame(extra)], ignore_index=True)
         tables.append(t)
         base = {"model": name, "clean_accuracy": float(correct.float().mean())}
-        for _, p in t[t.attack == "pgd"].iterrows():
-            tag = f"pgd{p.eps * 255:.3g}_defense_rate"
+        for _, p in t[t.attack.isin(["pgd", "worst"])].iterrows():       # PGD-10 alone, and the worst case over the suite
+            tag = f"{p.attack}{p.eps * 255:.3g}_defense_rate"
             base.update({tag: p.defense_rate, f"{tag}_lo": p.defense_rate_lo, f"{tag}_hi": p.defense_rate_hi})
+            if p.attack == "worst":
+                base[f"worst{p.eps * 255:.3g}_balanced"] = p.get("balanced_robust_accuracy")
         df = t[t.attack == "deepfool"]
         base["deepfool_median_rho_adv"] = float(df.median_rho_adv.iloc[0]) if len(df) else float("nan")
         rows.append(base)
@@ -270,20 +273,20 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
 
 
 def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: float = 1 / 255) -> tuple[str, str]:
-    """The defended arm of notebook 04 with the highest PGD-10 defense rate at ``eps``, read from
-    ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is
-    missing.  Returns ``(arm, how it was chosen)``."""
+    """Notebook 04's best defended arm by the rule book (:func:`~medadv_lib.course.rules.best_arm`: the highest
+    balanced robust accuracy under the worst case at ``eps``, masked and collapsed arms left out), read from
+    ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is missing or
+    no arm qualifies.  Returns ``(arm, how it was chosen)``."""
     import json
+
+    from .rules import best_arm
     path = Path(output_dir) / "results" / "04_pruning_and_attention.json"
     if not path.is_file():
         return default, f"notebook 04's results are not in {path.parent.name}/: the default arm {default}"
-    recs = [r for r in json.loads(path.read_text()) if r.get("attack") == "pgd" and r.get("defense")
-            not in ("baseline", "baseline-ft") and r.get("eps") is not None and abs(r["eps"] - eps) < 1e-9
-            and r.get("defense_rate") is not None]
-    if not recs:
-        return default, f"no PGD record at ε = {eps * 255:g}/255 in notebook 04's results: the default arm {default}"
-    best = max(recs, key=lambda r: r["defense_rate"])
-    return best["defense"], f"notebook 04's highest PGD-10 defense rate at ε = {eps * 255:g}/255 ({best['defense_rate']:.3f})"
+    arm, why = best_arm(json.loads(path.read_text()), eps)
+    if arm is None:
+        return default, f"notebook 04's results name no best arm ({why}): the default arm {default}"
+    return arm, f"notebook 04's best arm: {why}"
 
 
 def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0) -> dict:
@@ -377,7 +380,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         txt = paired_text({**r, "model": lab(name), "reference": lab(r["reference"])})
         verdict = (f"{'more' if r['shown'] == 'higher' else 'fewer'} images correct under attack than the undefended "
                    "model" if r["shown"] != "not shown" else "not shown to differ (paired)")
-        return (f"paired:{name}", "comparison", f"{lab(name)} against per-image PGD (ε = {r['eps'] * 255:.3g}/255) vs the undefended "
+        return (f"paired:{name}", "comparison", f"{lab(name)} against the worst case over the suite (ε = {r['eps'] * 255:.3g}/255) vs the undefended "
                               "model, image by image", txt, verdict)
     controls = controls or {}
     if controls:
@@ -385,7 +388,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     u0, ud, ur = (m.loc[k, "uap_fooling_rate"] for k in (base, defended, reference))
     ratio = ud / u0 if u0 else float("nan")
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
-    at1, lo1, hi1 = (m.loc[reference, f"pgd1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
+    at1, lo1, hi1 = (m.loc[reference, f"worst1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
     beyond = all(_apart(m, defended, c, "uap_fooling_rate") and ud < m.loc[c, "uap_fooling_rate"] for c in controls)
     ctrl_text = "; ".join(f"{c} {m.loc[c, 'uap_fooling_rate']:.1%}" for c in controls)
@@ -401,10 +404,10 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
         ("finetune-accuracy", "goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
-        ("at-pgd-bar", "goal", f"{lab(reference)}: PGD defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
+        ("at-pgd-bar", "goal", f"{lab(reference)}: worst-case defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
          f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)")
-         + f"; undefended {m.loc[base, 'pgd1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'pgd2_defense_rate']:.1%} vs "
-           f"{m.loc[base, 'pgd2_defense_rate']:.1%} undefended",
+         + f"; undefended {m.loc[base, 'worst1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'worst2_defense_rate']:.1%} vs "
+           f"{m.loc[base, 'worst2_defense_rate']:.1%} undefended",
          bool(at1 >= pgd_bar)),
         ("hirano-finetune", "claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
          f"fresh UAP {u0:.1%} → {ud:.1%}" + (f"; fine-tuned without UAPs: {ctrl_text}" if controls else ""), hirano),
@@ -414,10 +417,10 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         ("at-vs-finetune-uap", "comparison", f"against UAPs, {lab(reference)} (per-image) vs {defended} (UAP-specific)",
          f"fresh UAP {ur:.1%} vs {ud:.1%}", lower_of(reference, defended, "uap_fooling_rate", "fresh-UAP rate")),
         (("finetune-pgd2",) + paired_row(defended)[1:]) if paired is not None else
-        ("finetune-pgd2", "comparison", f"{defended} against per-image PGD (ε = 2/255) vs the undefended model",
-         f"defense rate {m.loc[defended, 'pgd2_defense_rate']:.1%} vs {m.loc[base, 'pgd2_defense_rate']:.1%}",
-         ("not shown to differ (intervals overlap)" if not _apart(m, defended, base, "pgd2_defense_rate") else
-          f"{'higher' if m.loc[defended, 'pgd2_defense_rate'] > m.loc[base, 'pgd2_defense_rate'] else 'lower'} "
+        ("finetune-pgd2", "comparison", f"{defended} against the worst case over the suite (ε = 2/255) vs the undefended model",
+         f"defense rate {m.loc[defended, 'worst2_defense_rate']:.1%} vs {m.loc[base, 'worst2_defense_rate']:.1%}",
+         ("not shown to differ (intervals overlap)" if not _apart(m, defended, base, "worst2_defense_rate") else
+          f"{'higher' if m.loc[defended, 'worst2_defense_rate'] > m.loc[base, 'worst2_defense_rate'] else 'lower'} "
           "than the undefended model's")),
     ]
     for c in controls:
@@ -429,7 +432,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     out = pd.DataFrame(rows, columns=["key", "kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]
-    if bool(at1 >= pgd_bar) and m.loc[base, "pgd1_defense_rate"] >= pgd_bar:
+    if bool(at1 >= pgd_bar) and m.loc[base, "worst1_defense_rate"] >= pgd_bar:
         # the goal is met, but it cannot tell the defense from no defense at this budget
         out.loc[out.key == "at-pgd-bar", "verdict"] = "met, but the undefended model meets it too: at 1/255 the bar separates nothing"
     return out
@@ -522,8 +525,8 @@ def adversarial_recap(rt, controls: dict, matrix, checks, verdicts, fast: bool) 
             f"- Clean accuracy: {', '.join(f'{n} {a:.1%}' for n, a in m.clean_accuracy.items())}.\n"
             f"- Fresh UAP fooling rate: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_fooling_rate.items())}; "
             f"targeted → COVID-19: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_to_covid_success.items())}.\n"
-            f"- PGD-10 defense rate at 2/255: {', '.join(f'{n} {a:.1%}' for n, a in m.pgd2_defense_rate.items())}.\n"
-            f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models fail no masking check"
+            f"- Worst-case defense rate at 2/255 (PGD-10, APGD-CE, APGD-DLR, Square, transfer): {', '.join(f'{n} {a:.1%}' for n, a in m.worst2_defense_rate.items())}.\n"
+            f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models passed every masking check that ran"
             f"{' (FAST settings: weak evidence)' if fast else ''}.\n"
             f"- Goals: " + "; ".join(f"{r.statement}: {r.verdict}" for r in verdicts[verdicts.kind == 'goal'].itertuples())
             + ".")

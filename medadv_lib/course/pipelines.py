@@ -160,12 +160,15 @@ def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: 
 
 
 def course_robustness(model, info: dict, name: str, fast: bool, source=None, source_info: dict | None = None,
-                      output_dir="../runs", data_dir=None, seed: int = 0, progress: bool = True):
+                      output_dir="../runs", data_dir=None, seed: int = 0, progress: bool = True,
+                      with_uap: bool | None = None):
     """The course's robustness evaluation of one (defended) model, cached in ``OUTPUT_DIR/robustness``.
 
     White-box against ``model`` itself: :func:`~medadv_lib.metrics.defense.robustness_table` with
-    :func:`robustness_settings` on :func:`eval_images`, the model's own ζ = 2 % L∞ UAP
-    (:func:`course_uap`), transfer examples from ``source`` (PGD ε = 2/255 on the baseline), plus
+    :func:`robustness_settings` on :func:`eval_images` (PGD-10 and the worst-case suite), the model's own ζ = 2 %
+    L∞ UAP (:func:`course_uap`; ``with_uap``, default full mode only: in FAST each arm's converged UAP costs about
+    a minute, and notebook 05 judges its models with its own UAPs), transfer examples from ``source`` (PGD-10 on
+    the baseline at every budget of the worst-case suite), plus
     the model's parameters, FLOPs and CPU latency per image.  Returns the tidy table (one row per
     attack and ε; columns of ``robustness_table`` plus ``defense``, ``checkpoint_fingerprint``,
     ``params``, ``flops``, ``latency_ms``).  The per-image outcomes (``outcome_clean``, ``outcome_attacked``)
@@ -183,17 +186,22 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     src_fp = file_fingerprint(source_info["checkpoint"]) if source_info else "none"
     # the key holds everything the rows depend on besides the weights: the attacks' settings, the transfer
     # source, the mode, the seed and the UAP builder's settings (the "uap" row is the model's course UAP)
-    key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name, config.uap_settings(fast).sgd],
+    with_uap = (not fast) if with_uap is None else bool(with_uap)
+    key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name, config.uap_settings(fast).sgd, with_uap,
+                                   "transfer at every suite budget"],
                                   sort_keys=True, default=str).encode()).hexdigest()[:10]
     path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
     if path.exists():
-        cached = pd.read_json(path, orient="records", dtype={"outcome_clean": str, "outcome_attacked": str})
+        cached = pd.read_json(path, orient="records", dtype={"outcome_clean": str, "outcome_attacked": str, "norm": str})
         if "outcome_attacked" in cached:      # older caches kept no per-image outcomes: evaluate again
             return _remember_pgd_rows(cached, fp, fast, seed, s.seed, size, data_dir)
     x, y = eval_images(fast, size, data_dir, seed)
     uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
-                     image_size=size)
-    transfer = transfer_examples(source, source_info, x, y, seed=seed) if source is not None else None
+                     image_size=size) if with_uap else None
+    # transfer examples at every budget of the worst-case suite (PGD-10 on the source), so that the verdict budgets'
+    # worst case holds a transfer attack, and check (b) runs where verdicts are decided
+    transfer = ([transfer_examples(source, source_info, x, y, eps=e, seed=seed) for e in s.suite_budgets()]
+                if source is not None else None)
     table = robustness_table(model, x, y, name, s, mean_norm_2=image_norm_stats(size, data_dir)["mean_norm_2"], uap=uap,
                              transfer=transfer, progress=progress)
     cost = model_cost(model, size)
@@ -203,10 +211,11 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     return _remember_pgd_rows(table, fp, fast, seed, s.seed, size, data_dir)
 
 
-# PGD rows of the robustness evaluations run in this process, by (checkpoint, ε, steps, images, attack seed): the
-# sparsity sweep's PGD-10 on a model the ablation already attacked is the very same computation
-# (same images, seed and early-stopped PGD), so it is read from here instead of run twice.
+# L∞ rows of the robustness evaluations run in this process, by (checkpoint, ε, steps, images, attack seed): the
+# sparsity sweep's PGD-10 and suite on a model the ablation already attacked is the very same computation
+# (same images, seed and early-stopped attacks), so it is read from here instead of run twice.
 _PGD_ROWS: dict = {}
+_SUITE = ("pgd-strong", "apgd-ce", "apgd-dlr", "square")
 
 
 def _pgd_key(fp, eps, steps, fast, seed, attack_seed, size, data_dir):
@@ -215,9 +224,24 @@ def _pgd_key(fp, eps, steps, fast, seed, attack_seed, size, data_dir):
 
 def _remember_pgd_rows(table, fp, fast, seed, attack_seed, size, data_dir):
     extra = ["defense", "checkpoint_fingerprint", "precision", "params", "flops", "latency_ms"]
-    for r in table[table.attack == "pgd"].drop(columns=extra, errors="ignore").to_dict("records"):
-        _PGD_ROWS[_pgd_key(fp, r["eps"], r["steps"], fast, seed, attack_seed, size, data_dir)] = r
+    t = table.drop(columns=extra, errors="ignore")
+    for r in t[t.attack == "pgd"].to_dict("records"):
+        at = t[((t.eps - r["eps"]).abs() < 1e-9) & t.attack.isin(_SUITE)]
+        _PGD_ROWS[_pgd_key(fp, r["eps"], r["steps"], fast, seed, attack_seed, size, data_dir)] = (
+            [r] + at.to_dict("records"))
     return table
+
+
+def _sweep_rows(rows: list[dict]) -> list[dict]:
+    """The sweep's rows from a remembered evaluation: PGD-10, and the worst case over the white-box and
+    gradient-free suite (the last cumulative suite row; the sweep runs no transfer attack)."""
+    import json
+    last = dict(rows[-1])
+    counts = {"pgd": int(rows[0]["n_clean_correct"] - round(rows[0]["defense_rate"] * rows[0]["n_clean_correct"]))}
+    counts.update({r["attack"]: int(r["fooled_new"]) for r in rows[1:]})
+    last.update(attack="worst", set_by=max(counts, key=counts.get) if any(counts.values()) else "none",
+                fooled_by=json.dumps(counts), attacks="+".join(counts))
+    return [rows[0], last] if len(rows) > 1 else [rows[0]]
 
 
 def defense_study(base: str, arms, fast: bool, output_dir="../runs", data_dir=None, device=None, seed: int = 0,
@@ -263,18 +287,18 @@ def robustness_study(study: dict, fast: bool, output_dir="../runs", data_dir=Non
 def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data_dir=None, device=None,
                    seed: int = 0, eps=(2 / 255,), precision=None, progress: bool = True):
     """Unstructured pruning at each sparsity (fine-tuned, cached; sparsity 0 is the equally fine-tuned
-    "baseline-ft"), with clean accuracy and the PGD-10
-    defense rate (Wilson interval) at each ``eps`` on :func:`eval_images`.  Returns ``(table, models)``:
-    a DataFrame with ``sparsity, eps, clean_accuracy, defense_rate, defense_rate_lo/hi, robust_accuracy``
-    and ``{sparsity: model}``."""
+    "baseline-ft"), with clean accuracy, PGD-10 and the worst case over the white-box and gradient-free suite of
+    :func:`robustness_settings` (no transfer attack) at each ``eps`` on :func:`eval_images`.  Returns
+    ``(table, models)``: rows ``attack`` "pgd" and "worst" with ``sparsity, eps, clean_accuracy, defense_rate,
+    defense_rate_lo/hi, robust_accuracy, balanced_robust_accuracy`` and ``{sparsity: model}``."""
     import pandas as pd
 
-    from ..metrics.defense import RobustnessSettings, robustness_table
+    from ..metrics.defense import robustness_table
     rows, models = [], {}
-    # the attack's seed is the robustness evaluation's (course_robustness), not the run's SEED: the sweep's 0 % and
+    # the attacks' seed is the robustness evaluation's (course_robustness), not the run's SEED: the sweep's 0 % and
     # 60 % points are then notebook 04's baseline-ft and prune0.6 attacked the same way, image for image, at any SEED
-    s = RobustnessSettings(eps=tuple(eps), strong_eps=(), square_queries=0, deepfool_steps=0, large_eps=None,
-                           seed=config.robustness_settings(fast).seed)
+    full = config.robustness_settings(fast)
+    s = dataclasses.replace(full, eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0, large_eps=None)
     for sp in sparsities:
         m, info = course_defense(base, {"prune": sp}, fast, output_dir, data_dir, device, seed, progress=progress,
                                  precision=precision)
@@ -282,11 +306,11 @@ def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data
         fp = file_fingerprint(info["checkpoint"])
         known = [_PGD_ROWS.get(_pgd_key(fp, e, s.steps, fast, seed, s.seed, size, data_dir)) for e in eps]
         if all(r is not None for r in known):    # attacked already by course_robustness: the same numbers
-            t = pd.DataFrame(known).assign(model=f"prune{sp:g}")
+            t = pd.DataFrame([r for rs in known for r in _sweep_rows(rs)]).assign(model=f"prune{sp:g}")
         else:
             x, y = eval_images(fast, size, data_dir, seed)
             t = robustness_table(m, x, y, f"prune{sp:g}", s)
-        t = t[t.attack == "pgd"].assign(sparsity=float(sp))
+        t = t[t.attack.isin(["pgd", "worst"])].assign(sparsity=float(sp))
         rows.append(t)
         models[sp] = m
     return pd.concat(rows, ignore_index=True), models
@@ -302,16 +326,18 @@ def _min_discordant(family: int, alpha: float = 0.05) -> int:
 
 
 def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, control: str = "baseline-ft",
-                     undefended: str = "baseline", alpha: float = 0.05) -> dict:
+                     undefended: str = "baseline", alpha: float = 0.05, checks=None) -> dict:
     """Notebook 04's verdict on "pruning and attention raise robustness", from a
     :func:`robustness_study` table: every defended arm against the equally fine-tuned ``control`` and
     against the ``undefended`` model, image by image on the shared attacked images — "correct under
     PGD-10 at ``eps``", exact McNemar test, Holm's adjustment over the defended arms
     (:func:`~medadv_lib.metrics.defense.paired_tests`).
 
-    ``best``: the arm the sentence spells out (default: the highest PGD defense rate at ``eps``, as
-    the notebook's other sentences).  The verdict is "shown" when some arm keeps significantly more
-    images correct than ``control`` (Holm-adjusted p < ``alpha``), else "not shown".
+    ``best``: the arm the sentence spells out (default: the highest worst-case defense rate at ``eps``).
+    The outcome is "correct under every attack of the suite" (the ``worst`` rows).  The verdict is "shown"
+    when some arm keeps significantly more images correct than ``control`` (Holm-adjusted p < ``alpha``) and
+    that arm passes every masking check (``checks`` from :func:`~medadv_lib.metrics.defense.hygiene_checks`), "not
+    shown (masking)" when only masked arms do, else "not shown".
 
     Returns ``{"verdict", "text"`` (Markdown), ``"vs_control", "vs_undefended"`` (the two
     :func:`paired_tests` tables), ``"best"}``.
@@ -319,19 +345,26 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
     from ..metrics.defense import paired_tests, paired_text
     arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
     if best is None:
-        pgd = table[(table.attack == "pgd") & ((table.eps - eps).abs() < 1e-9) & table.model.isin(arms)]
-        best = pgd.loc[pgd.defense_rate.idxmax(), "model"]
-    vs_c = paired_tests(table, control, "pgd", eps, arms, alpha)
-    vs_u = paired_tests(table, undefended, "pgd", eps, arms, alpha)
+        w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9) & table.model.isin(arms)]
+        best = w.loc[w.defense_rate.idxmax(), "model"]
+    vs_c = paired_tests(table, control, "worst", eps, arms, alpha)
+    vs_u = paired_tests(table, undefended, "worst", eps, arms, alpha)
+    masked = set() if checks is None else {m for m, f in zip(checks.model, checks.failed) if f}
     bc, bu = (t.set_index("model").loc[best].to_dict() | {"model": best} for t in (vs_c, vs_u))
     up = vs_c[vs_c.shown == "higher"]
     down = vs_c[vs_c.shown == "lower"]
     n = int(vs_c.n.iloc[0])
-    intro = (f"Paired on the same {n} attacked images (the outcome: correct under PGD-10 at ε = {eps * 255:g}/255, "
+    intro = (f"Paired on the same {n} attacked images (the outcome: correct under every attack of the suite at "
+             f"ε = {eps * 255:g}/255, "
              f"defined for every image; exact McNemar test on the images where two models disagree; Holm's "
              f"adjustment over the {len(arms)} defended arms): {paired_text(bc)}. Against the undefended model: "
              f"{paired_text(bu)}.")
-    if len(up):
+    if len(up) and set(up.model) <= masked:
+        verdict = "not shown (masking)"
+        why = (f"**not shown (masking)**: {', '.join(up.model)} keep more images correct than {control} beyond chance, "
+               "but a masking check flags them: their robustness may be the attacks failing")
+    elif len(up):
+        up = up[~up.model.isin(masked)]
         verdict = "shown"
         why = (f"**shown** for {', '.join(up.model)}: more images kept correct than {control} beyond chance "
                f"(Holm-adjusted p = {', '.join(f'{p:.3g}' for p in up.p_holm)})")
@@ -347,25 +380,99 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
 
 
 def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
-    """Notebook 04's reading of a :func:`sparsity_sweep` (one ε): the sparsity with the highest PGD-10
+    """Notebook 04's reading of a :func:`sparsity_sweep` (one ε): the sparsity with the highest worst-case
     defense rate against the unpruned model (sparsity 0), image by image on the same attacked images —
-    "correct under the attack", exact McNemar test, Holm over the pruned sparsities
-    (:func:`~medadv_lib.metrics.defense.paired_tests`).  Returns ``{"top"`` (the sparsity), ``"shown"``
-    ("higher"/"lower"/"not shown"; "none" when the unpruned model is the top), ``"tests"``, ``"text"}``."""
+    "correct under every attack of the suite", exact McNemar test, Holm over the pruned sparsities
+    (:func:`~medadv_lib.metrics.defense.paired_tests`) — and the collapse guard against the unpruned model
+    (:func:`~medadv_lib.metrics.defense.collapse_flags`).  Returns ``{"top"`` (the sparsity), ``"shown"``
+    ("higher"/"lower"/"not shown"; "none" when the unpruned model is the top), ``"tests"``, ``"text"``,
+    ``"collapsed"`` (the classes the top sparsity gave up; empty when none)}``."""
     from ..metrics.defense import paired_tests, paired_text
     eps = float(sweep.eps.iloc[0])
-    s = sweep[(sweep.eps - eps).abs() < 1e-9]
+    s = sweep[((sweep.eps - eps).abs() < 1e-9) & (sweep.attack == "worst")]
     top, zero = s.loc[s.defense_rate.idxmax()], s.loc[s.sparsity == 0].iloc[0]
-    tests = paired_tests(s, zero.model, "pgd", eps, [m for m in s.model if m != zero.model], alpha)
-    text = (f"The highest PGD-10 defense rate of the sweep (ε = {eps * 255:g}/255) is at **{top.sparsity:.0%}** sparsity: "
+    tests = paired_tests(s, zero.model, "worst", eps, [m for m in s.model if m != zero.model], alpha)
+    text = (f"The highest worst-case defense rate of the sweep (ε = {eps * 255:g}/255) is at **{top.sparsity:.0%}** sparsity: "
             f"{top.defense_rate:.1%} [{top.defense_rate_lo:.1%}, {top.defense_rate_hi:.1%}], against {zero.defense_rate:.1%} "
             f"[{zero.defense_rate_lo:.1%}, {zero.defense_rate_hi:.1%}] unpruned.")
     if top.model == zero.model:
-        return {"top": float(top.sparsity), "shown": "none", "tests": tests,
+        return {"top": float(top.sparsity), "shown": "none", "tests": tests, "collapsed": [],
                 "text": text + " No pruned model does better than the unpruned one."}
     r = tests.set_index("model").loc[top.model].to_dict() | {"model": top.model}
-    text += (f" Image by image on the same {int(r['n'])} attacked images (correct under the attack; exact McNemar test, "
-             f"Holm over the {len(tests)} pruned sparsities): {paired_text(r)} — "
+    text += (f" Image by image on the same {int(r['n'])} attacked images (correct under every attack of the suite; exact "
+             f"McNemar test, Holm over the {len(tests)} pruned sparsities): {paired_text(r)} — "
              + ("**not shown** to differ." if r["shown"] == "not shown" else
                 f"**{'more' if r['shown'] == 'higher' else 'fewer'}** images kept correct beyond chance."))
-    return {"top": float(top.sparsity), "shown": r["shown"], "tests": tests, "text": text}
+    collapsed = []
+    if "clean_accuracy_by_class" in s:        # the collapse guard: did the top sparsity give up a class to get there?
+        from .. import LABELS
+        from ..metrics.defense import collapse_flags
+        flags = collapse_flags(s, reference=zero.model).set_index("model")
+        collapsed = [LABELS[c] for c in flags.loc[top.model, "classes_given_up"]]
+        text += (f" But it **collapsed**: its clean accuracy on {', '.join(collapsed)} lies significantly below the "
+                 f"unpruned model's (Wilson intervals apart; clean balanced accuracy {top.clean_balanced_accuracy:.1%} vs "
+                 f"{zero.clean_balanced_accuracy:.1%}), so its robustness is that of a model that gave up classes, not a defense."
+                 if collapsed else f" It gave up no class (clean balanced accuracy {top.clean_balanced_accuracy:.1%} vs "
+                                   f"{zero.clean_balanced_accuracy:.1%} unpruned; no class significantly below).")
+    return {"top": float(top.sparsity), "shown": r["shown"], "tests": tests, "text": text, "collapsed": collapsed}
+
+
+def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baseline", verdict_eps: float | None = None):
+    """What notebooks 04 and 05 read from a :func:`robustness_study` table, in one call: the masking checks
+    (:func:`~medadv_lib.metrics.defense.hygiene_checks`), the collapse guard against ``reference``
+    (:func:`~medadv_lib.metrics.defense.collapse_flags`), the per-model summary at ``eps``
+    (:func:`~medadv_lib.metrics.defense.defense_summary`, with ``collapsed``), the worst case per class at each
+    ``eps`` (``by_class``: one row per model and ε) and the best arm by the rule book
+    (:func:`~medadv_lib.course.rules.best_arm` at ``verdict_eps``, default :data:`~medadv_lib.course.rules.VERDICT_EPS`).
+    Returns a namespace with ``checks, collapse, summary, by_class, best, best_why``."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from .. import LABELS
+    from ..metrics.defense import collapse_flags, defense_summary, hygiene_checks
+    from .rules import VERDICT_EPS, best_arm
+    checks = hygiene_checks(table)
+    collapse = collapse_flags(table, reference) if reference in set(table.model) else None
+    summary = defense_summary(table, checks, eps)
+    if collapse is not None:
+        summary = summary.merge(collapse[["model", "collapsed"]], on="model", how="left")
+    worst = table[table.attack == "worst"].merge(summary[["model", "masked"] + (["collapsed"] if collapse is not None
+                                                                              else [])], on="model", how="left")
+    best, why = best_arm(worst, VERDICT_EPS if verdict_eps is None else verdict_eps)
+    rows = []
+    for r in worst.itertuples():
+        if any(abs(r.eps - e) < 1e-9 for e in eps):
+            rows.append({"model": r.model, "eps (/255)": round(r.eps * 255, 3), "set by": r.set_by,
+                         **{f"robust {LABELS[c]} (of {k})": v
+                            for c, k, v in zip(r.classes, r.n_by_class, r.robust_accuracy_by_class)},
+                         "balanced robust accuracy": r.balanced_robust_accuracy,
+                         "clean balanced accuracy": r.clean_balanced_accuracy})
+    return SimpleNamespace(checks=checks, collapse=collapse, summary=summary, best=best, best_why=why,
+                           by_class=pd.DataFrame(rows))
+
+
+def best_arm_text(ov, paper: float | None = None, eps: float | None = None) -> str:
+    """Notebook 04's headline sentence from a :func:`robustness_overview`: at the verdict budget, the worst-case defense
+    rates of the undefended and the equally fine-tuned baselines and of the rule book's best arm (its interval, the
+    images it keeps over all attacked ones against the undefended model's), the undefended rate against the paper's
+    ``paper`` (default Chen et al.'s PGD number), and what PGD-10 alone would have claimed."""
+    from .rules import CHEN_PGD, VERDICT_EPS
+    paper = CHEN_PGD if paper is None else paper
+    tag = f"worst{round((VERDICT_EPS if eps is None else eps) * 255):d}"
+    s = ov.summary.set_index("model")
+    best = ov.best or s.drop(["baseline", "baseline-ft"], errors="ignore")[f"{tag}_balanced"].idxmax()
+    base, ft, rate = (s.loc[a, f"{tag}_defense_rate"] for a in ("baseline", "baseline-ft", best))
+    lo, hi, blo, bhi = s.loc[best, f"{tag}_lo"], s.loc[best, f"{tag}_hi"], s.loc["baseline", f"{tag}_lo"], s.loc["baseline", f"{tag}_hi"]
+    kept = {a: round(s.loc[a, f"{tag}_robust_accuracy"] * s.loc[a, "n"]) for a in (best, "baseline")}
+    pgd10 = s.loc[best, tag.replace("worst", "pgd") + "_defense_rate"]
+    e = tag[5:]
+    return (f"At ε = {e}/255, under the worst case over the suite, the undefended baseline keeps **{base:.1%}** of its correct "
+            f"answers and the fine-tuned baseline **{ft:.1%}**. The rule book's best arm, nominally, is **{best}** "
+            f"({ov.best_why}): it keeps **{rate:.1%}** (95 % interval {lo:.1%}–{hi:.1%}), {abs(rate - ft) * 100:.1f} points "
+            f"{'above' if rate >= ft else 'below'} the fine-tuned baseline — a point estimate; over all {int(s.loc[best, 'n'])} "
+            f"images it keeps {kept[best]} correct, the undefended baseline {kept['baseline']}, and section 7 tests it image by "
+            f"image. The *undefended* baseline's {base:.1%} is {'above' if base > paper else 'below'} Chen et al.'s {paper:.2%} "
+            f"(their budget is unstated){f'; its interval, {blo:.1%}–{bhi:.1%}, contains that number' if blo <= paper <= bhi else ''}. "
+            + (f"PGD-10 alone gives the same {rate:.1%}: no later attack fooled any of {best}'s PGD-10 survivors."
+               if abs(rate - pgd10) < 1e-9 else f"PGD-10 alone would have claimed {pgd10:.1%} for {best}."))

@@ -45,7 +45,7 @@ NOTEBOOKS = ("01_train_classifiers", "02_universal_perturbations", "03_pgd_and_d
              "05_uap_finetuning_and_adversarial_training")
 """The notebooks whose records the report reads (``RUNS/results/<notebook>.json``)."""
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
+VERDICTS = ("reproduced", "partly", "not shown", "not shown (masking)", "not reproduced", "not run")
 
 FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}
 """Output formats by file suffix."""
@@ -53,8 +53,7 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "mar
 # --- the papers' numbers (docs/papers.md, ../shared/PAPERS.md) ---------------------------------------------
 HIRANO_NONTARGETED = 0.85      # non-targeted UAP fooling rate at ζ = 2 %: "> 85 %"
 HIRANO_TARGETED = 0.90         # targeted UAP success rate at ζ = 2 %: "> 90 %"
-CHEN_PGD = 0.7718              # defense rate of pruning + attention against PGD (chest X-rays)
-CHEN_DEEPFOOL = 0.6949         # ... against DeepFool
+from .rules import CHEN_DEEPFOOL, CHEN_PGD, VERDICT_EPS  # noqa: E402  (the rule book's, defined once)
 HEADLINE_ZETA = 0.02           # the papers' ζ = 2 %
 
 # --- the thresholds of the verdicts -------------------------------------------------------------------------
@@ -72,8 +71,8 @@ FINETUNE_MIN_DROP = 0.03
 """... "partly" from a 3-point drop ..."""
 FINETUNE_ACC_COST = 0.05
 """... and at most 5 points of clean accuracy may be paid for a full "reproduced"."""
-PGD_EPS = 1 / 255
-"""The PGD-L∞ budget at which the Chen et al. rows compare (their budget is unstated; notebook 04 compares
+PGD_EPS = VERDICT_EPS
+"""The L∞ budget at which the Chen et al. rows compare (their budget is unstated; notebook 04 compares
 at 1/255 first and shows the others — the report lists them in the reason)."""
 
 _COVID = "COVID-19"
@@ -271,7 +270,7 @@ def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str 
     return verdict, reason
 
 
-def verdict_ablation(arms: dict, reference, paired: dict | None = None) -> tuple[str, str]:
+def verdict_ablation(arms: dict, reference, paired: dict | None = None, masked=()) -> tuple[str, str]:
     """A claim "each module (attention, pruning) helps" (Chen et al.'s ablation).
 
     ``arms``: defended arm name → ``(rate, lo, hi)``, the defense rate and its Wilson 95 % interval;
@@ -288,7 +287,10 @@ def verdict_ablation(arms: dict, reference, paired: dict | None = None) -> tuple
     * "not run" without the reference or without any arm;
     * "reproduced" when an attention-only arm *and* a pruning-only arm are shown better;
     * "partly" when some arm is shown better, but not one of each module;
-    * "not reproduced" when no arm is shown better."""
+    * "not shown" when no arm is shown better (the paired test could not separate them: absence of evidence),
+      "not reproduced" when no arm is shown better and some arm is shown *worse*;
+    * an arm in ``masked`` (a masking check flags it) never counts as shown; "not shown (masking)" when only
+      such arms are."""
     if reference is None or reference[0] is None or not arms:
         return _v("not run", "no ablation (defended arms and the fine-tuned baseline) recorded")
     ref_rate, _, ref_hi = reference
@@ -296,21 +298,29 @@ def verdict_ablation(arms: dict, reference, paired: dict | None = None) -> tuple
         shown = [a for a, t in paired.items() if t["shown"] == "higher"]
         listing = "; ".join(f"{a}: kept correct by it alone {int(t['model_only'])}, by baseline-ft alone "
                             f"{int(t['reference_only'])} (Holm-adjusted p = {t['p_holm']:.3g})" for a, t in paired.items())
-        listing += ("; the ablation arms only: notebook 04's sparsity sweep is judged there, with its gradient-masking "
-                    "caveat (PGD-10 only)")
-        ref = "baseline-ft (image by image: exact McNemar test on 'correct under attack', Holm-adjusted over the arms)"
+        listing += ("; the ablation arms only: notebook 04's sparsity sweep is judged there, with its collapse guard "
+                    "(no transfer attack in the sweep)")
+        ref = ("baseline-ft (image by image: exact McNemar test on 'correct under every attack of the suite', "
+               "Holm-adjusted over the arms)")
         none_why = f"no arm keeps more of the same images correct than {ref} beyond chance; {listing}"
     else:
         shown = [a for a, (r, lo, hi) in arms.items() if r is not None and lo is not None and lo > ref_hi]
         listing = ", ".join(f"{a} {_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for a, (r, lo, hi) in arms.items())
         ref = f"baseline-ft {_pct(ref_rate)} [{_pct(reference[1])}, {_pct(ref_hi)}]"
         none_why = f"every arm's 95 % interval overlaps {ref} or lies below it: {listing}"
+    worse = [a for a, t in (paired or {}).items() if t.get("shown") == "lower"]
+    if shown and set(shown) <= set(masked) and not worse:
+        return _v("not shown (masking)", f"only {', '.join(shown)} above {ref}, and a masking check flags "
+                                         f"{'it' if len(shown) == 1 else 'them'}: {listing}")
+    shown = [a for a in shown if a not in set(masked)]
     kinds = {a: _arm_kind(a) for a in shown}
     if "attention" in kinds.values() and "pruning" in kinds.values():
         return _v("reproduced", f"attention and pruning arms both above {ref}: {listing}")
     if shown:
         return _v("partly", f"only {', '.join(shown)} above {ref} (not one arm of each module): {listing}")
-    return _v("not reproduced", none_why)
+    if worse:
+        return _v("not reproduced", f"{none_why}; and {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} shown worse")
+    return _v("not shown", none_why)
 
 
 def _arm_kind(name: str) -> str:
@@ -576,42 +586,54 @@ def _rate_at(recs, defense, attack, eps=None) -> dict | None:
 
 
 def _claim_chen(results, attack: str, paper: float):
+    """Chen et al.'s defense rate against ``attack`` ("pgd" or "deepfool"), read from the worst case over the suite
+    (L∞ at :data:`PGD_EPS`; L2 at DeepFool's budget: DeepFool, PGD-L2, APGD-L2) and decided by
+    :func:`~medadv_lib.course.rules.verdict_defense`."""
+    from .rules import verdict_defense
     nb = NOTEBOOKS[3]
     name = "PGD" if attack == "pgd" else "DeepFool"
+    row_attack = "worst" if attack == "pgd" else "worst-l2"
     claim = f"Pruning + attention reach a {_pct(paper, 2)} defense rate against {name} (chest X-rays)"
     cond = "backbone, pruning ratio, attention type, budget and the definition of 'defense rate' unstated"
     cid = f"chen-{attack}"
-    recs = _defense_records(results)
+    recs = [r for r in _defense_records(results) if r.get("attack") == row_attack]
     eps = PGD_EPS if attack == "pgd" else None
-    both = [r for r in recs if _arm_kind(r["defense"]) == "both" and r["attack"] == attack
-            and (eps is None or _close(r.get("eps"), eps, 1e-7)) and r.get("defense_rate") is not None]
+    at = [r for r in recs if eps is None or _close(r.get("eps"), eps, 1e-7)]
+    both = [r for r in at if _arm_kind(r["defense"]) == "both" and r.get("defense_rate") is not None]
     if not both:
         why = (_missing(results, nb) if nb not in results else
-               f"no arm with both pruning and attention attacked by {name}"
-               + (f" at ε = {eps * 255:g}/255" if eps else ""))
+               f"no arm with both pruning and attention has a worst-case row for {name}"
+               + (f" at ε = {eps * 255:g}/255" if eps else "") + " (results from before the attack suite: rerun 04)")
         return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, verdict=("not run", why))
     best = max(both, key=lambda r: r["defense_rate"])
-    base = _rate_at(recs, "baseline", attack, eps)
-    ft = _rate_at(recs, "baseline-ft", attack, eps)
-    verdict, reason = verdict_defense_rate(best["defense_rate"], paper, best.get("defense_rate_hi"),
-                                           base.get("defense_rate") if base else None,
-                                           what=f"defended ({best['defense']})")
+    base, ft = _rate_at(at, "baseline", row_attack), _rate_at(at, "baseline-ft", row_attack)
+    gain = None
+    paired = _ablation_paired(at, row_attack, eps if eps is not None else best.get("eps"))
+    if paired and best["defense"] in paired:
+        gain = paired[best["defense"]]["shown"]
+    verdict, reason = verdict_defense(best["defense_rate"], best.get("defense_rate_lo"), best.get("defense_rate_hi"),
+                                      paper, gain, bool(best.get("masked")), bool(best.get("collapsed")),
+                                      what=f"{best['defense']}")
     if base is not None:
         reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
     if ft is not None:
         reason += f"; the equally fine-tuned baseline: {_pct(ft.get('defense_rate'))}"
-    others = sorted((r["eps"], r["defense_rate"]) for r in recs
-                    if r["defense"] == best["defense"] and r["attack"] == attack and r.get("eps") is not None
-                    and not _close(r["eps"], eps, 1e-7) and r.get("defense_rate") is not None)
-    if attack == "pgd" and others:
-        reason += "; at other budgets " + ", ".join(f"{e * 255:.3g}/255: {_pct(d)}" for e, d in others)
-    budget = (f"PGD-L∞ ε = {eps * 255:g}/255, {int(best['steps'])} steps" if attack == "pgd" and best.get("steps")
-              else f"PGD-L∞ ε = {eps * 255:g}/255" if attack == "pgd"
-              else f"DeepFool-L2 counted within ζ = {_pct(best.get('zeta'), 0)} of the mean L2 norm "
-                   f"(ε = {best.get('eps', 0):.3g})")
-    our_cond = (f"{best.get('model', '?')} + {best['defense']} (the best arm with both modules); {budget}; "
+    first = _rate_at([r for r in _defense_records(results) if eps is None or _close(r.get("eps"), eps, 1e-7)],
+                     best["defense"], "pgd" if attack == "pgd" else "deepfool")
+    if first is not None:
+        reason += (f"; {'PGD-10' if attack == 'pgd' else 'DeepFool'} alone: {_pct(first.get('defense_rate'))}; the worst "
+                   f"case was set by {best.get('set_by', '?')}")
+    suite = ", ".join(json.loads(best["fooled_by"])) if isinstance(best.get("fooled_by"), str) else "the suite"
+    budget = (f"worst case over {suite} at L∞ ε = {eps * 255:g}/255 (the paper's budget is unstated)" if attack == "pgd"
+              else f"worst case over {suite} within ζ = 2 % of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
+    from .rules import best_arm
+    overall, _ = best_arm([r for r in _defense_records(results) if r.get("attack") == "worst"], PGD_EPS)
+    which = ("the only arm with both modules" if len(both) == 1 else "the arm with both modules with the highest rate")
+    if overall and overall != best["defense"]:
+        which += f"; the rule book's best arm overall is {overall}"
+    our_cond = (f"{best.get('model', '?')} + {best['defense']} ({which}); {budget}; "
                 f"white-box; n = {best.get('n')} ({best.get('n_clean_correct')} clean-correct); defense rate = "
-                "share of the clean-correct images still correct under attack (our definition)")
+                "share of the clean-correct images still correct under every attack (our definition)")
     return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, ours=best["defense_rate"],
                 ours_text=(f"{_pct(best['defense_rate'])} [{_pct(best.get('defense_rate_lo'))}, "
                            f"{_pct(best.get('defense_rate_hi'))}]"),
@@ -619,9 +641,10 @@ def _claim_chen(results, attack: str, paper: float):
                 verdict=(verdict, reason))
 
 
-def _ablation_paired(recs: list[dict]) -> dict | None:
+def _ablation_paired(recs: list[dict], attack: str = "worst", eps: float | None = None) -> dict | None:
     """Every defended arm against baseline-ft, image by image (:func:`~medadv_lib.metrics.defense.paired_tests`),
-    from notebook 04's PGD records at one budget; None when a record keeps no per-image outcomes."""
+    from notebook 04's records of ``attack`` at one budget; None when a record keeps no per-image outcomes."""
+    recs = [r for r in recs if r.get("attack") == attack]
     if not recs or not all(isinstance(r.get("outcome_attacked"), str) for r in recs):
         return None
     import pandas as pd
@@ -630,7 +653,7 @@ def _ablation_paired(recs: list[dict]) -> dict | None:
     t = pd.DataFrame([{**r, "model": r["defense"]} for r in recs])
     arms = [a for a in dict.fromkeys(t.model) if a not in ("baseline", "baseline-ft")]
     try:
-        tests = paired_tests(t, "baseline-ft", "pgd", PGD_EPS, arms)
+        tests = paired_tests(t, "baseline-ft", attack, PGD_EPS if eps is None else eps, arms)
     except ValueError:                      # not the same images: no paired comparison
         return None
     return {r["model"]: r for r in tests.to_dict(orient="records")}
@@ -640,24 +663,27 @@ def _claim_ablation(results):
     nb = NOTEBOOKS[3]
     claim = "Each module (pruning, attention) improves robustness (ablation)"
     cond = "ablation on the same backbone; budgets and sample sizes unstated"
-    recs = [r for r in results.get(nb, []) if r.get("defense") is not None and r.get("attack") == "pgd"
+    recs = [r for r in results.get(nb, []) if r.get("defense") is not None and r.get("attack") == "worst"
             and _close(r.get("eps"), PGD_EPS, 1e-7)]
-    ref = _rate_at(recs, "baseline-ft", "pgd", PGD_EPS)
+    ref = _rate_at(recs, "baseline-ft", "worst", PGD_EPS)
     arms = {r["defense"]: (r.get("defense_rate"), r.get("defense_rate_lo"), r.get("defense_rate_hi")) for r in recs
             if r["defense"] not in ("baseline", "baseline-ft")}
     if ref is None or not arms:
-        why = _missing(results, nb) if nb not in results else "notebook 04 recorded no ablation at this budget"
+        why = (_missing(results, nb) if nb not in results else
+               "notebook 04 recorded no worst-case ablation at this budget (results from before the attack suite: rerun 04)")
         return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, verdict=("not run", why))
     paired = _ablation_paired(recs)
+    masked = {r["defense"] for r in recs if r.get("masked")}
     verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")),
-                               paired)
+                               paired, masked)
     best = max(arms, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
-    rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under attack' (Holm over "
-            "the arms; p < 0.05 = shown)" if paired else "overlapping intervals = not shown")
+    rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under every attack of the "
+            "suite' (Holm over the arms; p < 0.05 = shown; an arm a masking check flags never counts)" if paired
+            else "overlapping intervals = not shown")
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
                 ours_text=f"highest arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
-                our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; "
-                                f"PGD-L∞ ε = {PGD_EPS * 255:g}/255; "
+                our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; worst case over the suite at "
+                                f"L∞ ε = {PGD_EPS * 255:g}/255; "
                                 f"n = {ref.get('n')} attacked images (each arm's defense rate and its Wilson 95 % interval "
                                 f"over its own clean-correct ones); {rule}"),
                 reweighted_text="—", verdict=verdict)
@@ -781,7 +807,8 @@ def _figure_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-_COLOURS = {"reproduced": "#2e7d32", "partly": "#ef8f00", "not reproduced": "#c62828", "not run": "#9e9e9e"}
+_COLOURS = {"reproduced": "#2e7d32", "partly": "#ef8f00", "not shown": "#8d6e63", "not shown (masking)": "#6a1b9a",
+            "not reproduced": "#c62828", "not run": "#9e9e9e"}
 
 
 def _claims_figure(claims: list[dict]) -> str | None:
@@ -840,16 +867,16 @@ def _finetune_figure(results: dict) -> str | None:
 def _defense_figure(results: dict) -> str | None:
     from matplotlib.figure import Figure
     recs = [r for r in _defense_records(results)
-            if r["attack"] in ("pgd", "deepfool") and r.get("defense_rate") is not None
-            and (r["attack"] == "deepfool" or _close(r.get("eps"), PGD_EPS, 1e-7))]
+            if r["attack"] in ("worst", "worst-l2") and r.get("defense_rate") is not None
+            and (r["attack"] == "worst-l2" or _close(r.get("eps"), PGD_EPS, 1e-7))]
     if not recs:
         return None
     arms = _unique(r["defense"] for r in recs)
     shown = {r["defense"]: r.get("defense_label") or r["defense"] for r in recs}
     fig = Figure(figsize=(7.5, 0.6 + 0.35 * len(arms)))
     ax = fig.add_subplot()
-    for j, (attack, paper, label) in enumerate((("pgd", CHEN_PGD, f"PGD ε = {PGD_EPS * 255:g}/255"),
-                                                ("deepfool", CHEN_DEEPFOOL, "DeepFool"))):
+    for j, (attack, paper, label) in enumerate((("worst", CHEN_PGD, f"worst case L∞ ε = {PGD_EPS * 255:g}/255"),
+                                                ("worst-l2", CHEN_DEEPFOOL, "worst case L2 (DeepFool's budget)"))):
         labelled = False
         for i, a in enumerate(arms):
             r = _rate_at(recs, a, attack)
@@ -860,7 +887,7 @@ def _defense_figure(results: dict) -> str | None:
             ax.errorbar([r["defense_rate"]], [i + (j - 0.5) * 0.3], xerr=xerr, fmt="o", color=f"C{j}", ms=5,
                         label=None if labelled else label)
             labelled = True
-        ax.axvline(paper, color=f"C{j}", ls="--", lw=1, label=f"Chen et al. {label.split()[0]} {_pct(paper, 2)}")
+        ax.axvline(paper, color=f"C{j}", ls="--", lw=1, label=f"Chen et al. {'PGD' if attack == 'worst' else 'DeepFool'} {_pct(paper, 2)}")
     ax.set_yticks(range(len(arms)), [shown[a] for a in arms])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -895,7 +922,7 @@ def build_report(runs_dir, figures: bool = True) -> dict:
 def _defense_rows(results: dict) -> list[dict]:
     rows = []
     for r in _defense_records(results):
-        if r["attack"] in ("pgd", "deepfool", "uap", "uap-test", "uap-covid-test", "transfer", "square"):
+        if r["attack"] in ("pgd", "worst", "deepfool", "worst-l2", "uap", "uap-test", "uap-covid-test", "transfer"):
             rows.append({"notebook": r.get("notebook"), "defense": r.get("defense_label") or r["defense"],
                          "attack": r["attack"], "median_rho_adv": r.get("median_rho_adv"),
                          "eps": r.get("eps"), "n": r.get("n"), "clean_accuracy": r.get("clean_accuracy"),

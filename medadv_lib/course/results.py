@@ -117,25 +117,40 @@ def curve_records(name: str, info: dict, precision, curve, attack: str, **settin
              **{k: row[k] for k in keys}, **settings} for _, row in curve.iterrows()]
 
 
-def defense_records(table, checks, study: dict, precision, labels: dict | None = None) -> list[dict]:
+def defense_records(table, checks, study: dict, precision, labels: dict | None = None, collapse=None) -> list[dict]:
     """Notebook 04's (and 05's) records (results schema): one per arm and attack row of the robustness
     table, with ``defense`` (the arm's key), the budget, the rates with their intervals, the per-image
     outcomes (``outcome_clean``, ``outcome_attacked``: the report's paired comparison) and the hygiene
-    verdict; ``labels`` (``{key: shown name}``, e.g. :func:`~medadv_lib.course.method_labels`) adds
+    verdict with ``masked`` (a masking check failed); per class and balanced rates, the worst case's ``set_by``;
+    with ``collapse`` (:func:`~medadv_lib.metrics.defense.collapse_flags`) ``collapsed`` and ``classes_given_up``;
+    ``labels`` (``{key: shown name}``, e.g. :func:`~medadv_lib.course.method_labels`) adds
     ``defense_label``, the name the report shows."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
             "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
-            "params", "flops", "latency_ms", "outcome_clean", "outcome_attacked")
+            "params", "flops", "latency_ms", "outcome_clean", "outcome_attacked", "set_by", "fooled_by", "attacked",
+            "fooled_new", "not_converged", "classes", "n_by_class", "clean_accuracy_by_class",
+            "robust_accuracy_by_class", "defense_rate_by_class", "balanced_robust_accuracy", "clean_balanced_accuracy")
     verdict = dict(zip(checks.model, checks.verdict))
+    masked = {m: bool(f) for m, f in zip(checks.model, checks.failed)}
+    gone = {} if collapse is None else {r.model: (bool(r.collapsed), list(r.classes_given_up))
+                                        for r in collapse.itertuples()}
     labels = labels or {}
     out = []
     for row in table.to_dict(orient="records"):
         _, info = study[row["model"]]
         out.append({**model_record(info["config"]["model"], info, precision), "defense": row["model"],
                     **({"defense_label": labels[row["model"]]} if row["model"] in labels else {}),
-                    "target": None, **{k: row[k] for k in keys if k in row}, "verdict": verdict.get(row["model"])})
+                    "target": None, **{k: row[k] for k in keys if k in row and _present(row[k])},
+                    "verdict": verdict.get(row["model"]), "masked": masked.get(row["model"]),
+                    **({"collapsed": gone[row["model"]][0], "classes_given_up": gone[row["model"]][1]}
+                       if row["model"] in gone else {})})
     return out
+
+
+def _present(v) -> bool:
+    """False for the NaN a concatenated table puts where a row has no such column."""
+    return not (isinstance(v, float) and math.isnan(v))
 
 
 def round_records(table, rounds: list[dict], precision) -> list[dict]:

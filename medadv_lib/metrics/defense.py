@@ -58,18 +58,30 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class RobustnessSettings:
-    """What :func:`robustness_table` runs (see ``course.ROBUSTNESS_FAST`` / ``ROBUSTNESS_FULL``)."""
+    """What :func:`robustness_table` runs (see :func:`~medadv_lib.course.robustness_settings`).
+
+    The **worst-case suite** runs at every ε of ``suite_eps`` (``None``: all of ``eps``; ``()``: none), after
+    PGD-10, each attack only on the images every earlier one left correct (an image fooled once needs no
+    further attack): the stronger PGD (``strong_steps`` × ``strong_restarts``), APGD-CE and APGD-DLR
+    (``apgd_steps``; 0 leaves them out), Square (``square_queries``; 0 leaves it out) and the transfer
+    examples (where their ε is the suite's).  Beside DeepFool, PGD-L2 and APGD-L2 attack at DeepFool's
+    budget (``l2_steps``; 0 leaves them out)."""
     eps: tuple = (1 / 255, 2 / 255, 4 / 255)   # PGD-L∞ budgets
     steps: int = 10                            # the standard PGD
-    strong_steps: int = 50                     # the stronger PGD (check a) ...
+    strong_steps: int = 50                     # the stronger PGD ...
     strong_restarts: int = 5                   # ... with random restarts
-    strong_eps: tuple | None = None            # budgets of the stronger PGD (None: all of ``eps``; (): none)
+    suite_eps: tuple | None = None             # budgets of the worst-case suite (None: all of ``eps``; (): none)
+    apgd_steps: int = 100                      # APGD-CE and APGD-DLR (AutoAttack's white-box components)
     deepfool_zeta: float = 0.02                # DeepFool success counts within ζ × mean L2 image norm
     deepfool_steps: int = 50                   # 0: no DeepFool row
-    square_queries: int = 1000                 # gradient-free check (c)
-    square_eps: float = 2 / 255
+    l2_steps: int = 50                         # PGD-L2 and APGD-L2 at DeepFool's budget (0: none)
+    square_queries: int = 1000                 # gradient-free attack of the suite (0: none)
     large_eps: float | None = 32 / 255         # check (d); None: not run
     seed: int = 0
+
+    def suite_budgets(self) -> tuple:
+        """The ε at which the worst-case suite runs."""
+        return tuple(self.eps if self.suite_eps is None else self.suite_eps)
 
 
 def _binom_two_sided(k: int, n: int) -> float:
@@ -176,16 +188,30 @@ def paired_text(row, what: str = "correct under attack") -> str:
                                                          if abs(row['p_holm'] - row['p_value']) > 1e-12 else ""))
 
 
-def _row(model_name, attack, norm, eps, correct, ok, **extra) -> dict:
+def _class_rates(y: torch.Tensor, correct: torch.Tensor, ok: torch.Tensor) -> dict:
+    """Per-class robust accuracy and defense rate, and their means over the classes present (balanced)."""
+    classes = sorted(int(c) for c in torch.unique(y))
+    rob = [float((ok & (y == c)).sum()) / max(int((y == c).sum()), 1) for c in classes]
+    cln = [float((correct & (y == c)).sum()) / max(int((y == c).sum()), 1) for c in classes]
+    dr = [float((ok & correct & (y == c)).sum()) / int((correct & (y == c)).sum())
+          if int((correct & (y == c)).sum()) else math.nan for c in classes]
+    return {"classes": classes, "n_by_class": [int((y == c).sum()) for c in classes], "clean_accuracy_by_class": cln,
+            "robust_accuracy_by_class": rob, "defense_rate_by_class": dr,
+            "balanced_robust_accuracy": sum(rob) / len(rob) if rob else math.nan,
+            "clean_balanced_accuracy": sum(cln) / len(cln) if cln else math.nan}
+
+
+def _row(model_name, attack, norm, eps, correct, ok, y=None, **extra) -> dict:
     n, ncc = len(ok), int(correct.sum())
     k_rob, k_def = int(ok.sum()), int((ok & correct).sum())
     lo, hi = wilson_interval(k_rob, n)
     dlo, dhi = wilson_interval(k_def, ncc)
+    per_class = _class_rates(y, correct, ok) if y is not None else {}
     return {"model": model_name, "attack": attack, "norm": norm, "eps": float(eps), "n": n,
             "n_clean_correct": ncc, "clean_accuracy": ncc / max(n, 1),
             "robust_accuracy": k_rob / max(n, 1), "robust_accuracy_lo": lo, "robust_accuracy_hi": hi,
             "defense_rate": k_def / ncc if ncc else math.nan, "defense_rate_lo": dlo, "defense_rate_hi": dhi,
-            "outcome_clean": outcome_bits(correct), "outcome_attacked": outcome_bits(ok), **extra}
+            "outcome_clean": outcome_bits(correct), "outcome_attacked": outcome_bits(ok), **per_class, **extra}
 
 
 def _batched(attack, model, x, y, batch_size, **kw):
@@ -195,115 +221,235 @@ def _batched(attack, model, x, y, batch_size, **kw):
     return parts[0].cat(parts)
 
 
-def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_size: int = 128) -> torch.Tensor:
-    """Adversarial images from the gradient-free Square attack (Andriushchenko et al. 2020) of
-    ``torchattacks`` (L∞, margin loss), the course's peer for check (c)."""
+def _torchattacks():
     try:
         import torchattacks
     except ImportError as exc:   # a peer: pyproject's `peers` extra, which `make setup` installs
-        raise ImportError("the gradient-free check uses torchattacks' Square attack: "
+        raise ImportError("the worst-case suite uses torchattacks' APGD and Square attacks: "
                           'pip install "torchattacks>=3.3,<3.4" (or run `make setup`)') from exc
-    atk = torchattacks.Square(model, norm="Linf", eps=float(eps), n_queries=int(queries), n_restarts=1, seed=seed)
+    return torchattacks
+
+
+def _run_peer(atk, model, x, y, batch_size):
     dev, out = model_device(model), []
     for i in range(0, len(x), batch_size):
         out.append(atk(x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)).detach().cpu())
     model.eval()
-    return torch.cat(out)
+    return torch.cat(out) if out else x.clone()
+
+
+def square_attack(model, x, y, eps: float, queries: int, seed: int = 0, batch_size: int = 128) -> torch.Tensor:
+    """Adversarial images from the gradient-free Square attack (Andriushchenko et al. 2020) of
+    ``torchattacks`` (L∞, margin loss), the suite's gradient-free attack (check (c))."""
+    atk = _torchattacks().Square(model, norm="Linf", eps=float(eps), n_queries=int(queries), n_restarts=1, seed=seed)
+    return _run_peer(atk, model, x, y, batch_size)
+
+
+def apgd_attack(model, x, y, eps: float, steps: int, loss: str = "ce", norm: str = "inf", seed: int = 0,
+                batch_size: int = 128) -> torch.Tensor:
+    """Adversarial images from APGD (Croce & Hein 2020, AutoAttack's white-box component) of ``torchattacks``:
+    ``loss="ce"`` (cross-entropy) or ``"dlr"`` (the difference-of-logits ratio, invariant to the logits' scale,
+    so a model that saturates its softmax cannot hide from it), ``norm`` ``"inf"`` or ``"2"``."""
+    atk = _torchattacks().APGD(model, norm="Linf" if str(norm) == "inf" else "L2", eps=float(eps), steps=int(steps),
+                               n_restarts=1, seed=seed, loss=loss)
+    return _run_peer(atk, model, x, y, batch_size)
+
+
+def _suite(s: RobustnessSettings, model, eps, batch_size, norm="inf"):
+    """The attacks after the first one at ``eps``: ``(name, steps, restarts, fn(x, y) -> x_adv)``, in order."""
+    if norm == "inf":
+        out = [("pgd-strong", s.strong_steps, s.strong_restarts,
+                lambda x, y: _batched(pgd, model, x, y, batch_size, eps=eps, steps=s.strong_steps,
+                                      restarts=s.strong_restarts, seed=s.seed, early_stop=True).x_adv)] \
+            if s.strong_steps else []
+        out += [(f"apgd-{loss}", s.apgd_steps, 1,
+                 lambda x, y, loss=loss: apgd_attack(model, x, y, eps, s.apgd_steps, loss, "inf", s.seed, batch_size))
+                for loss in ("ce", "dlr")] if s.apgd_steps else []
+        out += [("square", s.square_queries, 1, lambda x, y: square_attack(model, x, y, eps, s.square_queries, s.seed,
+                                                                           batch_size))] if s.square_queries else []
+        return out
+    return [("pgd-l2", s.l2_steps, 1, lambda x, y: _batched(pgd, model, x, y, batch_size, eps=eps, norm="2",
+                                                              steps=s.l2_steps, seed=s.seed, early_stop=True).x_adv),
+            ("apgd-l2", s.l2_steps, 1, lambda x, y: apgd_attack(model, x, y, eps, s.l2_steps, "ce", "2", s.seed,
+                                                               batch_size))] if s.l2_steps else []
+
+
+def _cascade(name, model, x, y, correct, first_ok, first, eps, norm, suite, batch_size, transfer=None):
+    """Run ``suite`` after the attack ``first`` (whose per-image outcome is ``first_ok``), each attack only on the
+    images still correct; return the suite's rows (each cumulative: correct under every attack so far) and the
+    ``worst`` row, which names the attack that fooled the most images (``set_by``) and counts every attack's new
+    ones (``fooled_by``)."""
+    import json
+    alive = (first_ok & correct).clone()
+    fooled_by, rows = {first: int((correct & ~first_ok).sum())}, []
+    for attack, steps, restarts, fn in suite:
+        idx = alive.nonzero().flatten()
+        newly = idx[predict(model, fn(x[idx], y[idx]), batch_size) != y[idx]] if len(idx) else idx
+        alive[newly] = False
+        fooled_by[attack] = int(len(newly))
+        rows.append(_row(name, attack, norm, eps, correct, alive.clone(), y, steps=steps, restarts=restarts,
+                         attacked=int(len(idx)), fooled_new=int(len(newly)), cascade=True))
+    if transfer is not None:
+        t_ok = predict(model, transfer["x_adv"], batch_size) == y
+        rows.append(_row(name, "transfer", norm, eps, correct, t_ok, y, source=transfer["source"],
+                         attacked=int(alive.sum()), fooled_new=int((alive & ~t_ok).sum())))
+        fooled_by["transfer"] = int((alive & ~t_ok).sum())
+        alive &= t_ok
+    set_by = max(fooled_by, key=lambda a: fooled_by[a]) if any(fooled_by.values()) else "none"
+    rows.append(_row(name, "worst" if norm == "inf" else "worst-l2", norm, eps, correct, alive, y, set_by=set_by,
+                     fooled_by=json.dumps(fooled_by), attacks="+".join(fooled_by)))
+    return rows
 
 
 def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model",
                      settings: RobustnessSettings = RobustnessSettings(), mean_norm_2: float | None = None,
                      uap=None, transfer: dict | None = None, batch_size: int = 64,
                      progress: bool = False) -> pd.DataFrame:
-    """Attack ``model`` white-box on ``x, y`` and return one tidy row per (attack, ε).
+    """Attack ``model`` white-box on ``x, y`` and return one tidy row per (attack, ε), with the per-image
+    **worst case** over the attack suite at every ε of ``settings.suite_budgets()``.
+
+    At each suite ε, PGD-10 attacks every image; then the stronger PGD, APGD-CE, APGD-DLR and Square each attack
+    only the images every earlier attack left correct (so their rows are *cumulative*: correct under PGD-10 and
+    every attack up to this one; ``attacked`` and ``fooled_new`` say how many images each attacked and newly
+    fooled), and the transfer examples (crafted on another model; a standalone row) fold in last.  The row
+    ``worst`` is the per-image worst case: an image counts as correct only if no attack of the suite fooled it.
+    It names the attack that fooled the most images (``set_by``) and counts each attack's (``fooled_by``, JSON).
+    Beside DeepFool (success within ``deepfool_zeta`` × the mean L2 norm; ``not_converged`` counts the clean-correct
+    images it did not finish), PGD-L2 and APGD-L2 attack at the same budget, and ``worst-l2`` is their worst case
+    with DeepFool's: an image DeepFool did not finish is attacked again, not counted as defended.
 
     Args:
         settings: the attacks and budgets (:class:`RobustnessSettings`).
-        mean_norm_2: mean L2 norm of the images (``image_norm_stats(...)["mean_norm_2"]``) (DeepFool's budget is ``deepfool_zeta`` × this);
-            ``None``: the mean over ``x``.
+        mean_norm_2: mean L2 norm of the images (``image_norm_stats(...)["mean_norm_2"]``) (DeepFool's budget is
+            ``deepfool_zeta`` × this); ``None``: the mean over ``x``.
         uap: a :class:`~medadv_lib.attacks.uap.UAPResult` built against this very model (row ``uap``).
-        transfer: ``{"source": name, "eps": ε, "x_adv": images}``: adversarial versions of ``x``
-            crafted on another model (row ``transfer``).
+        transfer: ``{"source": name, "eps": ε, "x_adv": images}`` (or a list of them, one per ε): adversarial
+            versions of ``x`` crafted on another model (row ``transfer``; at a suite ε part of the worst case).
     Returns:
         a DataFrame with columns ``model, attack, norm, eps, steps, restarts, n, n_clean_correct,
         clean_accuracy, robust_accuracy(_lo/_hi), defense_rate(_lo/_hi), outcome_clean, outcome_attacked``
-        (per-image outcomes, :func:`outcome_bits`), and ``median_rho_adv`` (a fraction) for
-        DeepFool, ``fooling_rate`` for the UAP; attacks are ``pgd``, ``pgd-strong``, ``deepfool``,
-        ``uap``, ``transfer``, ``square``, ``pgd-large``.
+        (per-image outcomes, :func:`outcome_bits`), per class ``classes, robust_accuracy_by_class,
+        defense_rate_by_class, balanced_robust_accuracy, clean_balanced_accuracy``; the suite's ``attacked,
+        fooled_new, cascade``; ``set_by, fooled_by`` on worst-case rows; ``median_rho_adv`` (a fraction) and
+        ``not_converged`` for DeepFool, ``fooling_rate`` for the UAP.  Attacks: ``pgd``, ``pgd-strong``,
+        ``apgd-ce``, ``apgd-dlr``, ``square``, ``transfer``, ``worst``, ``deepfool``, ``pgd-l2``, ``apgd-l2``,
+        ``worst-l2``, ``uap``, ``pgd-large``.
     """
     s, y = settings, y.cpu()
     correct = predict(model, x, batch_size) == y
     rows = []
-    runs = [("pgd", e, s.steps, 1) for e in s.eps]
-    runs += [("pgd-strong", e, s.strong_steps, s.strong_restarts) for e in (s.eps if s.strong_eps is None else s.strong_eps)]
-    runs += [("pgd-large", s.large_eps, s.steps, 1)] if s.large_eps else []
+    budgets = s.suite_budgets()
+    transfers = [] if transfer is None else [transfer] if isinstance(transfer, dict) else list(transfer)
+    if any(all(abs(b - e) > 1e-12 for e in s.eps) for b in budgets):
+        raise ValueError(f"suite_eps {budgets} must be budgets of eps {s.eps}: the suite starts from PGD-10's outcome")
+    runs = [("pgd", e, s.steps) for e in s.eps] + ([("pgd-large", s.large_eps, s.steps)] if s.large_eps else [])
     from tqdm.auto import tqdm
-    for attack, eps, steps, restarts in tqdm(runs, desc=f"PGD on {name}", disable=not progress, leave=False):
-        res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=restarts, seed=s.seed,
-                       early_stop=True)
-        rows.append(_row(name, attack, "inf", eps, correct, res.pred == y, steps=steps, restarts=restarts))
+    used = set()
+    for attack, eps, steps in tqdm(runs, desc=f"attacks on {name}", disable=not progress, leave=False):
+        res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=1, seed=s.seed, early_stop=True)
+        ok = res.pred == y
+        rows.append(_row(name, attack, "inf", eps, correct, ok, y, steps=steps, restarts=1))
+        if attack == "pgd" and any(abs(b - eps) < 1e-12 for b in budgets):
+            tr = next((t for t in transfers if abs(t["eps"] - eps) < 1e-12), None)
+            used |= {id(tr)} if tr is not None else set()
+            rows += _cascade(name, model, x, y, correct, ok, "pgd", eps, "inf", _suite(s, model, eps, batch_size),
+                             batch_size, tr)
     if s.deepfool_steps:
         norms = x.flatten(1).norm(dim=1)
         budget = s.deepfool_zeta * (float(norms.mean()) if mean_norm_2 is None else mean_norm_2)
         df = _batched(deepfool, model, x, y, batch_size, norm="2", steps=s.deepfool_steps)
         fooled = df.success & (df.delta_norm <= budget * (1 + 1e-6))
         rho = rho_adv(df.delta, x)[correct & df.success]
-        rows.append(_row(name, "deepfool", "2", budget, correct, ~fooled, steps=s.deepfool_steps, restarts=1,
-                         zeta=s.deepfool_zeta, median_rho_adv=float(rho.median()) if rho.numel() else math.nan))
+        rows.append(_row(name, "deepfool", "2", budget, correct, ~fooled, y, steps=s.deepfool_steps, restarts=1,
+                         zeta=s.deepfool_zeta, median_rho_adv=float(rho.median()) if rho.numel() else math.nan,
+                         not_converged=int((correct & ~df.success).sum())))
+        if s.l2_steps:
+            rows += _cascade(name, model, x, y, correct, ~fooled, "deepfool", budget, "2",
+                             _suite(s, model, budget, batch_size, norm="2"), batch_size)
     if uap is not None:
         pred_clean = predict(model, x, batch_size)
         pred = predict(model, x, batch_size, perturbation=uap.v)
-        rows.append(_row(name, "uap", uap.norm, uap.eps, correct, pred == y, zeta=uap.params.get("zeta"),
+        rows.append(_row(name, "uap", uap.norm, uap.eps, correct, pred == y, y, zeta=uap.params.get("zeta"),
                          fooling_rate=float((pred != pred_clean).float().mean())))
-    if transfer is not None:
-        pred = predict(model, transfer["x_adv"], batch_size)
-        rows.append(_row(name, "transfer", "inf", transfer["eps"], correct, pred == y, source=transfer["source"]))
-    if s.square_queries:
-        x_sq = square_attack(model, x, y, s.square_eps, s.square_queries, s.seed)
-        rows.append(_row(name, "square", "inf", s.square_eps, correct, predict(model, x_sq, batch_size) == y,
-                         steps=s.square_queries, restarts=1))
+    for tr in transfers:
+        if id(tr) not in used:         # at a budget outside the suite: a standalone row
+            pred = predict(model, tr["x_adv"], batch_size)
+            rows.append(_row(name, "transfer", "inf", tr["eps"], correct, pred == y, y, source=tr["source"]))
     return pd.DataFrame(rows)
 
 
-def hygiene_checks(table: pd.DataFrame, tol: int = 1, large_eps_max: float = 0.05) -> pd.DataFrame:
-    """The four gradient-masking checks of the module docstring, per model of a
-    :func:`robustness_table` (several models' tables concatenated are fine).
+def _binom_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1)) if n > 0 else 1.0
 
-    ``tol`` images of slack on checks (a)–(c); check (d) passes when robust accuracy at the large ε
-    is at most ``large_eps_max``.  Returns one row per model: ``steps_restarts``, ``transfer``,
-    ``gradient_free``, ``large_eps`` (True = passed, None = not run), ``failed`` (the names of failed
-    checks) and ``verdict`` ("no masking detected" or "gradient masking suspected: …").
+
+def _exceeds(k: int, n: int, share: float, alpha: float) -> bool:
+    """True when ``k`` of ``n`` is significantly more than ``share`` of them (one-sided exact binomial test)."""
+    return n > 0 and k > share * n and _binom_upper_tail(k, n, share) < alpha
+
+
+MASKING_CHECKS = ("steps_restarts", "transfer", "gradient_free", "large_eps")
+_LINF_SUITE = ("pgd", "pgd-strong", "apgd-ce", "apgd-dlr", "square", "transfer", "worst")
+
+
+def hygiene_checks(table: pd.DataFrame, share: float = 0.1, alpha: float = 0.05,
+                   large_eps_max: float = 0.05) -> pd.DataFrame:
+    """The four gradient-masking checks of the module docstring, per model of a :func:`robustness_table`
+    (several models' tables concatenated are fine), at every ε where the worst-case suite ran.
+
+    Checks (a)–(c) ask whether a later kind of attack fools *significantly more* than ``share`` of the images an
+    earlier kind left correct (one-sided exact binomial test at ``alpha``): (a) the stronger white-box attacks
+    (stronger PGD, APGD-CE, APGD-DLR) against PGD-10's survivors — PGD-10 had not converged; (b) the transfer
+    examples against the white-box attacks' survivors; (c) Square against them.  ``share`` is the slack a
+    converged attack leaves (random restarts find a few more images by luck); the test turns it into a count that
+    follows from how many survivors there are, so a handful of survivors can never fire a check and a masked
+    model, whose survivors the later attack fools in bulk, always does.  (d) fails when the robust accuracy of
+    PGD at the large ε is significantly above ``large_eps_max`` (its Wilson interval lies above it).
+
+    Returns one row per model: ``steps_restarts``, ``transfer``, ``gradient_free``, ``large_eps`` (True = passed,
+    None = not run), ``evidence`` (the counts behind each), ``failed`` (the names of failed checks) and
+    ``verdict`` ("no masking detected" or "gradient masking suspected: …").
     """
     out = []
     for model_name, t in table.groupby("model", sort=False):
-        acc = {(r.attack, round(r.eps, 8)): r.robust_accuracy for r in t.itertuples()}
-        n = int(t["n"].iloc[0])
-        slack = tol / max(n, 1) + 1e-9
+        res = {k: None for k in MASKING_CHECKS}
+        evidence = []
 
-        def get(attack, eps):
-            return acc.get((attack, round(eps, 8)))
+        def judge(check, k, n, what):
+            passed = not _exceeds(k, n, share, alpha)
+            res[check] = passed if res[check] is None else (res[check] and passed)
+            evidence.append(f"{what}: {k} of {n}")
 
-        def worst_whitebox(eps):
-            vals = [v for a in ("pgd", "pgd-strong") if (v := get(a, eps)) is not None]
-            return min(vals) if vals else None
-
-        strong = [(r.eps, r.robust_accuracy) for r in t[t.attack == "pgd-strong"].itertuples()]
-        c_a = None if not strong else all(ra <= get("pgd", e) + slack for e, ra in strong if get("pgd", e) is not None)
-        tr = t[t.attack == "transfer"]
-        c_b = None
-        if len(tr) and worst_whitebox(tr.eps.iloc[0]) is not None:
-            c_b = bool(tr.robust_accuracy.iloc[0] + slack >= worst_whitebox(tr.eps.iloc[0]))
-        sq = t[t.attack == "square"]
-        c_c = None
-        if len(sq) and worst_whitebox(sq.eps.iloc[0]) is not None:
-            c_c = bool(sq.robust_accuracy.iloc[0] + slack >= worst_whitebox(sq.eps.iloc[0]))
+        for w in t[t.attack == "worst"].itertuples():
+            at = t[((t.eps - w.eps).abs() < 1e-9) & t.attack.isin(_LINF_SUITE)].set_index("attack")
+            tag = f"{w.eps * 255:g}/255"
+            if "pgd" not in at.index:
+                continue
+            pgd_ok, corr = bits_outcome(at.loc["pgd", "outcome_attacked"]), bits_outcome(at.loc["pgd", "outcome_clean"])
+            n_a = int((pgd_ok & corr).sum())
+            strong = [a for a in ("pgd-strong", "apgd-ce", "apgd-dlr") if a in at.index]
+            if strong:
+                judge("steps_restarts", int(sum(at.loc[a, "fooled_new"] for a in strong)), n_a,
+                      f"(a) {tag} stronger white-box fooled, of PGD-10's survivors")
+            wb = bits_outcome(at.loc[strong[-1], "outcome_attacked"]) if strong else pgd_ok & corr
+            n_wb = int((wb & corr).sum())
+            if "transfer" in at.index:
+                t_ok = bits_outcome(at.loc["transfer", "outcome_attacked"])
+                judge("transfer", int((wb & corr & ~t_ok).sum()), n_wb,
+                      f"(b) {tag} transfer fooled, of the white-box survivors")
+            if "square" in at.index:
+                judge("gradient_free", int(at.loc["square", "fooled_new"]), n_wb,
+                      f"(c) {tag} Square fooled, of the white-box survivors")
         lg = t[t.attack == "pgd-large"]
-        c_d = None if not len(lg) else bool(lg.robust_accuracy.iloc[0] <= large_eps_max)
-        checks = {"steps_restarts": c_a, "transfer": c_b, "gradient_free": c_c, "large_eps": c_d}
-        failed = [k for k, v in checks.items() if v is False]
-        out.append({"model": model_name, **checks, "failed": failed,
+        if len(lg):
+            r = lg.iloc[0]
+            res["large_eps"] = bool(r.robust_accuracy_lo <= large_eps_max)
+            evidence.append(f"(d) {r.eps * 255:g}/255 robust accuracy {r.robust_accuracy:.1%} "
+                            f"[{r.robust_accuracy_lo:.1%}, {r.robust_accuracy_hi:.1%}]")
+        failed = [k for k, v in res.items() if v is False]
+        out.append({"model": model_name, **res, "evidence": "; ".join(evidence), "failed": failed,
                     "verdict": "gradient masking suspected: " + ", ".join(failed) if failed else "no masking detected"})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["model", *MASKING_CHECKS, "evidence", "failed", "verdict"])
 
 
 def masking_text(checks: pd.DataFrame, labels: dict | None = None, what: str = "arm") -> str:
@@ -326,28 +472,41 @@ def masking_text(checks: pd.DataFrame, labels: dict | None = None, what: str = "
 
 
 def defense_summary(table: pd.DataFrame, checks: pd.DataFrame | None = None, eps=(1 / 255, 2 / 255)) -> pd.DataFrame:
-    """One row per model of a (concatenated) :func:`robustness_table`: clean accuracy, the PGD-10
-    defense rate at each ``eps`` and the DeepFool, UAP, transfer and Square defense rates (each
-    ``rate [lo, hi]`` as numbers in separate columns), DeepFool's median ρ_adv, the UAP fooling
-    rate, and — with ``checks`` from :func:`hygiene_checks` — the verdict."""
+    """One row per model of a (concatenated) :func:`robustness_table`: clean accuracy and clean balanced accuracy;
+    at each ``eps`` the PGD-10 defense rate (``pgd<ε·255>_…``) and the **worst case** over the suite
+    (``worst<ε·255>_defense_rate``, ``_lo``, ``_hi``, ``_robust_accuracy``, ``_balanced`` — the balanced robust accuracy —
+    and ``_set_by``, the attack that fooled the most images); DeepFool's defense rate and median ρ_adv, the L2 worst
+    case (``worst_l2_…``), the UAP and transfer rates; and — with ``checks`` from :func:`hygiene_checks` — the
+    masking verdict (``verdict``, ``masked``)."""
     rows = []
     for model_name, t in table.groupby("model", sort=False):
         r = {"model": model_name, "defense": t["defense"].iloc[0] if "defense" in t else model_name,
              "clean_accuracy": t["clean_accuracy"].iloc[0], "n": int(t["n"].iloc[0])}
+        if "clean_balanced_accuracy" in t:
+            r["clean_balanced_accuracy"] = t["clean_balanced_accuracy"].iloc[0]
         for e in eps:
-            hit = t[(t.attack == "pgd") & ((t.eps - e).abs() < 1e-9)]
-            if len(hit):
-                tag = f"pgd{round(e * 255):d}"
-                r.update({f"{tag}_defense_rate": hit.defense_rate.iloc[0], f"{tag}_lo": hit.defense_rate_lo.iloc[0],
-                          f"{tag}_hi": hit.defense_rate_hi.iloc[0]})
-        for attack in ("deepfool", "uap", "transfer", "square"):
+            for attack, tag in (("pgd", f"pgd{round(e * 255):d}"), ("worst", f"worst{round(e * 255):d}")):
+                hit = t[(t.attack == attack) & ((t.eps - e).abs() < 1e-9)]
+                if len(hit):
+                    h = hit.iloc[0]
+                    r.update({f"{tag}_defense_rate": h.defense_rate, f"{tag}_lo": h.defense_rate_lo,
+                              f"{tag}_hi": h.defense_rate_hi})
+                    if attack == "worst":
+                        r.update({f"{tag}_robust_accuracy": h.robust_accuracy, f"{tag}_set_by": h.set_by,
+                                  f"{tag}_balanced": h.get("balanced_robust_accuracy", math.nan)})
+        for attack, tag in (("deepfool", "deepfool"), ("worst-l2", "worst_l2"), ("uap", "uap"), ("transfer", "transfer")):
             hit = t[t.attack == attack]
             if len(hit):
-                r.update({f"{attack}_defense_rate": hit.defense_rate.iloc[0], f"{attack}_lo": hit.defense_rate_lo.iloc[0],
-                          f"{attack}_hi": hit.defense_rate_hi.iloc[0]})
+                r.update({f"{tag}_defense_rate": hit.defense_rate.iloc[0], f"{tag}_lo": hit.defense_rate_lo.iloc[0],
+                          f"{tag}_hi": hit.defense_rate_hi.iloc[0]})
         df = t[t.attack == "deepfool"]
         if len(df):
             r["median_rho_adv"] = df.median_rho_adv.iloc[0]
+            if "not_converged" in df:
+                r["deepfool_not_converged"] = df.not_converged.iloc[0]
+        w2 = t[t.attack == "worst-l2"]
+        if len(w2):
+            r["worst_l2_set_by"] = w2.set_by.iloc[0]
         u = t[t.attack == "uap"]
         if len(u):
             r["uap_fooling_rate"] = u.fooling_rate.iloc[0]
@@ -358,4 +517,21 @@ def defense_summary(table: pd.DataFrame, checks: pd.DataFrame | None = None, eps
     out = pd.DataFrame(rows)
     if checks is not None:
         out = out.merge(checks[["model", "verdict"]], on="model", how="left")
+        out["masked"] = out.verdict.str.startswith("gradient masking")
     return out
+
+
+def collapse_flags(table: pd.DataFrame, reference: str = "baseline") -> pd.DataFrame:
+    """The collapse guard: per model of a :func:`robustness_table`, the classes on which its *clean* accuracy lies
+    significantly below ``reference``'s (Wilson 95 % intervals apart, on the same images).  A model that gave up
+    a class to look robust on the others is ``collapsed`` and cannot be the best arm.  Returns one row per model:
+    ``model, collapsed, classes_given_up`` (class indices), ``clean_balanced_accuracy``."""
+    first = table.drop_duplicates("model").set_index("model")
+    ref = first.loc[reference]
+    rows = []
+    for model_name, r in first.iterrows():
+        given = [c for c, n, a, b in zip(r.classes, r.n_by_class, r.clean_accuracy_by_class, ref.clean_accuracy_by_class)
+                 if wilson_interval(round(a * n), n)[1] < wilson_interval(round(b * n), n)[0]]
+        rows.append({"model": model_name, "collapsed": bool(given), "classes_given_up": given,
+                     "clean_balanced_accuracy": r.clean_balanced_accuracy})
+    return pd.DataFrame(rows)

@@ -22,29 +22,32 @@ def _err(rate, lo, hi):
     return np.vstack([np.asarray(rate) - np.asarray(lo), np.asarray(hi) - np.asarray(rate)])
 
 
-def plot_defense_rates(table, attacks=("deepfool", "uap", "transfer", "square"), paper: dict | None = None):
-    """Left: PGD-L∞ (standard run) defense rate against ε (in grey levels) per model, Wilson 95 %
-    error bars; right: the defense rate of each model against the other attacks, grouped by attack.
+def plot_defense_rates(table, attacks=("deepfool", "worst-l2", "uap", "transfer"), paper: dict | None = None):
+    """Left: the L∞ defense rate against ε (in grey levels) per model, Wilson 95 % error bars: the worst case over
+    the suite (solid, where it ran) and PGD-10 alone (dashed, faint); right: the defense rate of each model against the other attacks, grouped by attack.
     ``paper``: reference lines, e.g. ``{"Chen et al. PGD": 0.7718}`` (a name containing "PGD" goes on the
     left panel, any other on the right).  Returns the figure."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     models = list(dict.fromkeys(table.model))
-    for m in models:
+    for i, m in enumerate(models):
         t = table[(table.model == m) & (table.attack == "pgd")].sort_values("eps")
-        a1.errorbar(t.eps * 255, t.defense_rate, yerr=_err(t.defense_rate, t.defense_rate_lo, t.defense_rate_hi),
-                    marker="o", capsize=3, label=m)
-    a1.set(xlabel="PGD-L∞ budget ε (grey levels, ×1/255)", ylabel="defense rate (clean-correct images)",
-           title="PGD (10 steps)", ylim=(-0.02, 1.02))
+        a1.plot(t.eps * 255, t.defense_rate, ls="--", marker=".", color=f"C{i}", alpha=0.4)
+        w = table[(table.model == m) & (table.attack == "worst")].sort_values("eps")
+        a1.errorbar(w.eps * 255, w.defense_rate, yerr=_err(w.defense_rate, w.defense_rate_lo, w.defense_rate_hi),
+                    marker="o", capsize=3, label=m, color=f"C{i}")
+    a1.set(xlabel="L∞ budget ε (grey levels, ×1/255)", ylabel="defense rate (clean-correct images)",
+           title="worst case over the suite (solid); PGD-10 alone (dashed)", ylim=(-0.02, 1.02))
     a1.legend(fontsize=8)
     width = 0.8 / max(len(models), 1)
     present = [a for a in attacks if (table.attack == a).any()]
-    for i, m in enumerate(models):
-        t = table[table.model == m].set_index("attack")
+    for i, m in enumerate(models):         # an attack at several budgets (transfer): its largest budget
+        t = table[table.model == m].sort_values("eps").drop_duplicates("attack", keep="last").set_index("attack")
         rates = [t.loc[a, "defense_rate"] for a in present]
         err = _err(rates, [t.loc[a, "defense_rate_lo"] for a in present], [t.loc[a, "defense_rate_hi"] for a in present])
         a2.bar(np.arange(len(present)) + i * width, rates, width, yerr=err, capsize=2, label=m)
-    a2.set_xticks(np.arange(len(present)) + width * (len(models) - 1) / 2, present)
+    a2.set_xticks(np.arange(len(present)) + width * (len(models) - 1) / 2,
+                  [f"{a} ({t.loc[a, 'eps'] * 255:g}/255)" if a == "transfer" else a for a in present])
     a2.set(title="other attacks (white-box unless named)")
     for name, v in (paper or {}).items():             # PGD references on the PGD panel, the rest on the right
         ax = a1 if "pgd" in name.lower() else a2
@@ -75,9 +78,13 @@ def plot_attention_maps(x, maps, y=None, labels=LABELS, ncols: int = 6, title: s
 
 
 def plot_sparsity_curve(sweep, ax=None):
-    """Clean accuracy and PGD defense rate (with intervals) against the unstructured sparsity.
+    """Clean accuracy and the defense rate (worst case over the suite where the sweep has it, else PGD-10; with
+    intervals) against the unstructured sparsity.
     ``sweep``: a DataFrame with ``sparsity, clean_accuracy, defense_rate, defense_rate_lo, defense_rate_hi, eps``."""
     plt = _plt()
+    what = "PGD-10"
+    if "attack" in sweep and (sweep.attack == "worst").any():
+        sweep, what = sweep[sweep.attack == "worst"], "worst-case"
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     s = sweep.sort_values("sparsity")
@@ -86,7 +93,7 @@ def plot_sparsity_curve(sweep, ax=None):
     # can differ in its last bits from the sweep's own (2/255 computed twice), which split one curve in two
     for e, t in s.groupby((s["eps"] * 255).round(3)):
         ax.errorbar(t.sparsity, t.defense_rate, yerr=_err(t.defense_rate, t.defense_rate_lo, t.defense_rate_hi),
-                    marker="s", capsize=3, label=f"PGD defense rate, ε = {e:g}/255")
+                    marker="s", capsize=3, label=f"{what} defense rate, ε = {e:g}/255")
     ax.set(xlabel="share of weights pruned", ylabel="rate", ylim=(-0.02, 1.02), title="pruning: accuracy vs robustness")
     ax.legend(fontsize=8)
     return ax.figure
@@ -127,13 +134,18 @@ def plot_rounds(rounds, others: dict | None = None):
 def plot_cross_threat(matrix, ax=None):
     """The cross-threat matrix (a :func:`medadv_lib.course.cross_threat_table`) as a heat map in which
     higher always means more robust: 1 − fooling rate of the model's own UAP, 1 − success of its
-    targeted UAP → COVID-19 (among images not already predicted COVID-19), and the PGD-L∞ defense rates;
+    targeted UAP → COVID-19 (among images not already predicted COVID-19), and the L∞ defense rates (the worst case
+    over the attack suite where it ran, PGD-10 at the other budgets);
     each cell annotated.  Returns the figure."""
     import seaborn as sns
     plt = _plt()
     cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success*", True)}
-    cols.update({c: (f"PGD {c[3:-13]}/255\ndefense rate", False) for c in matrix.columns
-                 if c.startswith("pgd") and c.endswith("_defense_rate")})
+    worst = {c[5:-13] for c in matrix.columns if c.startswith("worst") and c.endswith("_defense_rate")}
+    for c in matrix.columns:          # the worst case over the suite where it ran, PGD-10 at the other budgets
+        if c.startswith("pgd") and c.endswith("_defense_rate") and c[3:-13] not in worst:
+            cols[c] = (f"PGD-10 {c[3:-13]}/255\ndefense rate", False)
+        elif c.startswith("worst") and c.endswith("_defense_rate"):
+            cols[c] = (f"worst case {c[5:-13]}/255\ndefense rate", False)
     data = np.column_stack([1 - matrix[c] if flip else matrix[c] for c, (_, flip) in cols.items()])
     if ax is None:
         _, ax = plt.subplots(figsize=(1.5 * len(cols) + 2.5, 0.55 * len(matrix) + 1.6))

@@ -18,6 +18,8 @@ def sparsity_view(sweep, sparsity: float, eps: float | None = None):
     from ..viz.defense import plot_sparsity_curve
     eps = float(sweep.eps.iloc[0]) if eps is None else eps
     s = sweep[(sweep.eps - eps).abs() < 1e-9]
+    if "attack" in s and (s.attack == "worst").any():      # the worst case over the suite, where the sweep has it
+        s = s[s.attack == "worst"]
     row = s.iloc[(s.sparsity - sparsity).abs().argmin()]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     plot_sparsity_curve(s, ax=ax)
