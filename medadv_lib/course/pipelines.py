@@ -240,7 +240,7 @@ def _sweep_rows(rows: list[dict]) -> list[dict]:
     counts = {"pgd": int(rows[0]["n_clean_correct"] - round(rows[0]["defense_rate"] * rows[0]["n_clean_correct"]))}
     counts.update({r["attack"]: int(r["fooled_new"]) for r in rows[1:]})
     last.update(attack="worst", set_by=max(counts, key=counts.get) if any(counts.values()) else "none",
-                fooled_by=json.dumps(counts), attacks="+".join(counts))
+                fooled_by=json.dumps(counts))
     return [rows[0], last] if len(rows) > 1 else [rows[0]]
 
 
@@ -452,16 +452,15 @@ def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baselin
                            by_class=pd.DataFrame(rows))
 
 
-def best_arm_text(ov, paper: float | None = None, eps: float | None = None) -> str:
+def best_arm_text(ov, best: str, paper: float | None = None, eps: float | None = None) -> str:
     """Notebook 04's headline sentence from a :func:`robustness_overview`: at the verdict budget, the worst-case defense
-    rates of the undefended and the equally fine-tuned baselines and of the rule book's best arm (its interval, the
+    rates of the undefended and the equally fine-tuned baselines and of ``best`` (the rule book's best arm; its interval, the
     images it keeps over all attacked ones against the undefended model's), the undefended rate against the paper's
     ``paper`` (default Chen et al.'s PGD number), and what PGD-10 alone would have claimed."""
     from .rules import CHEN_PGD, VERDICT_EPS
     paper = CHEN_PGD if paper is None else paper
     tag = f"worst{round((VERDICT_EPS if eps is None else eps) * 255):d}"
     s = ov.summary.set_index("model")
-    best = ov.best or s.drop(["baseline", "baseline-ft"], errors="ignore")[f"{tag}_balanced"].idxmax()
     base, ft, rate = (s.loc[a, f"{tag}_defense_rate"] for a in ("baseline", "baseline-ft", best))
     lo, hi, blo, bhi = s.loc[best, f"{tag}_lo"], s.loc[best, f"{tag}_hi"], s.loc["baseline", f"{tag}_lo"], s.loc["baseline", f"{tag}_hi"]
     kept = {a: round(s.loc[a, f"{tag}_robust_accuracy"] * s.loc[a, "n"]) for a in (best, "baseline")}

@@ -596,7 +596,8 @@ def _claim_chen(results, attack: str, paper: float):
     claim = f"Pruning + attention reach a {_pct(paper, 2)} defense rate against {name} (chest X-rays)"
     cond = "backbone, pruning ratio, attention type, budget and the definition of 'defense rate' unstated"
     cid = f"chen-{attack}"
-    recs = [r for r in _defense_records(results) if r.get("attack") == row_attack]
+    every = _defense_records(results)
+    recs = [r for r in every if r.get("attack") == row_attack]
     eps = PGD_EPS if attack == "pgd" else None
     at = [r for r in recs if eps is None or _close(r.get("eps"), eps, 1e-7)]
     both = [r for r in at if _arm_kind(r["defense"]) == "both" and r.get("defense_rate") is not None]
@@ -618,7 +619,7 @@ def _claim_chen(results, attack: str, paper: float):
         reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
     if ft is not None:
         reason += f"; the equally fine-tuned baseline: {_pct(ft.get('defense_rate'))}"
-    first = _rate_at([r for r in _defense_records(results) if eps is None or _close(r.get("eps"), eps, 1e-7)],
+    first = _rate_at([r for r in every if eps is None or _close(r.get("eps"), eps, 1e-7)],
                      best["defense"], "pgd" if attack == "pgd" else "deepfool")
     if first is not None:
         reason += (f"; {'PGD-10' if attack == 'pgd' else 'DeepFool'} alone: {_pct(first.get('defense_rate'))}; the worst "
@@ -627,7 +628,7 @@ def _claim_chen(results, attack: str, paper: float):
     budget = (f"worst case over {suite} at L∞ ε = {eps * 255:g}/255 (the paper's budget is unstated)" if attack == "pgd"
               else f"worst case over {suite} within ζ = 2 % of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
     from .rules import best_arm
-    overall, _ = best_arm([r for r in _defense_records(results) if r.get("attack") == "worst"], PGD_EPS)
+    overall, _ = best_arm([r for r in every if r.get("attack") == "worst"], PGD_EPS)
     which = ("the only arm with both modules" if len(both) == 1 else "the arm with both modules with the highest rate")
     if overall and overall != best["defense"]:
         which += f"; the rule book's best arm overall is {overall}"

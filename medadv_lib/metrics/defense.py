@@ -297,7 +297,7 @@ def _cascade(name, model, x, y, correct, first_ok, first, eps, norm, suite, batc
         alive &= t_ok
     set_by = max(fooled_by, key=lambda a: fooled_by[a]) if any(fooled_by.values()) else "none"
     rows.append(_row(name, "worst" if norm == "inf" else "worst-l2", norm, eps, correct, alive, y, set_by=set_by,
-                     fooled_by=json.dumps(fooled_by), attacks="+".join(fooled_by)))
+                     fooled_by=json.dumps(fooled_by)))
     return rows
 
 
