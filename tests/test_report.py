@@ -366,7 +366,7 @@ def test_cli_writes_the_report_and_prints_one_json_object(tmp_path, capsys):
     (["--runs", "{tmp}/runs", "--out", "{tmp}/r.pdf"], "--out"),
     (["--runs", "{tmp}/runs", "--out", "{tmp}"], "--out")])
 def test_cli_bad_input_is_one_line_naming_the_option_exit_2(tmp_path, capsys, args, option):
-    fabricate(tmp_path / "runs", "near", notebooks=("01",))
+    fabricate(tmp_path / "runs", "near")
     (tmp_path / "empty").mkdir()
     argv = ["report", *[a.format(tmp=tmp_path) for a in args], "--json"]
     assert main(argv) == 2
@@ -443,3 +443,27 @@ def test_a_masked_arm_is_not_shown_and_the_chen_rows_name_the_worst_case(tmp_pat
     c = {c["id"]: c for c in rep.claims_table(rep.load_results(tmp_path))}
     assert c["chen-pgd"]["verdict"] == c["chen-deepfool"]["verdict"] == "not shown (masking)"
     assert "masking check flags it" in c["chen-pgd"]["reason"]
+
+
+def test_a_runs_folder_missing_notebooks_is_refused_unless_partial(tmp_path, capsys):
+    """Issue 25, item 7: the report of an unfinished course is refused with one line naming what to run; with
+    --partial it is written and says at the top that it is incomplete."""
+    fabricate(tmp_path / "runs", "near", notebooks=("01", "04", "05"))
+    out = tmp_path / "report.html"
+    assert main(["report", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "02_universal_perturbations, 03_pgd_and_deepfool" in err[0] and "--partial" in err[0]
+    assert "runner 02 03" in err[0] and not out.exists()
+    assert main(["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--partial", "--no-figures"]) == 0
+    text = out.read_text()
+    assert "Incomplete: the course is not finished" in text and "runner 02 03" in text
+    md = tmp_path / "report.md"
+    assert main(["report", "--runs", str(tmp_path / "runs"), "--out", str(md), "--partial", "--no-figures"]) == 0
+    assert "**Incomplete: the course is not finished" in md.read_text()
+
+
+def test_a_complete_run_has_no_incomplete_banner(tmp_path):
+    fabricate(tmp_path / "runs", "near")
+    path, report = rep.write_report(tmp_path / "runs", tmp_path / "r.md", figures=False)
+    assert rep.missing_notebooks(report) == [] and rep.incomplete_text(report) == ""
+    assert "Incomplete" not in path.read_text()

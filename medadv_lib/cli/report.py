@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..course.report import FORMATS, write_report
+from ..course.report import FORMATS, NOTEBOOKS, write_report
 from . import emit
 from ._guard import CLIError, check_writable_dir
 
 
 def _check(args) -> Path:
-    """The options, checked before any work: the runs folder holds results, ``--out`` names a writable
-    ``.html``/``.md`` file.  Returns the output path."""
+    """The options, checked before any work: the runs folder holds results of every course notebook 01–05
+    (or ``--partial``), ``--out`` names a writable ``.html``/``.md`` file.  Returns the output path."""
     runs = Path(args.runs).expanduser()
     if not runs.is_dir():
         raise CLIError(f"--runs {args.runs}: folder not found; run the notebooks first (`make tutorial` writes "
@@ -27,6 +27,11 @@ def _check(args) -> Path:
         raise CLIError(f"--out {args.out}: unknown report format {out.suffix or '(no suffix)'!r}; name the file "
                        ".html (one self-contained page) or .md (Markdown)")
     check_writable_dir(out.parent, "the folder of --out")
+    missing = [nb for nb in NOTEBOOKS if not (runs / "results" / f"{nb}.json").is_file()]
+    if missing and not args.partial:
+        raise CLIError(f"--runs {args.runs} has no results of {', '.join(missing)}: run "
+                       f"`python -m medadv_lib.course.runner {' '.join(nb[:2] for nb in missing)} --out {runs.parent}` "
+                       "(or `make tutorial`) first, or pass --partial for a report that says it is incomplete")
     return out
 
 
@@ -54,5 +59,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=None,
                    help="the report file, .html (self-contained) or .md (default: RUNS/report.html)")
     p.add_argument("--no-figures", action="store_true", help="leave the figures out (smaller file)")
+    p.add_argument("--partial", action="store_true",
+                   help="write the report even when notebooks 01-05 have not all recorded results (it says so at "
+                        "the top, and their claims read 'not run'); without it such a runs folder is refused")
     p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     p.set_defaults(func=_report)

@@ -36,7 +36,8 @@ from .. import LABELS, __version__
 from ..metrics.universal import PAPER_TEST_MIX, reweighted_rate
 from ..runtime import atomic_write_text
 
-__all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "claims_table", "cost_table", "provenance", "build_report",
+__all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
+           "cost_table", "provenance", "build_report",
            "render_html", "render_markdown", "write_report", "verdict_at_least", "verdict_targeted",
            "verdict_majority", "verdict_random_control", "verdict_finetune", "verdict_defense_rate",
            "verdict_ablation", "FORMATS"]
@@ -1007,6 +1008,7 @@ def render_html(report: dict) -> str:
         f"<p>Runs: <code>{e(str(report['runs']))}</code>. Notebooks: "
         + ", ".join(f"{e(nb)} <b>{e(s)}</b>" for nb, s in report["notebooks"].items()) + ".</p>",
         "<p>Verdicts: " + ", ".join(f"{n} {e(v)}" for v, n in counts.items()) + ".</p>",
+        *([f"<p class='warn'><b>{e(incomplete_text(report))}</b></p>"] if missing_notebooks(report) else []),
         "<h2>Claims</h2>", table("claims", verdict_col=len(_CLAIM_COLUMNS) - 2)]
     for title, png in report.get("figures", {}).items():
         parts += [f"<h3>{e(title)}</h3>", f"<img alt='{e(title)}' src='data:image/png;base64,{png}'>"]
@@ -1046,6 +1048,7 @@ def render_markdown(report: dict, figures: bool = True) -> str:
              f"Runs: `{report['runs']}`. Notebooks: "
              + ", ".join(f"{nb} **{s}**" for nb, s in report["notebooks"].items()) + ".\n",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".\n",
+             *([f"**{incomplete_text(report)}**\n"] if missing_notebooks(report) else []),
              "## Claims\n", table("claims")]
     if figures:
         for title, png in report.get("figures", {}).items():
@@ -1071,6 +1074,21 @@ def report_format(out) -> str:
         raise ValueError(f"{out}: unknown report format {suffix or '(no suffix)'!r}; name the file .html (one "
                          "self-contained page) or .md (Markdown)")
     return FORMATS[suffix]
+
+
+def missing_notebooks(report: dict) -> list[str]:
+    """The course notebooks (:data:`NOTEBOOKS`) the report found no results of, in course order."""
+    return [nb for nb, s in report["notebooks"].items() if s != "ran"]
+
+
+def incomplete_text(report: dict) -> str:
+    """One sentence saying the course is incomplete and what to run, or ``""`` when every notebook ran."""
+    missing = missing_notebooks(report)
+    if not missing:
+        return ""
+    return (f"Incomplete: the course is not finished — no results of {', '.join(missing)}, so their claims read "
+            f"'not run'. Run them (python -m medadv_lib.course.runner {' '.join(nb[:2] for nb in missing)} --out "
+            f"{Path(report['runs']).parent}, or make tutorial) before reading this report as the course's.")
 
 
 def write_report(runs_dir, out, figures: bool = True) -> tuple[Path, dict]:
