@@ -146,15 +146,15 @@ def _matrix(u_base, u_ft, u_at, acc_ft=0.80, at1=0.92, at1_lo=0.82, pgd2_ft=0.49
 
 
 @pytest.mark.parametrize("u_ft, acc_ft, goal, hirano", [
-    (0.10, 0.81, True, "supported"),        # a third of the rate, 2 points lost
-    (0.20, 0.81, False, "supported"),       # lowered, but not halved
-    (0.28, 0.81, False, "not shown"),       # within the noise
-    (0.10, 0.75, False, "supported"),       # halved, but 8 points of clean accuracy lost
+    (0.10, 0.81, True, "reproduced"),       # a third of the rate, 2 points lost
+    (0.20, 0.81, False, "reproduced"),      # lowered by 10 points (intervals apart), but not halved
+    (0.28, 0.81, False, "not reproduced"),  # within the noise
+    (0.10, 0.75, False, "partly"),          # halved, but 8 points of clean accuracy lost (the rule book allows 5)
 ])
 def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano):
     v = course.adversarial_verdicts(_matrix(0.30, u_ft, 0.05, acc_ft=acc_ft)).set_index("key")
     assert bool(v.met["finetune-uap-ratio"] and v.met["finetune-accuracy"]) is goal
-    helped = "retraining did not help" if hirano == "not shown" else "retraining helped"
+    helped = "retraining did not help" if hirano == "not reproduced" else "retraining helped"
     assert v.verdict["hirano-finetune"] == hirano
     assert v.verdict["hirano-few-cases"] == f"cannot test a frequency; in this one case {helped}"
     # 5 % vs 10 % on 348 images: the Wilson intervals touch, so no winner is declared
@@ -197,12 +197,48 @@ def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
         return {"uap_fooling_rate": rate, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
     m = _matrix(0.30, 0.15, 0.05)
     v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40), "plain 1 epoch": summary(0.16)}).set_index("key")
-    assert v.verdict["hirano-finetune"] == "not shown beyond plain fine-tuning"
+    assert v.verdict["hirano-finetune"] == "partly" and "not separable from fine-tuning alone" in v.measured["hirano-finetune"]
     assert v.verdict["control:plain 3 epochs"] == "uap-finetune leaves the lower fresh-UAP rate"
     assert v.verdict["control:plain 1 epoch"] == "not shown to differ (intervals overlap)"
-    assert "plain 1 epoch 16.0%" in v.measured["hirano-finetune"]
+    assert "plain 1 epoch 16.0 %" in v.measured["hirano-finetune"]
     v = course.adversarial_verdicts(m, controls={"plain 3 epochs": summary(0.40)}).set_index("key")
-    assert v.verdict["hirano-finetune"] == "supported"
+    assert v.verdict["hirano-finetune"] == "reproduced"
+
+
+@pytest.mark.parametrize("fresh, acc_k, controls", [
+    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.40}),       # reproduced
+    ([0.45, 0.30, 0.15], 0.70, {"plain": 0.40}),       # partly: 12 points of clean accuracy paid
+    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.16}),       # partly: not separable from plain fine-tuning
+    ([0.45, 0.44, 0.43], 0.80, {}),                    # not reproduced
+])
+def test_notebook_05_and_the_report_give_hirano_the_same_verdict(tmp_path, fresh, acc_k, controls):
+    """Issue 25, item 2: one claim, one verdict. Notebook 05's row and the report's claim come from the rule
+    book's verdict_hirano on the same numbers (the rounds table the round records are written from)."""
+    import pandas as pd
+
+    from medadv_lib.course import report as rep
+    from medadv_lib.course.results import record
+    from medadv_lib.metrics.defense import wilson_interval
+    n = 348
+    ci = [wilson_interval(round(f * n), n) for f in fresh]
+    rt = pd.DataFrame({"round": list(range(len(fresh))), "n": n, "fresh_uap_fooling_rate": fresh,
+                       "fresh_uap_fooling_rate_lo": [c[0] for c in ci], "fresh_uap_fooling_rate_hi": [c[1] for c in ci],
+                       "clean_accuracy": [0.82] + [0.81] * (len(fresh) - 2) + [acc_k]})
+    summaries = {}
+    for name, rate in controls.items():
+        lo, hi = wilson_interval(round(rate * n), n)
+        summaries[name] = {"uap_fooling_rate": rate, "uap_fooling_rate_lo": lo, "uap_fooling_rate_hi": hi, "clean_accuracy": 0.8}
+    m = _matrix(fresh[0], fresh[-1], 0.05, acc_ft=acc_k)
+    nb = course.adversarial_verdicts(m, controls=summaries, rounds=rt).set_index("key")
+    ids = {"data_fingerprint": "d", "checkpoint_fingerprint": "c", "precision": "fp32", "model": "resnet18"}
+    recs = [{**r, **ids, "defense": "uap-finetune", "zeta": 0.02} for r in rt.to_dict(orient="records")]
+    recs += [{**ids, "control": k, "defense": "none", "fooling_rate": c["uap_fooling_rate"],
+              "fooling_rate_lo": c["uap_fooling_rate_lo"]} for k, c in summaries.items()]
+    record("05_uap_finetuning_and_adversarial_training", recs, tmp_path)
+    claims = {c["id"]: c for c in rep.claims_table(rep.load_results(tmp_path))}
+    hirano = claims["hirano-finetune"]
+    assert nb.verdict["hirano-finetune"] == hirano["verdict"], (nb.measured["hirano-finetune"], hirano["reason"])
+    assert nb.measured["hirano-finetune"] == hirano["reason"]
 
 
 def _fake_rounds_table():

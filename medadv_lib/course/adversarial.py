@@ -332,8 +332,8 @@ def _apart(m, a: str, b: str, col: str) -> bool:
 
 
 def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
-                         pgd_bar: float = 0.7718, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
-                         controls: dict | None = None, paired=None, labels: dict | None = None):
+                         pgd_bar: float | None = None, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
+                         controls: dict | None = None, paired=None, labels: dict | None = None, rounds=None):
     """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
 
     ``controls``: ``{name: summary}`` of models fine-tuned *without* UAPs (:func:`uap_fooling_summary`),
@@ -350,9 +350,10 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     * ``reference`` (PGD adversarial training): defense rate at ε = 1/255 ≥ ``pgd_bar`` (Chen et al.'s
       77.18 %), shown beside the undefended model's rate at 1/255 and both at 2/255; when the undefended
       model reaches the bar too, the verdict says so (the goal is met but separates nothing);
-    * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — "supported" when its Wilson
-      interval lies below ``base``'s *and* every control's, "not shown beyond plain fine-tuning" when only
-      below ``base``'s, else "not shown";
+    * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — the rule book's
+      :func:`~medadv_lib.course.rules.verdict_hirano`, the very rule and words of the report ("reproduced",
+      "partly", "not reproduced"), on round 0 and the last round of ``rounds`` (a :func:`rounds_table`: the
+      numbers the report reads) or, without it, on ``base`` and ``defended`` of the matrix, against every control;
     * Hirano, Minagi & Takemoto 2021, "only very few cases": one model cannot test a frequency; the row
       says whether *this* case helps (as the previous claim) and says so;
     * per-image vs UAP training against UAPs: which of ``reference`` and ``defended`` leaves the lower
@@ -390,9 +391,14 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"worst1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
-    beyond = all(_apart(m, defended, c, "uap_fooling_rate") and ud < m.loc[c, "uap_fooling_rate"] for c in controls)
-    ctrl_text = "; ".join(f"{c} {m.loc[c, 'uap_fooling_rate']:.1%}" for c in controls)
-    hirano = ("supported" if beyond else "not shown beyond plain fine-tuning") if lowered else "not shown"
+    from .rules import CHEN_PGD, verdict_hirano
+    pgd_bar = CHEN_PGD if pgd_bar is None else pgd_bar
+    r0, rk = ((rounds.iloc[0].to_dict(), rounds.iloc[-1].to_dict()) if rounds is not None else
+              tuple({"fresh_uap_fooling_rate": m.loc[k, "uap_fooling_rate"], "fresh_uap_fooling_rate_lo": m.loc[k, "uap_fooling_rate_lo"],
+                     "fresh_uap_fooling_rate_hi": m.loc[k, "uap_fooling_rate_hi"], "clean_accuracy": m.loc[k, "clean_accuracy"]}
+                    for k in (base, defended)))
+    hirano, hirano_why = verdict_hirano(r0, rk, [{"control": c, "fooling_rate": m.loc[c, "uap_fooling_rate"],
+                                                  "fooling_rate_lo": m.loc[c, "uap_fooling_rate_lo"]} for c in controls])
 
     def lower_of(a, b, col, what):
         if not _apart(m, a, b, col):
@@ -410,7 +416,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
            f"{m.loc[base, 'worst2_defense_rate']:.1%} undefended",
          bool(at1 >= pgd_bar)),
         ("hirano-finetune", "claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
-         f"fresh UAP {u0:.1%} → {ud:.1%}" + (f"; fine-tuned without UAPs: {ctrl_text}" if controls else ""), hirano),
+         hirano_why, hirano),
         ("hirano-few-cases", "claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
          f"one model, one seed: {ratio:.2f}× the undefended rate",
          "cannot test a frequency; in this one case " + ("retraining helped" if lowered else "retraining did not help")),

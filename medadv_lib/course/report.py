@@ -55,6 +55,8 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "mar
 HIRANO_NONTARGETED = 0.85      # non-targeted UAP fooling rate at ζ = 2 %: "> 85 %"
 HIRANO_TARGETED = 0.90         # targeted UAP success rate at ζ = 2 %: "> 90 %"
 from .rules import CHEN_DEEPFOOL, CHEN_PGD, VERDICT_EPS  # noqa: E402  (the rule book's, defined once)
+from .rules import (FINETUNE_ACC_COST, FINETUNE_DROP, FINETUNE_MIN_DROP,  # noqa: E402,F401  (re-exported)
+                    verdict_beyond_controls, verdict_finetune, verdict_hirano)
 HEADLINE_ZETA = 0.02           # the papers' ζ = 2 %
 
 # --- the thresholds of the verdicts -------------------------------------------------------------------------
@@ -66,12 +68,6 @@ RANDOM_RATIO = 3.0
 """... and as "far below" the UAP when the UAP fools at least 3× as many images (and 10 points more)."""
 MIN_GAP = 0.05
 """Differences under 5 points count as no difference (random control vs UAP)."""
-FINETUNE_DROP = 0.10
-"""UAP fine-tuning "improves robustness" when fresh UAPs fool at least 10 points fewer images ..."""
-FINETUNE_MIN_DROP = 0.03
-"""... "partly" from a 3-point drop ..."""
-FINETUNE_ACC_COST = 0.05
-"""... and at most 5 points of clean accuracy may be paid for a full "reproduced"."""
 PGD_EPS = VERDICT_EPS
 """The L∞ budget at which the Chen et al. rows compare (their budget is unstated; notebook 04 compares
 at 1/255 first and shows the others — the report lists them in the reason)."""
@@ -204,54 +200,6 @@ def verdict_random_control(uap, random) -> tuple[str, str]:
                else f"only {_pts(gap)} above it")
         return _v("partly", f"{text}: the UAP is above the control ({_pts(gap)}), but {why}")
     return _v("not reproduced", f"{text}: the UAP does no better than noise of its norm")
-
-
-def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
-                     rounds: int | None = None) -> tuple[str, str]:
-    """A claim "fine-tuning on UAP-perturbed images lowers the fooling rate of UAPs made afterwards".
-
-    ``r0``/``rk``: the fooling rate of a fresh white-box UAP against the undefended model (round 0) and
-    after the last round; ``acc0``/``acck`` their clean accuracies; ``r0_lo``/``rk_hi`` the Wilson 95 %
-    bounds.
-
-    * "not run" when ``r0`` or ``rk`` is missing (or there was no fine-tuning round);
-    * "reproduced" when the rate falls by at least :data:`FINETUNE_DROP` (10 points), the intervals do not
-      overlap (``rk_hi < r0_lo``, when given), and clean accuracy falls by at most
-      :data:`FINETUNE_ACC_COST` (5 points);
-    * "partly" when it falls by at least :data:`FINETUNE_MIN_DROP` (3 points) otherwise;
-    * "not reproduced" otherwise."""
-    if r0 is None or rk is None or rounds == 0:
-        return _v("not run", "no UAP fine-tuning round recorded")
-    drop = r0 - rk
-    text = f"fresh-UAP fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
-    cost = None if acc0 is None or acck is None else acc0 - acck
-    cost_text = "" if cost is None else f"; clean accuracy {_pct(acc0)} → {_pct(acck)}"
-    separated = r0_lo is None or rk_hi is None or rk_hi < r0_lo
-    if drop >= FINETUNE_DROP - _EPS and separated and (cost is None or cost <= FINETUNE_ACC_COST + _EPS):
-        return _v("reproduced", f"{text}, {_pts(drop)} lower{cost_text}")
-    if drop >= FINETUNE_MIN_DROP - _EPS:
-        why = ("the 95 % intervals overlap" if not separated else
-               f"it costs {_pts(cost)} of clean accuracy" if cost is not None and cost > FINETUNE_ACC_COST + _EPS else
-               f"less than {_pts(FINETUNE_DROP)}")
-        return _v("partly", f"{text}, {_pts(drop)} lower, but {why}{cost_text}")
-    return _v("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
-
-
-def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict]) -> tuple[str, str]:
-    """Hirano et al.'s claim against the models notebook 05 fine-tuned *without* UAPs (its control
-    records: ``control``, ``fooling_rate`` and ``fooling_rate_lo``): a "reproduced" or "partly" of
-    :func:`verdict_finetune` stays so only when the last round's interval (upper end ``rk_hi``) lies below
-    every control's; otherwise the fall is not separable from fine-tuning alone, and the verdict is at
-    most "partly", with the controls in the reason — the same comparison notebook 05's verdicts make."""
-    kind, reason = verdict
-    if kind not in ("reproduced", "partly") or not controls:
-        return verdict
-    text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
-    if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
-                                 for c in controls):
-        return _v(kind, f"{reason}; below every model fine-tuned without UAPs ({text})")
-    return _v("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
-                        "separable from fine-tuning alone")
 
 
 def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str = "defended") -> tuple[str, str]:
@@ -551,12 +499,7 @@ def _claim_finetune(results):
         return _row("hirano-finetune", _HIRANO, claim, None, "lower fresh-UAP fooling rate", cond, nb,
                     verdict=("not run", why))
     r0, rk = rounds[0], rounds[-1]
-    verdict = verdict_finetune(r0["fresh_uap_fooling_rate"], rk["fresh_uap_fooling_rate"], r0.get("clean_accuracy"),
-                               rk.get("clean_accuracy"), r0.get("fresh_uap_fooling_rate_lo"),
-                               rk.get("fresh_uap_fooling_rate_hi"), rounds=int(rk["round"]))
-    verdict = verdict_beyond_controls(verdict, rk.get("fresh_uap_fooling_rate_hi"),
-                                      [r for r in results.get(nb, []) if r.get("control") is not None
-                                       and r.get("fooling_rate") is not None])
+    verdict = verdict_hirano(r0, rk, results.get(nb, []))      # the rule notebook 05 prints too
     rw0, rwk = r0.get("fresh_uap_fooling_rate_reweighted"), rk.get("fresh_uap_fooling_rate_reweighted")
     old = rk.get("old_uap_fooling_rate")
     attacker = rk.get("fresh_uap_attacker")

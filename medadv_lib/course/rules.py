@@ -93,3 +93,86 @@ def verdict_defense(rate, lo, hi, paper: float, gain: str | None, masked: bool, 
         return "not shown", (f"{ours}; but it does not keep significantly more images correct than the equally "
                              f"fine-tuned baseline (paired test: {gain or 'not run'}): the number is not the defense's")
     return "reproduced", f"{ours}; significantly more images kept correct than the equally fine-tuned baseline"
+
+
+# --- Hirano et al.'s fine-tuning claim: one rule for notebook 05 and the report -----------------------------
+FINETUNE_DROP = 0.10
+"""UAP fine-tuning "improves robustness" when fresh UAPs fool at least 10 points fewer images ..."""
+FINETUNE_MIN_DROP = 0.03
+"""... "partly" from a 3-point drop ..."""
+FINETUNE_ACC_COST = 0.05
+"""... and at most 5 points of clean accuracy may be paid for a full "reproduced"."""
+_TOL = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
+
+
+def _verdict(verdict: str, reason: str) -> tuple[str, str]:
+    return verdict, reason
+
+
+def _pts(x) -> str:
+    return f"{100 * abs(x):.1f} points"
+
+
+def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
+                     rounds: int | None = None) -> tuple[str, str]:
+    """A claim "fine-tuning on UAP-perturbed images lowers the fooling rate of UAPs made afterwards".
+
+    ``r0``/``rk``: the fooling rate of a fresh white-box UAP against the undefended model (round 0) and
+    after the last round; ``acc0``/``acck`` their clean accuracies; ``r0_lo``/``rk_hi`` the Wilson 95 %
+    bounds.
+
+    * "not run" when ``r0`` or ``rk`` is missing (or there was no fine-tuning round);
+    * "reproduced" when the rate falls by at least :data:`FINETUNE_DROP` (10 points), the intervals do not
+      overlap (``rk_hi < r0_lo``, when given), and clean accuracy falls by at most
+      :data:`FINETUNE_ACC_COST` (5 points);
+    * "partly" when it falls by at least :data:`FINETUNE_MIN_DROP` (3 points) otherwise;
+    * "not reproduced" otherwise."""
+    if r0 is None or rk is None or rounds == 0:
+        return _verdict("not run", "no UAP fine-tuning round recorded")
+    drop = r0 - rk
+    text = f"fresh-UAP fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
+    cost = None if acc0 is None or acck is None else acc0 - acck
+    cost_text = "" if cost is None else f"; clean accuracy {_pct(acc0)} → {_pct(acck)}"
+    separated = r0_lo is None or rk_hi is None or rk_hi < r0_lo
+    if drop >= FINETUNE_DROP - _TOL and separated and (cost is None or cost <= FINETUNE_ACC_COST + _TOL):
+        return _verdict("reproduced", f"{text}, {_pts(drop)} lower{cost_text}")
+    if drop >= FINETUNE_MIN_DROP - _TOL:
+        why = ("the 95 % intervals overlap" if not separated else
+               f"it costs {_pts(cost)} of clean accuracy" if cost is not None and cost > FINETUNE_ACC_COST + _TOL else
+               f"less than {_pts(FINETUNE_DROP)}")
+        return _verdict("partly", f"{text}, {_pts(drop)} lower, but {why}{cost_text}")
+    return _verdict("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
+
+
+def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict]) -> tuple[str, str]:
+    """Hirano et al.'s claim against the models notebook 05 fine-tuned *without* UAPs (its control
+    records: ``control``, ``fooling_rate`` and ``fooling_rate_lo``): a "reproduced" or "partly" of
+    :func:`verdict_finetune` stays so only when the last round's interval (upper end ``rk_hi``) lies below
+    every control's; otherwise the fall is not separable from fine-tuning alone, and the verdict is at
+    most "partly", with the controls in the reason — the same comparison notebook 05's verdicts make."""
+    kind, reason = verdict
+    if kind not in ("reproduced", "partly") or not controls:
+        return verdict
+    text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
+    if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
+                                 for c in controls):
+        return _verdict(kind, f"{reason}; below every model fine-tuned without UAPs ({text})")
+    return _verdict("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
+                        "separable from fine-tuning alone")
+
+
+def verdict_hirano(r0: dict, rk: dict, controls=()) -> tuple[str, str]:
+    """Hirano et al.'s claim "fine-tuning with UAPs makes the model more robust to UAPs", as notebook 05 and the
+    report both decide it: :func:`verdict_finetune` on round 0 and the last round (``fresh_uap_fooling_rate`` with
+    ``_lo``/``_hi``, ``clean_accuracy``, ``round``: a row of ``course.rounds_table`` or a round record), then
+    :func:`verdict_beyond_controls` against the models fine-tuned without UAPs (``controls``: dicts with
+    ``control``, ``fooling_rate``, ``fooling_rate_lo``, as ``course.control_records`` writes them)."""
+    def get(d, k):
+        v = d.get(k)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+    rounds = None if rk.get("round") is None else int(rk["round"])
+    verdict = verdict_finetune(get(r0, "fresh_uap_fooling_rate"), get(rk, "fresh_uap_fooling_rate"),
+                               get(r0, "clean_accuracy"), get(rk, "clean_accuracy"), get(r0, "fresh_uap_fooling_rate_lo"),
+                               get(rk, "fresh_uap_fooling_rate_hi"), rounds=rounds)
+    return verdict_beyond_controls(verdict, get(rk, "fresh_uap_fooling_rate_hi"),
+                                   [c for c in controls if c.get("control") is not None and c.get("fooling_rate") is not None])
