@@ -17,7 +17,10 @@ of the notebooks is listed, with the fact it protects and why it cannot fail for
 """
 from __future__ import annotations
 
+import math
 import os
+
+from .stats import mcnemar_exact, wilson_interval
 
 STRICT_ENV = "MEDADV_STRICT_CLAIMS"
 
@@ -59,7 +62,6 @@ def above(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> bool:
         >>> above(100, 348, 20, 348), above(12, 56, 8, 56)
         (True, False)
     """
-    from .metrics.defense import wilson_interval
     if min(n1, n2) <= 0:
         return False
     return wilson_interval(int(k1), int(n1), z)[0] > wilson_interval(int(k2), int(n2), z)[1]
@@ -73,7 +75,7 @@ def more(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> bool:
         >>> more(11, 52, 2, 52), more(3, 52, 2, 52)
         (True, False)
     """
-    from scipy.stats import fisher_exact
+    from scipy.stats import fisher_exact  # lazy: scipy.stats takes seconds to import, only more() needs it
     if min(n1, n2) <= 0:
         return False
     table = [[int(k1), int(n1) - int(k1)], [int(k2), int(n2) - int(k2)]]
@@ -94,9 +96,6 @@ def not_worse(a, b, alpha: float = 0.05) -> bool:
         >>> not_worse([1, 1, 0, 0], [1, 0, 1, 0]), not_worse([0] * 6, [1] * 6)
         (True, False)
     """
-    import math
-
-    from .metrics.defense import mcnemar_exact
     t = mcnemar_exact(a, b)              # the discordant counts (and the shape check) of the two-sided test
     n = t["discordant"]
     p = sum(math.comb(n, i) for i in range(t["a_only"] + 1)) / 2 ** n if n else 1.0   # P(X <= a_only), X ~ Bin(n, 1/2)
@@ -106,7 +105,7 @@ def not_worse(a, b, alpha: float = 0.05) -> bool:
 def render(text: str) -> None:
     """Show a sentence built from the outputs as Markdown (plain text outside a notebook)."""
     try:
-        from IPython.display import Markdown, display
+        from IPython.display import Markdown, display  # optional: plain text outside IPython
         display(Markdown(text))
     except ImportError:       # pragma: no cover - IPython is a course dependency
         print(text)

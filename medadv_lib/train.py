@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from . import LABELS
 from .data import augment_batch, class_weights, find_data_dir, load_split
+from .data.fingerprint import dataset_fingerprint
+from .defenses import apply_defense, defense_name, finalize_defense
 from .metrics.classification import classification_report
 from .models import build_model, load_checkpoint, predict, save_checkpoint
 from .runtime import Precision, get_device, resolve_precision, seed_everything
@@ -67,7 +69,6 @@ class TrainConfig:
     def filename(self, data_fingerprint: str = "") -> str:
         name = self.model
         if self.defense:
-            from .defenses import defense_name
             name += f"-{defense_name(self.defense)}"
         if self.perturbation:
             name += f"-{self.perturbation.get('name', self.perturbation.get('kind', 'perturbed'))}"
@@ -77,7 +78,6 @@ class TrainConfig:
 def data_fingerprint(data_dir=None) -> str:
     """Short hash of the dataset's content (metadata.csv and every image's bytes, memoised per file:
     :mod:`medadv_lib.data.fingerprint`): an edited image or table gives a different cache key."""
-    from .data.fingerprint import dataset_fingerprint
     return dataset_fingerprint(data_dir)[:10]
 
 
@@ -260,13 +260,11 @@ def load_or_train(config: TrainConfig, out_dir="runs", data_dir=None, device=Non
     else:
         model = build_model(config.model, len(LABELS), 1, weights=config.weights)
     if config.defense:
-        from .defenses import apply_defense
         if not config.init_from:
             raise ValueError("a defense is applied to a trained network: set init_from to its checkpoint")
         apply_defense(model, config.defense, config.image_size)
     history = fit(model, train, val, config, device, progress, precision=prec, perturb=perturb)
     if config.defense:
-        from .defenses import finalize_defense
         finalize_defense(model)
     train_seconds = time.time() - t0
     meta = {"config": dataclasses.asdict(config), "data_fingerprint": fp, "history": history,

@@ -364,7 +364,7 @@ def test_the_sparsity_sweep_reuses_the_pgd_rows_of_a_model_already_evaluated(sma
     P.course_robustness(small_model, info, "baseline-ft", True, output_dir=tmp_path)
     assert P._PGD_ROWS
     calls = []
-    monkeypatch.setattr("medadv_lib.metrics.defense.robustness_table", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(P, "robustness_table", lambda *a, **k: calls.append(1))   # where the pipelines look it up
     reused, _ = P.sparsity_sweep("resnet18", [0.0], True, output_dir=tmp_path)
     assert not calls
     pd.testing.assert_frame_equal(reused[cols].reset_index(drop=True), computed[cols].reset_index(drop=True))

@@ -118,11 +118,9 @@ def test_read_only_cache_folder_still_works(dataset, reads, tmp_path, monkeypatc
         (tmp_path / "a-file").write_text("x")
         cache = tmp_path / "a-file" / "cache"
     else:
-        import medadv_lib.runtime as R
-
         def erofs(*_args, **_kwargs):
             raise OSError(errno.EROFS, "Read-only file system")
-        monkeypatch.setattr(R, "atomic_write_text", erofs)
+        monkeypatch.setattr(F, "atomic_write_text", erofs)           # where the memo writer looks it up
     try:
         expected = F.dataset_fingerprint(dataset, use_cache=False)
         reads.clear()

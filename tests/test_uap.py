@@ -84,7 +84,7 @@ def test_budget_errors():
         uap_budget(0.02, "l1", {"mean_norm_2": 1.0, "mean_norm_inf": 1.0})
     with pytest.raises(ValueError, match="no 'mean_norm_2' entry"):
         uap_budget(0.02, "2", {"mean_norm_inf": 1.0})
-    with pytest.raises(ValueError, match="image_size"):
+    with pytest.raises(ValueError, match="needs stats="):
         uap_budget(0.02, "2")
 
 

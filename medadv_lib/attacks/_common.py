@@ -6,8 +6,11 @@ All attacks work in pixel space: ``x`` is a float tensor ``N×C×H×W`` in [0, 1
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
+
+from .. import LABELS
 
 NORMS = ("inf", "2")
 _NORM_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "infinity": "inf",
@@ -36,7 +39,6 @@ def parse_target(target, labels=None, num_classes: int | None = None) -> int | N
     ``ValueError`` naming the valid choices.
     """
     if labels is None:
-        from .. import LABELS
         labels = LABELS if num_classes in (None, len(LABELS)) else tuple(str(i) for i in range(num_classes))
     labels = list(labels)
     k = len(labels) if num_classes is None else int(num_classes)
@@ -90,7 +92,6 @@ def check_eps(eps: float, name: str = "eps", norm: str | None = None) -> float:
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (pixel units, [0,1] images); got {eps}")
     if norm == "inf" and eps > 1:
-        import warnings
         warnings.warn(f"{name}={eps:g} is above 1, but pixels are in [0, 1], so this L∞ budget can change every "
                       f"pixel completely: did you mean {eps:g}/255 = {eps / 255:.4f}?", stacklevel=3)
     return eps

@@ -9,7 +9,7 @@ from ._common import check_eps, check_inputs, num_classes_of, parse_norm, projec
 from .result import AttackResult, eval_mode, make_result
 
 
-def _random_start(x, eps, norm, gen):
+def random_start_noise(x, eps, norm, gen):
     """Uniform noise in the L∞ ball, or a uniform direction with radius U(0,1)·eps in L2."""
     noise = torch.rand if norm == "inf" else torch.randn
     d = noise(x.shape, generator=gen, device=gen.device if gen is not None else x.device)
@@ -21,7 +21,11 @@ def _random_start(x, eps, norm, gen):
     return d.to(device=x.device, dtype=x.dtype)
 
 
-def _pgd_run(model, x, y, eps, alpha, steps, norm, x_start, targeted, bar, early_stop=False):
+def pgd_run(model, x, y, eps, alpha, steps, norm, x_start, targeted, bar, early_stop=False):
+    """The PGD iterations of :func:`pgd` on one batch from ``x_start`` (no checks, no restarts): ``steps``
+    signed-gradient (L∞) or normalised-gradient (L2) steps of size ``alpha``, each projected onto the
+    ``eps``-ball around ``x`` and [0, 1]; ``bar.update()`` after each step.  With ``early_stop`` an image
+    leaves the batch once it is fooled (reached the target).  Returns the adversarial images."""
     x_adv = x_start.clamp(0, 1)
     if not early_stop:
         for _ in range(steps):
@@ -106,8 +110,8 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
     with eval_mode(model), tqdm(total=restarts * steps, disable=not progress, desc="PGD") as bar:
         for _ in range(restarts):
             xs, ys = x[todo], y[todo]
-            start = xs + _random_start(xs, eps, norm, gen) if random_start else xs.clone()
-            x_adv = _pgd_run(model, xs, ys, eps, alpha, steps, norm, start, targeted, bar, early_stop)
+            start = xs + random_start_noise(xs, eps, norm, gen) if random_start else xs.clone()
+            x_adv = pgd_run(model, xs, ys, eps, alpha, steps, norm, start, targeted, bar, early_stop)
             with torch.no_grad():
                 logits = model(x_adv)
             ce = F.cross_entropy(logits, ys, reduction="none")

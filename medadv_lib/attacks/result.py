@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from ..runtime import eval_mode  # noqa: F401  (attacks run the model in eval mode)
+from ._common import lp_norm
 
 
 @dataclass
@@ -86,8 +87,6 @@ class AttackResult:
 def make_result(model, x, x_adv, y, norm, targeted=False, iterations=None, loss=None,
                 pred=None) -> AttackResult:
     """Build an :class:`AttackResult` from ``x``/``x_adv``; one forward pass unless ``pred`` is given."""
-    from ._common import lp_norm  # local import keeps this module importable on its own
-
     x_adv = x_adv.detach().clamp(0, 1)
     if pred is None:
         with torch.no_grad():

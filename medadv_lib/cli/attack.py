@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ..attacks import deepfool, fgsm, parse_norm, pgd
-from ..attacks._common import check_eps
+from ..attacks import check_eps, deepfool, fgsm, parse_norm, pgd
 from ..metrics import median_rho_adv, robustness_curve
 from ..runtime import seed_everything
 from . import emit

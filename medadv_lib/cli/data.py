@@ -8,7 +8,9 @@ from pathlib import Path
 from .. import LABELS
 from ..data import SPLITS, DataError, find_data_dir, load_metadata
 from ..data.check import check_images, check_splits
-from ..data.manifest import SNAPSHOT_MANIFEST, SNAPSHOT_MANIFEST_NAME
+from ..data.ensure import ensure_dataset
+from ..data.manifest import (SNAPSHOT_MANIFEST, SNAPSHOT_MANIFEST_NAME, difference_lines, difference_summary,
+                             verify_dataset, write_manifest)
 from . import emit
 from ._guard import CLIError
 
@@ -17,7 +19,6 @@ def _verify(root, manifest) -> tuple[dict | None, list[str]]:
     """``--verify``: the comparison with the manifest and its report lines (``(None, [])`` without it)."""
     if manifest is None:
         return None, []
-    from ..data.manifest import difference_lines, verify_dataset
     verified = verify_dataset(root, manifest)
     if verified["ok"]:
         return verified, [f"manifest: all {verified['files']} files (metadata.csv and images/) match "
@@ -28,7 +29,6 @@ def _verify(root, manifest) -> tuple[dict | None, list[str]]:
 
 
 def _check(args) -> int:
-    from ..data.manifest import difference_summary
     root = find_data_dir(args.data)
     verified, manifest_lines = _verify(root, args.verify)
     try:
@@ -72,7 +72,6 @@ def _check(args) -> int:
 
 
 def _manifest(args) -> int:
-    from ..data.manifest import write_manifest
     root = find_data_dir(args.data)
     out = Path(args.out).expanduser()
     if out.is_dir():
@@ -88,7 +87,6 @@ def _manifest(args) -> int:
 
 
 def _ensure(args) -> int:
-    from ..data.ensure import ensure_dataset
     result = ensure_dataset(args.data, sources_dir=args.sources, url_template=args.url_template,
                             progress=not args.json)
     line = (f"dataset: {result['data_dir']} (present, nothing downloaded)" if result["action"] == "present" else

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..course import _jsonable, course_robustness
+from ..course import json_safe, course_robustness
 from ..metrics.defense import hygiene_checks
 from ..models import load_checkpoint
 from ..course.runner import resolve_mode
@@ -35,7 +35,7 @@ def _evaluate(args) -> int:
               "verdict": check["verdict"], "seconds": time.time() - t0}
     lines = [table[[c for c in COLUMNS if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
              f"verdict: {check['verdict']}", f"seconds {result['seconds']:.1f}"]
-    emit(_jsonable(result), args.json, lines)
+    emit(json_safe(result), args.json, lines)
     return 0
 
 

@@ -20,7 +20,7 @@ from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adve
                           uap_fooling_summary, judge_uap, attacker_text,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401
-from .results import (RECORD_KEYS, _jsonable, classifier_record, curve_records, defense_records,  # noqa: F401
+from .results import (RECORD_KEYS, classifier_record, curve_records, defense_records, json_safe,  # noqa: F401
                       file_fingerprint, model_record, record, round_records, transfer_records, uap_record,
                       control_records)
 from . import rules  # noqa: F401,E402

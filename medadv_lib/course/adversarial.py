@@ -8,19 +8,29 @@ compare defenses trained the same way.  ``medadv defend --method`` comes here to
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from .. import LABELS
+from ..attacks.uap import random_uap, uap_budget
+from ..data import image_norm_stats, load_split
+from ..defenses.adversarial import PGDPerturb, UAPPerturb, UATPerturb
+from ..metrics.defense import paired_text, robustness_row, wilson_interval
+from ..metrics.universal import uap_report
+from ..models import load_checkpoint, predict, read_checkpoint
 from ..train import load_or_train
 from .config import adversarial_settings
 from .pipelines import course_model, course_robustness, course_uap, finetune_config
+from .rules import CHEN_PGD, best_arm, verdict_hirano
 
 METHODS = ("uap-finetune", "uat", "pgd-at")
 COVID = LABELS.index("COVID-19")
 
 
 def _load(checkpoint, device=None, precision=None):
-    from ..models import load_checkpoint
     model, meta = load_checkpoint(checkpoint, device=device, precision=precision)
     return model, {**meta, "checkpoint": str(checkpoint), "cached": True}
 
@@ -66,8 +76,6 @@ def uap_finetune_rounds(checkpoint, fast: bool, rounds: int | None = None, outpu
     ``None`` for round 0), ``pool`` (the number of UAPs it trained on) and ``fresh`` (the UAPResult
     built against the round's model).
     """
-    import torch
-    from ..defenses.adversarial import UAPPerturb
     a = adversarial_settings(fast, rounds)
     model, info = _load(checkpoint, device, precision)
     size = info["config"]["image_size"]
@@ -95,10 +103,6 @@ def adversarial_training(checkpoint, method: str, fast: bool, eps: float | None 
     pixel units, default the mode's ``at_eps``; FAST one FGSM step with a random start, Wong et al.)
     of the model in ``checkpoint``, for ``epochs`` (default: as many as all UAP fine-tuning rounds
     together).  Cached; returns ``(model, info)``."""
-    from ..attacks.uap import uap_budget
-    from ..data import image_norm_stats
-    from ..defenses.adversarial import PGDPerturb, UATPerturb
-    from ..models import read_checkpoint
     a = adversarial_settings(fast, eps=eps)
     if method == "uat":
         size = read_checkpoint(checkpoint)["meta"]["config"]["image_size"]
@@ -133,13 +137,10 @@ def course_adversarial_training(base: str, method: str, fast: bool, eps: float |
 def _uap_eval(model, x, y, v, clean, target=None) -> dict:
     """:func:`~medadv_lib.metrics.universal.uap_report` of ``v`` on ``x`` with the model's clean predictions
     ``clean`` computed once by the caller (one forward pass per perturbation, not two)."""
-    from ..metrics.universal import uap_report
-    from ..models import predict
     return uap_report(model, x, y, v, clean, predict(model, x, perturbation=v), target)
 
 
 def _rate_cols(prefix: str, k: int, n: int) -> dict:
-    from ..metrics.defense import wilson_interval
     lo, hi = wilson_interval(k, n)
     return {prefix: k / n if n else float("nan"), f"{prefix}_lo": lo, f"{prefix}_hi": hi}
 
@@ -168,12 +169,6 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
     ``fresh_uap_attacker`` (:func:`attacker_text`), ``fresh_uap_steps``, ``fresh_uap_converged``.
     Fooling rate = prediction changed by the perturbation (:mod:`medadv_lib.metrics.universal`).
     """
-    import pandas as pd
-    import torch
-
-    from ..attacks.uap import random_uap
-    from ..data import load_split
-    from ..models import predict
     size = rounds[0]["info"]["config"]["image_size"]
     x, y = load_split("test", size, data_dir)
     n, rows, prev_v = len(y), [], None
@@ -222,12 +217,6 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
     long robustness table of every model (plus the ``uap-test`` and ``uap-covid-test`` rows) for
     :func:`~medadv_lib.metrics.defense.hygiene_checks` and the records.
     """
-    import pandas as pd
-
-    from ..data import load_split
-    from ..metrics.defense import _row
-    from ..metrics.universal import uap_report
-    from ..models import predict
     src, src_info = models[source]
     tables, rows, splits = [], [], {}
     for name, (m, info) in models.items():
@@ -244,10 +233,10 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
             u = judge_uap(m, fast, output_dir, data_dir, seed, size, target)
             adv = predict(m, x, perturbation=u.v)
             ev = uap_report(m, x, y, u.v, clean, adv, target)
-            r = _row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
-                     target=None if target is None else LABELS[target], fooling_rate=ev["fooling_rate"],
-                     target_success_rate=ev.get("target_success_rate"),
-                     target_success_rate_non_target=ev.get("target_success_rate_non_target"))
+            r = robustness_row(name, attack, "inf", u.eps, correct, adv == y, zeta=0.02,
+                               target=None if target is None else LABELS[target], fooling_rate=ev["fooling_rate"],
+                               target_success_rate=ev.get("target_success_rate"),
+                               target_success_rate_non_target=ev.get("target_success_rate_non_target"))
             extra.append(r)
             if target is None:
                 rows.append({"model": name, **_rate_cols("uap_fooling_rate", int((adv != clean).sum()), len(y))})
@@ -277,9 +266,6 @@ def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: fl
     balanced robust accuracy under the worst case at ``eps``, masked and collapsed arms left out), read from
     ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is missing or
     no arm qualifies.  Returns ``(arm, how it was chosen)``."""
-    import json
-
-    from .rules import best_arm
     path = Path(output_dir) / "results" / "04_pruning_and_attention.json"
     if not path.is_file():
         return default, f"notebook 04's results are not in {path.parent.name}/: the default arm {default}"
@@ -295,8 +281,6 @@ def uap_fooling_summary(model, info: dict, fast: bool, output_dir="../runs", dat
     :func:`adversarial_verdicts` compares, for a model outside the cross-threat table (e.g. the
     equally fine-tuned control) — and the model's identity (``model``, ``checkpoint``,
     ``data_fingerprint``, ``fine_tune_epochs``) for :func:`~medadv_lib.course.results.control_records`."""
-    from ..data import load_split
-    from ..models import predict
     size = info["config"]["image_size"]
     x, y = load_split("test", size, data_dir)
     u = judge_uap(model, fast, output_dir, data_dir, seed, size)
@@ -368,7 +352,6 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
 
     ``labels``: how to show model names (e.g. :func:`method_labels`); the keys stay as they are.
     """
-    import pandas as pd
     m = matrix
     labels = labels or {}
 
@@ -376,7 +359,6 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         return labels.get(k, k)
 
     def paired_row(name):
-        from ..metrics.defense import paired_text
         r = paired.set_index("model").loc[name].to_dict()
         txt = paired_text({**r, "model": lab(name), "reference": lab(r["reference"])})
         verdict = (f"{'more' if r['shown'] == 'higher' else 'fewer'} images correct under attack than the undefended "
@@ -391,7 +373,6 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"worst1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
-    from .rules import CHEN_PGD, verdict_hirano
     pgd_bar = CHEN_PGD if pgd_bar is None else pgd_bar
     r0, rk = ((rounds.iloc[0].to_dict(), rounds.iloc[-1].to_dict()) if rounds is not None else
               tuple({"fresh_uap_fooling_rate": m.loc[k, "uap_fooling_rate"], "fresh_uap_fooling_rate_lo": m.loc[k, "uap_fooling_rate_lo"],

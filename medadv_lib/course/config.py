@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+from ..defenses import KINDS, normalize_defense
+from ..metrics.defense import RobustnessSettings
 from ..train import TrainConfig
 
 # FAST: CPU-friendly (CI, laptops) — small images, few epochs.  FULL: the study for a GPU.
@@ -121,7 +123,6 @@ def robustness_settings(fast: bool):
     10 steps (APGD replaces the stronger PGD), Square 100 queries, PGD-L2 / APGD-L2 10 steps — a weaker suite,
     said so wherever its verdicts are shown.  Measured on the FAST ResNet-18 (112 px, 2026-12-07): after PGD-10,
     the stronger attacks fooled none of its 29 (1/255) and 13 (2/255) surviving images."""
-    from ..metrics.defense import RobustnessSettings
     if fast:
         return RobustnessSettings(suite_eps=(1 / 255, 2 / 255), strong_steps=0, apgd_steps=10, square_queries=100,
                                   l2_steps=10)
@@ -149,7 +150,6 @@ SPARSITY_GRID = (0.3, 0.6, 0.9)     # unstructured sparsities of the sweep (and 
 def parse_defense(name: str) -> dict | None:
     """The defense description behind an arm name (inverse of :func:`~medadv_lib.defenses.defense_name`):
     ``"cbam+prune0.6"`` → ``{"attention": "cbam", "prune": 0.6, "structured": False}``; ``"baseline"`` → None."""
-    from ..defenses import KINDS, normalize_defense
     if name in ("baseline", "baseline-ft"):
         return None if name == "baseline" else normalize_defense(None)
     d = {}

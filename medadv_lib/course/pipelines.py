@@ -8,14 +8,27 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import torch
 
+from .. import LABELS
+from ..attacks import pgd
+from ..attacks.uap.cache import build_uap
+from ..data import image_norm_stats, load_split
+from ..data.dataset import stratified_indices
+from ..defenses import defense_name, model_cost, normalize_defense, sparsity
+from ..metrics.defense import (collapse_flags, defense_summary, hygiene_checks, paired_tests, paired_text,
+                               robustness_table)
+from ..models import read_checkpoint
 from ..runtime import atomic_write_text
 from ..train import TrainConfig, load_or_train
 from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
 from .results import file_fingerprint
+from .rules import CHEN_PGD, VERDICT_EPS, best_arm
 
 
 def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
@@ -26,10 +39,6 @@ def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, s
     steps on, then ``train`` build images from the rest.  ``None`` takes the mode's number from
     :func:`uap_settings` (FAST 512 build and 256 held-out images; full mode builds on all the rest);
     ``image_size`` defaults to the mode's."""
-    import numpy as np
-
-    from ..data import load_split
-    from ..data.dataset import stratified_indices
     u = uap_settings(fast, train, holdout=holdout)
     x, y = load_split(split, image_size or settings(fast).image_size, data_dir)
     if u.holdout >= len(y):
@@ -63,8 +72,6 @@ def course_uap(model, zeta: float, norm: str = "inf", target=None, fast: bool = 
         >>> res = course.course_uap(model, 0.02, "inf", fast=True, output_dir=OUTPUT_DIR)
         >>> res.v.shape, res.eps, res.converged
     """
-    from ..attacks.uap.cache import build_uap
-    from ..data import image_norm_stats
     u = uap_settings(fast, train, epochs, batch_size)
     size = image_size or settings(fast).image_size
     x, _, x_hold = uap_build_images(fast, size, data_dir, seed, train, split=split)
@@ -97,8 +104,6 @@ def finetune_config(checkpoint, fast: bool, epochs: int | None = None, defense: 
     training configuration the checkpoint records (size, crop, seed), with a model ``defense``
     (attention/pruning) and/or a per-batch ``perturbation`` description (notebook 05's hooks).
     Every defense of notebooks 04 and 05 is fine-tuned with this very configuration."""
-    from ..defenses import normalize_defense
-    from ..models import read_checkpoint
     base = read_checkpoint(checkpoint).get("meta", {}).get("config")
     if not isinstance(base, dict):
         raise ValueError(f"{checkpoint} records no training configuration; train it with `medadv train` or notebook 01")
@@ -141,7 +146,6 @@ _TRANSFER_MEMO: dict = {}
 def transfer_examples(source, source_info: dict, x, y, eps: float = 2 / 255, steps: int = 10, seed: int = 0) -> dict:
     """PGD-L∞ examples crafted on ``source`` (usually the undefended baseline) for the transfer check
     of :func:`~medadv_lib.metrics.defense.robustness_table`; memoised per source checkpoint."""
-    from ..attacks import pgd
     key = (file_fingerprint(source_info["checkpoint"]), len(x), float(x.sum()), eps, steps, seed)
     if key not in _TRANSFER_MEMO:
         dev = next(source.parameters()).device
@@ -154,7 +158,6 @@ def transfer_examples(source, source_info: dict, x, y, eps: float = 2 / 255, ste
 def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0):
     """The test images a robustness evaluation attacks: FAST a class-stratified subset of
     ``DEFENSE_FAST.eval_images``, FULL the whole test split."""
-    from ..data import load_split
     d = DEFENSE_FAST if fast else DEFENSE_FULL
     return load_split("test", image_size or settings(fast).image_size, data_dir, limit=d.eval_images, seed=seed)
 
@@ -175,11 +178,6 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     make the arms' paired comparison possible (:func:`~medadv_lib.metrics.defense.paired_tests`); a cache
     written without them is evaluated again.
     """
-    import pandas as pd
-
-    from ..data import image_norm_stats
-    from ..defenses import defense_name, model_cost
-    from ..metrics.defense import robustness_table
     s = config.robustness_settings(fast)
     size = info["config"]["image_size"]
     fp = file_fingerprint(info["checkpoint"])
@@ -235,7 +233,6 @@ def _remember_pgd_rows(table, fp, fast, seed, attack_seed, size, data_dir):
 def _sweep_rows(rows: list[dict]) -> list[dict]:
     """The sweep's rows from a remembered evaluation: PGD-10, and the worst case over the white-box and
     gradient-free suite (the last cumulative suite row; the sweep runs no transfer attack)."""
-    import json
     last = dict(rows[-1])
     counts = {"pgd": int(rows[0]["n_clean_correct"] - round(rows[0]["defense_rate"] * rows[0]["n_clean_correct"]))}
     counts.update({r["attack"]: int(r["fooled_new"]) for r in rows[1:]})
@@ -260,9 +257,6 @@ def defense_study(base: str, arms, fast: bool, output_dir="../runs", data_dir=No
 def defended_models_table(study: dict):
     """One row per arm of :func:`defense_study`: test accuracy, balanced accuracy, sparsity,
     parameters, fine-tuning seconds, and whether it came from the cache."""
-    import pandas as pd
-
-    from ..defenses import sparsity
     rows = []
     for name, (m, info) in study.items():
         rows.append({"arm": name, "test_accuracy": info["test"]["accuracy"],
@@ -277,7 +271,6 @@ def robustness_study(study: dict, fast: bool, output_dir="../runs", data_dir=Non
                      progress: bool = True):
     """:func:`course_robustness` of every arm of :func:`defense_study`, concatenated; the transfer
     examples come from the undefended "baseline" (the first arm when there is none)."""
-    import pandas as pd
     src_name = "baseline" if "baseline" in study else next(iter(study))
     src, src_info = study[src_name]
     return pd.concat([course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
@@ -291,9 +284,6 @@ def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data
     :func:`robustness_settings` (no transfer attack) at each ``eps`` on :func:`eval_images`.  Returns
     ``(table, models)``: rows ``attack`` "pgd" and "worst" with ``sparsity, eps, clean_accuracy, defense_rate,
     defense_rate_lo/hi, robust_accuracy, balanced_robust_accuracy`` and ``{sparsity: model}``."""
-    import pandas as pd
-
-    from ..metrics.defense import robustness_table
     rows, models = [], {}
     # the attacks' seed is the robustness evaluation's (course_robustness), not the run's SEED: the sweep's 0 % and
     # 60 % points are then notebook 04's baseline-ft and prune0.6 attacked the same way, image for image, at any SEED
@@ -342,7 +332,6 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
     Returns ``{"verdict", "text"`` (Markdown), ``"vs_control", "vs_undefended"`` (the two
     :func:`paired_tests` tables), ``"best"}``.
     """
-    from ..metrics.defense import paired_tests, paired_text
     arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
     if best is None:
         w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9) & table.model.isin(arms)]
@@ -387,7 +376,6 @@ def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
     (:func:`~medadv_lib.metrics.defense.collapse_flags`).  Returns ``{"top"`` (the sparsity), ``"shown"``
     ("higher"/"lower"/"not shown"; "none" when the unpruned model is the top), ``"tests"``, ``"text"``,
     ``"collapsed"`` (the classes the top sparsity gave up; empty when none)}``."""
-    from ..metrics.defense import paired_tests, paired_text
     eps = float(sweep.eps.iloc[0])
     s = sweep[((sweep.eps - eps).abs() < 1e-9) & (sweep.attack == "worst")]
     top, zero = s.loc[s.defense_rate.idxmax()], s.loc[s.sparsity == 0].iloc[0]
@@ -405,8 +393,6 @@ def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
                 f"**{'more' if r['shown'] == 'higher' else 'fewer'}** images kept correct beyond chance."))
     collapsed = []
     if "clean_accuracy_by_class" in s:        # the collapse guard: did the top sparsity give up a class to get there?
-        from .. import LABELS
-        from ..metrics.defense import collapse_flags
         flags = collapse_flags(s, reference=zero.model).set_index("model")
         collapsed = [LABELS[c] for c in flags.loc[top.model, "classes_given_up"]]
         text += (f" But it **collapsed**: its clean accuracy on {', '.join(collapsed)} lies significantly below the "
@@ -425,13 +411,6 @@ def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baselin
     ``eps`` (``by_class``: one row per model and ε) and the best arm by the rule book
     (:func:`~medadv_lib.course.rules.best_arm` at ``verdict_eps``, default :data:`~medadv_lib.course.rules.VERDICT_EPS`).
     Returns a namespace with ``checks, collapse, summary, by_class, best, best_why``."""
-    from types import SimpleNamespace
-
-    import pandas as pd
-
-    from .. import LABELS
-    from ..metrics.defense import collapse_flags, defense_summary, hygiene_checks
-    from .rules import VERDICT_EPS, best_arm
     checks = hygiene_checks(table)
     collapse = collapse_flags(table, reference) if reference in set(table.model) else None
     summary = defense_summary(table, checks, eps)
@@ -457,7 +436,6 @@ def best_arm_text(ov, best: str, paper: float | None = None, eps: float | None =
     rates of the undefended and the equally fine-tuned baselines and of ``best`` (the rule book's best arm; its interval, the
     images it keeps over all attacked ones against the undefended model's), the undefended rate against the paper's
     ``paper`` (default Chen et al.'s PGD number), and what PGD-10 alone would have claimed."""
-    from .rules import CHEN_PGD, VERDICT_EPS
     paper = CHEN_PGD if paper is None else paper
     tag = f"worst{round((VERDICT_EPS if eps is None else eps) * 255):d}"
     s = ov.summary.set_index("model")

@@ -20,6 +20,10 @@ import platform
 import sys
 from pathlib import Path
 
+from ..data import load_metadata
+from ..metrics.defense import wilson_interval
+from ..runtime import atomic_write_text, cpu_bf16_native
+
 START, END = "<!-- recorded-run:start -->", "<!-- recorded-run:end -->"
 NOTEBOOK_NAMES = ("00_data_tour", "01_train_classifiers", "02_universal_perturbations", "03_pgd_and_deepfool",
                   "04_pruning_and_attention", "05_uap_finetuning_and_adversarial_training", "06_transfer_and_report")
@@ -37,7 +41,6 @@ def cpu_name() -> str:
 
 
 def _rate(k_rate: float | None, n: int | None) -> dict | None:
-    from ..metrics.defense import wilson_interval
     if k_rate is None or not n:
         return None
     lo, hi = wilson_interval(round(k_rate * n), n)
@@ -50,12 +53,10 @@ def summarize_run(runs_dir, data_dir=None) -> dict:
     Returns ``{"date", "cpu", "precision", "seconds": {notebook: s}, "models": {name: {"test_accuracy":
     {rate, lo, hi, n}, "balanced_accuracy"}}, "uap": {"fooling_rate", "fooling_rate_reweighted",
     "random_fooling_rate", "per_class"}}``; a notebook without results is left out."""
-    from ..data import load_metadata
     results = Path(runs_dir) / "results"
     recs = {nb: json.loads((results / f"{nb}.json").read_text()) for nb in NOTEBOOK_NAMES
             if (results / f"{nb}.json").exists()}
     n_test = int((load_metadata(data_dir)["split"] == "test").sum())
-    from ..runtime import cpu_bf16_native
     out = {"date": _dt.date.today().isoformat(), "cpu": f"{cpu_name()}, {cpu_bf16_native()[1]}", "precision": None,
            "seconds": {nb: round(r[0]["seconds"]) for nb, r in recs.items() if r and r[0].get("seconds") is not None},
            "models": {}, "uap": None}
@@ -140,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = summarize_run(src, a.data) if a.runs else json.loads(src.read_text())
     if a.out:
-        from ..runtime import atomic_write_text
         atomic_write_text(json.dumps(s, indent=1, ensure_ascii=False) + "\n", a.out)
     if a.readme:
         p = Path(a.readme)

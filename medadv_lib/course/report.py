@@ -32,9 +32,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from .. import LABELS, __version__
-from ..metrics.universal import PAPER_TEST_MIX, reweighted_rate
+from ..metrics.defense import paired_tests
+from ..metrics.universal import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_rate
 from ..runtime import atomic_write_text
+from .rules import best_arm, verdict_defense
 
 __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
            "cost_table", "provenance", "build_report",
@@ -52,12 +57,11 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "mar
 """Output formats by file suffix."""
 
 # --- the papers' numbers (docs/papers.md, ../shared/PAPERS.md) ---------------------------------------------
-HIRANO_NONTARGETED = 0.85      # non-targeted UAP fooling rate at ζ = 2 %: "> 85 %"
-HIRANO_TARGETED = 0.90         # targeted UAP success rate at ζ = 2 %: "> 90 %"
+# Hirano et al.'s (HIRANO_NONTARGETED, HIRANO_TARGETED, HEADLINE_ZETA) are defined once in
+# medadv_lib.metrics.universal, where the UAP plots read them too; Chen et al.'s in the rule book (.rules).
 from .rules import CHEN_DEEPFOOL, CHEN_PGD, VERDICT_EPS  # noqa: E402  (the rule book's, defined once)
 from .rules import (FINETUNE_ACC_COST, FINETUNE_DROP, FINETUNE_MIN_DROP,  # noqa: E402,F401  (re-exported)
                     verdict_beyond_controls, verdict_finetune, verdict_hirano)
-HEADLINE_ZETA = 0.02           # the papers' ζ = 2 %
 
 # --- the thresholds of the verdicts -------------------------------------------------------------------------
 NEAR = 0.10
@@ -533,7 +537,6 @@ def _claim_chen(results, attack: str, paper: float):
     """Chen et al.'s defense rate against ``attack`` ("pgd" or "deepfool"), read from the worst case over the suite
     (L∞ at :data:`PGD_EPS`; L2 at DeepFool's budget: DeepFool, PGD-L2, APGD-L2) and decided by
     :func:`~medadv_lib.course.rules.verdict_defense`."""
-    from .rules import verdict_defense
     nb = NOTEBOOKS[3]
     name = "PGD" if attack == "pgd" else "DeepFool"
     row_attack = "worst" if attack == "pgd" else "worst-l2"
@@ -571,7 +574,6 @@ def _claim_chen(results, attack: str, paper: float):
     suite = ", ".join(json.loads(best["fooled_by"])) if isinstance(best.get("fooled_by"), str) else "the suite"
     budget = (f"worst case over {suite} at L∞ ε = {eps * 255:g}/255 (the paper's budget is unstated)" if attack == "pgd"
               else f"worst case over {suite} within ζ = 2 % of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
-    from .rules import best_arm
     overall, _ = best_arm([r for r in every if r.get("attack") == "worst"], PGD_EPS)
     which = ("the only arm with both modules" if len(both) == 1 else "the arm with both modules with the highest rate")
     if overall and overall != best["defense"]:
@@ -592,9 +594,7 @@ def _ablation_paired(recs: list[dict], attack: str = "worst", eps: float | None 
     recs = [r for r in recs if r.get("attack") == attack]
     if not recs or not all(isinstance(r.get("outcome_attacked"), str) for r in recs):
         return None
-    import pandas as pd
 
-    from ..metrics.defense import paired_tests
     t = pd.DataFrame([{**r, "model": r["defense"]} for r in recs])
     arms = [a for a in dict.fromkeys(t.model) if a not in ("baseline", "baseline-ft")]
     try:
@@ -731,7 +731,6 @@ def provenance(results: dict, runs_dir=None) -> dict:
                 hit["notebooks"].append(nb)
     settings = {nb: {k: _unique(r.get(k) for r in recs) for k in _SETTING_KEYS if _unique(r.get(k) for r in recs)}
                 for nb, recs in results.items()}
-    import torch
     return {"data_fingerprints": data,
             "data_warning": (f"the notebooks saw {len(data)} different datasets: {', '.join(map(str, data))}"
                              if len(data) > 1 else None),
@@ -745,7 +744,7 @@ def provenance(results: dict, runs_dir=None) -> dict:
 # ================================================================================================ figures
 
 def _figure_png(fig) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: only the report's figures need matplotlib
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -758,7 +757,7 @@ _COLOURS = {"reproduced": "#2e7d32", "partly": "#ef8f00", "not shown": "#8d6e63"
 
 def _claims_figure(claims: list[dict]) -> str | None:
     """Ours (re-weighted where available) beside the paper's number, per claim with both numbers."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: only the report's figures need matplotlib
     rows = [c for c in claims if c["paper_value"] is not None and (c["reweighted"] if c["reweighted"] is not None
                                                                    else c["ours"]) is not None]
     if not rows:
@@ -781,7 +780,7 @@ def _claims_figure(claims: list[dict]) -> str | None:
 
 
 def _finetune_figure(results: dict) -> str | None:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: only the report's figures need matplotlib
     rounds = _finetune_rounds(results)
     if len(rounds) < 2:
         return None
@@ -810,7 +809,7 @@ def _finetune_figure(results: dict) -> str | None:
 
 
 def _defense_figure(results: dict) -> str | None:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: only the report's figures need matplotlib
     recs = [r for r in _defense_records(results)
             if r["attack"] in ("worst", "worst-l2") and r.get("defense_rate") is not None
             and (r["attack"] == "worst-l2" or _close(r.get("eps"), PGD_EPS, 1e-7))]

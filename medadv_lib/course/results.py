@@ -7,7 +7,11 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
+from .. import LABELS
 from ..runtime import atomic_write_text
+from ..train import collapse_check
 
 RECORD_KEYS = ("notebook", "model", "data_fingerprint", "checkpoint_fingerprint", "precision", "seconds")
 """Keys every record holds.  Attack results add their budget beside the numbers (``norm`` "inf"/"2",
@@ -22,11 +26,13 @@ def file_fingerprint(path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
 
 
-def _jsonable(v):
+def json_safe(v):
+    """``v`` as JSON data for a record: dict keys become strings, tuples lists, 0-d tensors and NumPy
+    scalars Python numbers, NaN and infinities ``None``, any other object its ``str``."""
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [json_safe(x) for x in v]
     if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
@@ -55,7 +61,7 @@ def record(notebook: str, records: list[dict], output_dir="../runs", seconds: fl
         missing = [k for k in RECORD_KEYS if k not in r]
         if missing:
             raise ValueError(f"record for {notebook!r} lacks {missing}; every record holds {list(RECORD_KEYS)}")
-        out.append(_jsonable(r))
+        out.append(json_safe(r))
     path = Path(output_dir) / "results" / f"{notebook}.json"
     atomic_write_text(json.dumps(out, indent=1), path)
     return path
@@ -63,7 +69,6 @@ def record(notebook: str, records: list[dict], output_dir="../runs", seconds: fl
 
 def model_record(name: str, info: dict, precision) -> dict:
     """The identity part of a record for a course model: name, fingerprints, precision."""
-    import torch
     return {"model": name, "checkpoint": Path(info["checkpoint"]).name,
             "checkpoint_fingerprint": file_fingerprint(info["checkpoint"]),
             "data_fingerprint": info.get("data_fingerprint"), "precision": str(precision),
@@ -79,7 +84,6 @@ def _device_of(precision) -> str:
 def classifier_record(name: str, info: dict, report: dict, precision) -> dict:
     """Notebook 01's record of one trained model: test accuracy, balanced accuracy, per-class
     sensitivity/PPV, the collapse check and the training cost."""
-    from ..train import collapse_check
     cfg = info.get("config", {})
     return {**model_record(name, info, precision), "image_size": cfg.get("image_size"), "epochs": cfg.get("epochs"),
             "test_accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"],
@@ -94,7 +98,6 @@ def uap_record(name: str, info: dict, precision, metrics: dict, zeta: float, nor
                **extra) -> dict:
     """A record of one UAP evaluation (a dict from :func:`medadv_lib.metrics.evaluate_uap`, optionally
     with the ``random_*`` keys of the widget's view) in the results schema."""
-    from .. import LABELS
     keys = ("fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels", "fooling_rate_reweighted",
             "fooling_rate_vs_labels_reweighted",
             "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy",

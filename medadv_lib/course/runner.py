@@ -20,8 +20,16 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
+from queue import Empty
+
+import torch
+
+from ..data.ensure import ensure_dataset
+from ..errors import describe_error
+from ..runtime import available_cpus
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -40,13 +48,12 @@ def resolve_mode(mode: str = "auto") -> bool:
     if mode not in ("auto", "fast", "full"):
         raise ValueError(f"unknown mode {mode!r}; use auto, fast or full")
     if mode == "auto":
-        import torch
         return not torch.cuda.is_available()
     return mode == "fast"
 
 
 def _describe_failure(nb_path: Path, exc) -> str:
-    import nbformat
+    import nbformat  # optional: the notebooks extra
     nb = nbformat.read(nb_path, as_version=4)
     for i, cell in enumerate(nb.cells):
         errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
@@ -69,9 +76,7 @@ def _poll_reply_channels_periodically() -> None:
     makes an unbounded wait a loop of 1-second polls, so a missed wake-up costs at most a second.
     Idempotent; affects only jupyter_client's asyncio channels in this process.
     """
-    from queue import Empty
-
-    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.channels import AsyncZMQSocketChannel  # optional: the notebooks extra
 
     if getattr(AsyncZMQSocketChannel.get_msg, "_medadv_polling", False):
         return
@@ -98,12 +103,12 @@ def _kernel_transport(socket_dir: str):
     network port at all; elsewhere TCP with CurveZMQ keys the kernel manager provisions (where pyzmq
     and jupyter_client support it).
     """
-    from traitlets.config import Config
+    from traitlets.config import Config  # optional: the notebooks extra
 
     if os.name == "posix":
         return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "kernel")}})
-    import zmq
-    from jupyter_client.manager import KernelManager
+    import zmq  # optional: the notebooks extra
+    from jupyter_client.manager import KernelManager  # optional: the notebooks extra
     if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
         return Config({"KernelManager": {"transport_encryption": "auto"}})
     return Config()
@@ -112,8 +117,6 @@ def _kernel_transport(socket_dir: str):
 def _socket_dir() -> str:
     """A fresh private folder for a kernel's IPC sockets, with a short path (Unix socket paths are limited
     to about 100 bytes)."""
-    import tempfile
-
     base = None if len(tempfile.gettempdir()) <= 60 or not os.path.isdir("/tmp") else "/tmp"
     return tempfile.mkdtemp(prefix="medadv-kernel-", dir=base)
 
@@ -122,9 +125,7 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
                  data_dir: str | None = None, html: bool = True, extra: dict | None = None,
                  progress: bool = False) -> Path:
     """Execute one notebook into ``out_dir/notebooks`` (and HTML into ``out_dir/html``); return its path."""
-    import papermill as pm
-
-    from ..runtime import available_cpus
+    import papermill as pm  # optional: the notebooks extra
     out_dir = Path(out_dir).resolve()
     executed = out_dir / "notebooks" / nb.name
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -147,8 +148,8 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
     if html:
-        import nbconvert
-        import nbformat
+        import nbconvert  # optional: the notebooks extra
+        import nbformat  # optional: the notebooks extra
         body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
         (out_dir / "html").mkdir(parents=True, exist_ok=True)
         (out_dir / "html" / nb.with_suffix(".html").name).write_text(body)
@@ -157,8 +158,6 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
 
 def _data_step(data_dir: str | None) -> int:
     """Make sure the dataset is there before any notebook; 0, or 2 with one line on stderr."""
-    from ..cli._guard import describe_error
-    from ..data.ensure import ensure_dataset
     try:
         ensure_dataset(data_dir)
     except KeyboardInterrupt:
@@ -199,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     said = "".join(f", {k} = {v}" for k, v in extra.items())
     print(f"running {len(notebooks)} notebook(s) in {'FAST' if fast else 'full'} mode{said} -> {args.out}/")
     if not fast:
-        import torch
         if not torch.cuda.is_available():
             print("warning: full mode without a GPU: on a 2-core CPU notebook 01 alone takes ~18 h and notebooks "
                   "02-03 about two days (README, 'FAST vs full mode'); a 16-core workstation is 5-8x faster. "

@@ -15,8 +15,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .. import LABELS
+from ..runtime import available_cpus
 from .dataset import GRAYSCALE_MODES, SPLITS, ImageDecodeError, decode_gray, empty_split_message  # noqa: F401
 
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 64, 8192, 4.0
@@ -48,9 +50,6 @@ def inspect_image(path: str | os.PathLike) -> str | None:
 def check_images(df: pd.DataFrame, workers: int | None = None, progress: bool = False) -> list[dict]:
     """Decode every image of ``df`` (from :func:`~medadv_lib.data.load_metadata`) in ``workers``
     threads; return one ``{"file", "split", "label", "problem"}`` per bad image, in table order."""
-    from tqdm.auto import tqdm
-
-    from ..runtime import available_cpus
     paths = df["path"].tolist()
     workers = max(1, workers or min(8, 2 * available_cpus()))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -50,6 +50,9 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
 
+from tqdm.auto import tqdm
+
+from ..runtime import atomic_write_text
 from .build import DataBuildError, build_dataset
 from .sources import MANIFEST, ManifestItem
 
@@ -96,7 +99,6 @@ def load_checksums(dest: Path) -> dict[str, dict]:
 def _write_json_atomic(path: Path, data: object) -> None:
     """Write JSON to ``path`` through a temporary file and a rename (umask permissions, and what an
     interrupted write left is cleaned up: :func:`medadv_lib.runtime.atomic_path`)."""
-    from ..runtime import atomic_write_text
     atomic_write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", path)
 
 
@@ -145,7 +147,6 @@ def _hash_existing(path: Path) -> tuple["hashlib._Hash", int]:
 
 def _progress_bar(enabled: bool, label: str, total: int | None, initial: int):
     """A tqdm byte counter on stderr (a no-op object when disabled)."""
-    from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=label, disable=not enabled, file=sys.stderr, leave=False, mininterval=0.5)
 
@@ -237,7 +238,6 @@ def fetch(url: str, part: Path, timeout: float, say: Callable[[str], None],
 
 def _write_note(part: Path, note: dict) -> None:
     """Record the URL and validators of a partial download beside it."""
-    from ..runtime import atomic_write_text
     atomic_write_text(json.dumps(note, indent=1) + "\n", _part_note(part))
 
 
@@ -398,7 +398,7 @@ def download_lock(dest: Path, say: Callable[[str], None] = lambda _m: None):
     """Hold an exclusive ``flock`` on the folder ``dest`` (no lock file is left behind); waits while
     another download into ``dest`` runs.  Without ``fcntl`` (Windows) it does nothing."""
     try:
-        import fcntl
+        import fcntl  # optional: POSIX only (no fcntl on Windows)
     except ImportError:                       # pragma: no cover - not POSIX
         yield
         return

@@ -30,7 +30,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .build import DataBuildError
+from .build.output import _check_out_dir
 from .dataset import DATASET_NAME, ENV_VAR, PROJECT_ROOT, DataError, find_data_dir
+from .download import DownloadError, _already_there, download_and_build, load_checksums, resolve_url
+from .sources import MANIFEST
 
 OFFLINE_ENV = "MEDADV_OFFLINE"
 """Set to 1 to forbid downloading: a missing dataset is an error instead."""
@@ -87,8 +91,6 @@ def _shown(path: Path) -> str:
 
 def plan(target: Path, sources_dir: Path, url_template: str | None = None) -> list[str]:
     """The announcement: what will be fetched, from where, how much, and where it goes."""
-    from .download import DownloadError, _already_there, load_checksums, resolve_url
-    from .sources import MANIFEST
     try:
         recorded = load_checksums(sources_dir)
     except DownloadError:                              # a broken checksums.json: the download reports it
@@ -164,10 +166,6 @@ def ensure_dataset(data_dir: str | os.PathLike | None = None, *, sources_dir: st
     if offline():
         raise DataError(f"{missing} ({OFFLINE_ENV} is set, so nothing was downloaded: unset it to download "
                         f"and build the dataset from its public sources, {APPROX_DOWNLOAD})")
-    from .build import DataBuildError
-    from .build.output import _check_out_dir
-    from .download import download_and_build, resolve_url
-    from .sources import MANIFEST
 
     started = time.monotonic()
     target = default_target(data_dir)

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from .. import LABELS
+from ..stats import balanced_accuracy_interval
 from .dataset import load_metadata, load_split
 
 
@@ -59,17 +60,16 @@ def shortcut_baseline(regions=("full", "border", "center"), image_size: int = 32
     """Fit a linear classifier (class-balanced ridge regression on standardised pixels) on a
     few raw pixels of a region and report its test accuracy, balanced accuracy and per-class
     sensitivity; ``balanced accuracy lo``/``hi`` bound a 95 % stratified bootstrap interval of the
-    balanced accuracy over the test images (:func:`~medadv_lib.metrics.classification.balanced_accuracy_interval`).
+    balanced accuracy over the test images (:func:`~medadv_lib.stats.balanced_accuracy_interval`).
 
     If a linear model on a 32×32 thumbnail's *border* (no lungs in view) predicts the label
     well, the dataset carries shortcuts (source, markers, text, exposure) a deep network
     will happily learn.  ``target="source"`` predicts the source key instead of the label.
     """
-    from sklearn.linear_model import RidgeClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import RidgeClassifier  # lazy: scikit-learn takes seconds to import
+    from sklearn.pipeline import make_pipeline  # lazy: as above
+    from sklearn.preprocessing import StandardScaler  # lazy: as above
 
-    from ..metrics.classification import balanced_accuracy_interval
     df = load_metadata(data_dir)
     rows = []
     xs = {s: load_split(s, image_size, data_dir)[0] for s in ("train", "test")}

@@ -41,6 +41,9 @@ import os
 import time
 from pathlib import Path
 
+from ..runtime import atomic_write_text
+from .dataset import find_data_dir
+
 CACHE_ENV = "XDG_CACHE_HOME"
 """Environment variable of the user's cache root (the XDG Base Directory convention)."""
 
@@ -116,7 +119,6 @@ def _load_memo(path: Path, root: Path) -> dict[str, list]:
 
 def _save_memo(path: Path, root: Path, files: dict[str, list]) -> bool:
     """Write the memo atomically; ``False`` (and nothing written) where the cache folder is not writable."""
-    from ..runtime import atomic_write_text
     text = json.dumps({"version": CACHE_VERSION, "root": str(root), "files": files}, separators=(",", ":"))
     try:
         atomic_write_text(text, path)
@@ -180,7 +182,6 @@ def dataset_fingerprint(data_dir: str | os.PathLike | None = None, cache_dir: st
     Raises:
         medadv_lib.data.DataError: no dataset found.
     """
-    from .dataset import find_data_dir
     root = find_data_dir(data_dir)
     hashes, _ = content_hashes(root, cache_dir, use_cache)
     total = hashlib.sha1()

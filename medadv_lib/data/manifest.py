@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 
+from ..runtime import atomic_write_text
 from .dataset import DataError
 from .fingerprint import dataset_files
 
@@ -61,7 +62,6 @@ def write_manifest(root: str | os.PathLike, out: str | os.PathLike) -> dict:
 
     Returns ``{"out", "files", "images", "metadata_sha256"}``.
     """
-    from ..runtime import atomic_write_text
     hashes = dataset_hashes(root)
     if "metadata.csv" not in hashes:
         raise DataError(f"{Path(root) / 'metadata.csv'}: missing; a manifest covers metadata.csv and images/")

@@ -1,9 +1,10 @@
 """Defenses against the course's attacks (notebook 04: pruning and attention; notebook 05: UAP
 fine-tuning and adversarial training).
 
-What lives here: model modifications (attention modules, pruning plans) registered with
-:func:`medadv_lib.models.register_modification`, so that a checkpoint's model spec rebuilds the
-defended module and loads it with ``weights_only=True``; and the *defense description* a
+What lives here: the defenses that modify a trained model (attention modules, pruning), each recorded
+in the model spec so that a checkpoint rebuilds the defended module and loads it with
+``weights_only=True`` (the structure they replay, :mod:`medadv_lib.models.modifications`, lives in the
+models layer, so loading needs no defense code); and the *defense description* a
 :class:`~medadv_lib.train.TrainConfig` carries in ``defense`` (so that one training loop,
 :func:`medadv_lib.train.load_or_train`, fine-tunes every defended model and caches it under its own
 key).  A description is a dict::

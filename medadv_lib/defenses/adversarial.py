@@ -32,8 +32,8 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
-from ..attacks._common import check_eps, parse_norm, project
-from ..attacks.pgd import _pgd_run, _random_start
+from ..attacks import check_eps, parse_norm, project
+from ..attacks.pgd import pgd_run, random_start_noise
 from ..runtime import eval_mode
 
 
@@ -185,8 +185,8 @@ class PGDPerturb:
         # the inner loop of medadv_lib.attacks.pgd (same steps and projection), without the final
         # bookkeeping forward pass that an evaluation needs and training does not
         with eval_mode(model):
-            start = x + _random_start(x, self.eps, self.norm, self.gen)
-            x_adv = _pgd_run(model, x, y, self.eps, self.alpha, self.steps, self.norm, start, False, _NoBar)
+            start = x + random_start_noise(x, self.eps, self.norm, self.gen)
+            x_adv = pgd_run(model, x, y, self.eps, self.alpha, self.steps, self.norm, start, False, _NoBar)
         if self.share >= 1:
             return x_adv
         return torch.where(_share_mask(len(x), self.share, self.gen, x.device), x_adv, x)

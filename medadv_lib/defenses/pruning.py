@@ -19,10 +19,12 @@ from __future__ import annotations
 import time
 
 import torch
+import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune
 
-from ..models import Float32Linear, MedModel, register_modification
+from ..models import Float32Linear, MedModel
+from ..models.modifications import layer_shapes
 from ..runtime import eval_mode, model_device
 
 
@@ -43,12 +45,6 @@ def sparsity(model: MedModel) -> float:
         zeros += int((w == 0).sum())
         total += w.numel()
     return zeros / max(total, 1)
-
-
-@register_modification("prune_unstructured")
-def _rebuild_unstructured(model: MedModel, amount: float) -> MedModel:
-    """Rebuilding an unstructured-pruned model changes nothing: its zeros are in the weights."""
-    return model
 
 
 def prune_unstructured(model: MedModel, amount: float) -> MedModel:
@@ -76,48 +72,15 @@ def make_permanent(model: nn.Module) -> nn.Module:
     return model
 
 
-def _layer_shapes(net: nn.Module) -> dict[str, list[int]]:
-    shapes = {}
-    for n, m in net.named_modules():
-        if isinstance(m, nn.Conv2d):
-            shapes[n] = [m.in_channels, m.out_channels, m.groups]
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            shapes[n] = [m.num_features]
-        elif isinstance(m, nn.Linear):
-            shapes[n] = [m.in_features, m.out_features]
-    return shapes
-
-
-@register_modification("slim")
-def _slim(model: MedModel, ratio: float, layers: dict) -> MedModel:
-    """Give every layer named in ``layers`` its pruned shape (fresh weights; the checkpoint fills them)."""
-    dev = model_device(model)
-    for name, shape in layers.items():
-        old = model.net.get_submodule(name)
-        if isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(shape[0], shape[1], old.kernel_size, old.stride, old.padding, old.dilation, shape[2],
-                            old.bias is not None, old.padding_mode)
-        elif isinstance(old, nn.modules.batchnorm._BatchNorm):
-            new = type(old)(shape[0], old.eps, old.momentum, old.affine, old.track_running_stats)
-        elif isinstance(old, nn.Linear):
-            new = type(old)(shape[0], shape[1], old.bias is not None)
-        else:
-            raise ValueError(f"slim: cannot reshape {name} ({type(old).__name__})")
-        parent, _, child = name.rpartition(".")
-        setattr(model.net.get_submodule(parent) if parent else model.net, child, new.to(dev))
-    return model
-
-
 def prune_structured(model: MedModel, ratio: float, image_size: int = 112) -> MedModel:
     """Remove the ``ratio`` (0–1) of channels with the smallest L2 norm from every prunable layer
     (torch-pruning's ``BasePruner`` with group L2 importance; residual-coupled channels are removed together;
     the head's outputs are kept), in place, and record the new layer shapes in the spec (``slim``)."""
-    import torch_pruning as tp
     if not 0 < ratio < 1:
         raise ValueError(f"structured pruning ratio must be in (0, 1); got {ratio}")
     if model.modifications and any(m["name"] == "attention" for m in model.modifications):
         raise ValueError("prune channels before adding attention modules (the course prunes, then adds attention)")
-    before = _layer_shapes(model.net)
+    before = layer_shapes(model.net)
     head = [m for m in model.net.modules() if isinstance(m, Float32Linear)]
     example = torch.rand(1, model.in_channels, image_size, image_size, device=model_device(model))
     mf = any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())   # channels_last weights
@@ -127,7 +90,7 @@ def prune_structured(model: MedModel, ratio: float, image_size: int = 112) -> Me
     pruner.step()
     if mf:
         model.net.to(memory_format=torch.channels_last)
-    after = _layer_shapes(model.net)
+    after = layer_shapes(model.net)
     changed = {n: s for n, s in after.items() if before.get(n) != s}
     model.modifications.append({"name": "slim", "params": {"ratio": float(ratio), "layers": changed}})
     return model
@@ -139,7 +102,6 @@ def model_cost(model: MedModel, image_size: int, batch_size: int = 16, repeats: 
     ms per image of a forward pass of ``batch_size`` images on the model's device, under its precision
     policy: the fastest of ``repeats`` timed passes after a warm-up (the minimum is the least disturbed
     by other work on the machine; still, differences of ~10 % between equal architectures are noise)."""
-    import torch_pruning as tp
     dev = model_device(model)
     one = torch.rand(1, model.in_channels, image_size, image_size, device=dev)
     with eval_mode(model):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .. import LABELS
+from ..stats import balanced_accuracy_interval  # noqa: F401  (re-exported)
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int = len(LABELS)) -> np.ndarray:
@@ -46,7 +48,6 @@ def classification_report(y_true, y_pred, labels=LABELS) -> dict:
 
 def report_table(reports: dict, labels=LABELS):
     """One row per model: accuracy, macro F1, and per-class sensitivity and PPV (a pandas DataFrame)."""
-    import pandas as pd
     rows = {}
     for name, r in reports.items():
         row = {"accuracy": r["accuracy"], "balanced acc.": r["balanced_accuracy"], "macro F1": r["macro_f1"]}
@@ -55,23 +56,3 @@ def report_table(reports: dict, labels=LABELS):
             row[f"PPV {lab}"] = r["per_class"][lab]["ppv"]
         rows[name] = row
     return pd.DataFrame(rows).T
-
-
-def balanced_accuracy_interval(y_true, y_pred, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple:
-    """Balanced accuracy (mean per-class sensitivity) with a stratified bootstrap percentile interval.
-
-    Each bootstrap sample redraws the test images *within* each true class, so every class keeps its
-    size and the interval reflects only which images the test split happened to hold.  Deterministic for
-    a given ``seed``.  Returns ``(balanced_accuracy, lo, hi)``.
-
-        >>> balanced_accuracy_interval([0, 0, 1, 1], [0, 0, 1, 1])
-        (1.0, 1.0, 1.0)
-    """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    classes = np.unique(y_true)
-    hits = [(y_pred[y_true == c] == c).astype(float) for c in classes]
-    point = float(np.mean([h.mean() for h in hits]))
-    rng = np.random.default_rng(seed)
-    boot = np.mean([rng.choice(h, size=(n_boot, h.size), replace=True).mean(axis=1) for h in hits], axis=0)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return point, float(lo), float(hi)

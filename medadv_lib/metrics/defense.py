@@ -32,28 +32,19 @@ clean-correct images, a different subset for every model.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..attacks import deepfool, pgd
 from ..models import predict
 from ..runtime import model_device
+from ..stats import mcnemar_exact, wilson_interval  # noqa: F401  (re-exported)
 from .robustness import bits_outcome, outcome_bits, rho_adv  # noqa: F401  (re-exported)
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials (95 % for ``z = 1.96``);
-    ``(nan, nan)`` when ``n = 0``."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -82,39 +73,6 @@ class RobustnessSettings:
     def suite_budgets(self) -> tuple:
         """The ε at which the worst-case suite runs."""
         return tuple(self.eps if self.suite_eps is None else self.suite_eps)
-
-
-def _binom_two_sided(k: int, n: int) -> float:
-    """Two-sided exact binomial p-value of ``k`` successes in ``n`` trials at p = ½ (doubled smaller tail)."""
-    if n <= 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
-def mcnemar_exact(a, b) -> dict:
-    """Exact McNemar test of two per-image boolean outcomes on the *same* images (e.g. "correct under
-    the attack" for model A and model B).
-
-    Only the discordant images carry information: ``a_only`` (A succeeds where B fails) and ``b_only``.
-    Under "A and B are equally good" each discordant image is a fair coin, so the p-value is the
-    two-sided exact binomial test of ``a_only`` out of ``a_only + b_only`` at ½ (the smaller tail,
-    doubled, capped at 1; 1 when there is no discordant image).
-
-    Returns ``{"n", "both", "a_only", "b_only", "neither", "discordant", "p_value"}``.
-
-    Example::
-        >>> mcnemar_exact([1, 1, 0, 0, 1], [1, 0, 0, 0, 0])["p_value"]     # 2 vs 0 discordant: 2 × ¼
-        0.5
-    """
-    import numpy as np
-    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired outcomes need the same images: {a.size} vs {b.size} outcomes")
-    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
-    return {"n": int(a.size), "both": int((a & b).sum()), "a_only": a_only, "b_only": b_only,
-            "neither": int((~a & ~b).sum()), "discordant": a_only + b_only,
-            "p_value": _binom_two_sided(a_only, a_only + b_only)}
 
 
 def holm(p_values) -> list[float]:
@@ -201,7 +159,10 @@ def _class_rates(y: torch.Tensor, correct: torch.Tensor, ok: torch.Tensor) -> di
             "clean_balanced_accuracy": sum(cln) / len(cln) if cln else math.nan}
 
 
-def _row(model_name, attack, norm, eps, correct, ok, y=None, **extra) -> dict:
+def robustness_row(model_name, attack, norm, eps, correct, ok, y=None, **extra) -> dict:
+    """One row of :func:`robustness_table` from per-image booleans: ``correct`` (clean prediction right) and
+    ``ok`` (right under the attack).  Robust accuracy and defense rate with their Wilson intervals, the
+    per-image outcomes, per-class rates when ``y`` is given, and any ``extra`` columns."""
     n, ncc = len(ok), int(correct.sum())
     k_rob, k_def = int(ok.sum()), int((ok & correct).sum())
     lo, hi = wilson_interval(k_rob, n)
@@ -223,7 +184,7 @@ def _batched(attack, model, x, y, batch_size, **kw):
 
 def _torchattacks():
     try:
-        import torchattacks
+        import torchattacks  # optional: torchattacks is in the peers extra
     except ImportError as exc:   # a peer: pyproject's `peers` extra, which `make setup` installs
         raise ImportError("the worst-case suite uses torchattacks' APGD and Square attacks: "
                           'pip install "torchattacks>=3.3,<3.4" (or run `make setup`)') from exc
@@ -279,7 +240,6 @@ def _cascade(name, model, x, y, correct, first_ok, first, eps, norm, suite, batc
     images still correct; return the suite's rows (each cumulative: correct under every attack so far) and the
     ``worst`` row, which names the attack that fooled the most images (``set_by``) and counts every attack's new
     ones (``fooled_by``)."""
-    import json
     alive = (first_ok & correct).clone()
     fooled_by, rows = {first: int((correct & ~first_ok).sum())}, []
     for attack, steps, restarts, fn in suite:
@@ -287,17 +247,18 @@ def _cascade(name, model, x, y, correct, first_ok, first, eps, norm, suite, batc
         newly = idx[predict(model, fn(x[idx], y[idx]), batch_size) != y[idx]] if len(idx) else idx
         alive[newly] = False
         fooled_by[attack] = int(len(newly))
-        rows.append(_row(name, attack, norm, eps, correct, alive.clone(), y, steps=steps, restarts=restarts,
-                         attacked=int(len(idx)), fooled_new=int(len(newly)), cascade=True))
+        rows.append(robustness_row(name, attack, norm, eps, correct, alive.clone(), y, steps=steps,
+                                   restarts=restarts, attacked=int(len(idx)), fooled_new=int(len(newly)),
+                                   cascade=True))
     if transfer is not None:
         t_ok = predict(model, transfer["x_adv"], batch_size) == y
-        rows.append(_row(name, "transfer", norm, eps, correct, t_ok, y, source=transfer["source"],
-                         attacked=int(alive.sum()), fooled_new=int((alive & ~t_ok).sum())))
+        rows.append(robustness_row(name, "transfer", norm, eps, correct, t_ok, y, source=transfer["source"],
+                                   attacked=int(alive.sum()), fooled_new=int((alive & ~t_ok).sum())))
         fooled_by["transfer"] = int((alive & ~t_ok).sum())
         alive &= t_ok
     set_by = max(fooled_by, key=lambda a: fooled_by[a]) if any(fooled_by.values()) else "none"
-    rows.append(_row(name, "worst" if norm == "inf" else "worst-l2", norm, eps, correct, alive, y, set_by=set_by,
-                     fooled_by=json.dumps(fooled_by)))
+    rows.append(robustness_row(name, "worst" if norm == "inf" else "worst-l2", norm, eps, correct, alive, y,
+                               set_by=set_by, fooled_by=json.dumps(fooled_by)))
     return rows
 
 
@@ -343,12 +304,11 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
     if any(all(abs(b - e) > 1e-12 for e in s.eps) for b in budgets):
         raise ValueError(f"suite_eps {budgets} must be budgets of eps {s.eps}: the suite starts from PGD-10's outcome")
     runs = [("pgd", e, s.steps) for e in s.eps] + ([("pgd-large", s.large_eps, s.steps)] if s.large_eps else [])
-    from tqdm.auto import tqdm
     used = set()
     for attack, eps, steps in tqdm(runs, desc=f"attacks on {name}", disable=not progress, leave=False):
         res = _batched(pgd, model, x, y, batch_size, eps=eps, steps=steps, restarts=1, seed=s.seed, early_stop=True)
         ok = res.pred == y
-        rows.append(_row(name, attack, "inf", eps, correct, ok, y, steps=steps, restarts=1))
+        rows.append(robustness_row(name, attack, "inf", eps, correct, ok, y, steps=steps, restarts=1))
         if attack == "pgd" and any(abs(b - eps) < 1e-12 for b in budgets):
             tr = next((t for t in transfers if abs(t["eps"] - eps) < 1e-12), None)
             used |= {id(tr)} if tr is not None else set()
@@ -360,21 +320,22 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
         df = _batched(deepfool, model, x, y, batch_size, norm="2", steps=s.deepfool_steps)
         fooled = df.success & (df.delta_norm <= budget * (1 + 1e-6))
         rho = rho_adv(df.delta, x)[correct & df.success]
-        rows.append(_row(name, "deepfool", "2", budget, correct, ~fooled, y, steps=s.deepfool_steps, restarts=1,
-                         zeta=s.deepfool_zeta, median_rho_adv=float(rho.median()) if rho.numel() else math.nan,
-                         not_converged=int((correct & ~df.success).sum())))
+        rows.append(robustness_row(name, "deepfool", "2", budget, correct, ~fooled, y, steps=s.deepfool_steps,
+                                   restarts=1, zeta=s.deepfool_zeta,
+                                   median_rho_adv=float(rho.median()) if rho.numel() else math.nan,
+                                   not_converged=int((correct & ~df.success).sum())))
         if s.l2_steps:
             rows += _cascade(name, model, x, y, correct, ~fooled, "deepfool", budget, "2",
                              _suite(s, model, budget, batch_size, norm="2"), batch_size)
     if uap is not None:
         pred_clean = predict(model, x, batch_size)
         pred = predict(model, x, batch_size, perturbation=uap.v)
-        rows.append(_row(name, "uap", uap.norm, uap.eps, correct, pred == y, y, zeta=uap.params.get("zeta"),
-                         fooling_rate=float((pred != pred_clean).float().mean())))
+        rows.append(robustness_row(name, "uap", uap.norm, uap.eps, correct, pred == y, y, zeta=uap.params.get("zeta"),
+                                   fooling_rate=float((pred != pred_clean).float().mean())))
     for tr in transfers:
         if id(tr) not in used:         # at a budget outside the suite: a standalone row
             pred = predict(model, tr["x_adv"], batch_size)
-            rows.append(_row(name, "transfer", "inf", tr["eps"], correct, pred == y, y, source=tr["source"]))
+            rows.append(robustness_row(name, "transfer", "inf", tr["eps"], correct, pred == y, y, source=tr["source"]))
     return pd.DataFrame(rows)
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import LABELS
+from .. import LABELS, attacks
+from ..attacks import apply_uap, check_eps_255, eps_from_255, parse_norm, pgd, random_uap
 from ..attacks.result import AttackResult
 from ..models import predict  # noqa: F401  (re-exported: labels predicted in chunks)
 from ..runtime import model_device
@@ -35,7 +37,6 @@ def outcome_bits(mask) -> str:
 
 def bits_outcome(bits: str):
     """The inverse of :func:`outcome_bits`: a NumPy boolean array."""
-    import numpy as np
     if not isinstance(bits, str) or set(bits) - {"0", "1"}:
         raise ValueError(f"not a per-image outcome string of 0/1: {str(bits)[:40]!r}")
     return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
@@ -108,7 +109,6 @@ def median_rho_adv(r: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = No
 def _resolve_attack(attack):
     if callable(attack):
         return attack
-    from .. import attacks
     if isinstance(attack, str) and attack.lower() in ("fgsm", "pgd", "deepfool"):
         return getattr(attacks, attack.lower())
     raise ValueError(f"unknown attack {attack!r}; pass a callable or one of 'fgsm', 'pgd', 'deepfool'")
@@ -194,7 +194,6 @@ def pgd_at_budget(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str
     ``(id(model), id(x), eps, norm, steps, seed)`` (and ``(id(model), id(x), "clean")``), so that a
     slider moving back to a budget costs nothing.  ``eps = 0`` runs no step.  Returns
     ``(AttackResult on the CPU, clean predictions)``."""
-    from ..attacks import pgd
     cache = {} if cache is None else cache
     key, ckey = (id(model), id(x), float(eps), norm, int(steps), int(seed)), (id(model), id(x), "clean")
     if key not in cache:
@@ -234,7 +233,6 @@ def pgd_at_grey_levels(model, x: torch.Tensor, y: torch.Tensor, eps_255: float, 
     Raises:
         ValueError: a bad ``eps_255``, an unknown norm, or ``x`` and ``y`` of different lengths.
     """
-    from ..attacks import check_eps_255, eps_from_255, parse_norm
     e255, norm = check_eps_255(eps_255), parse_norm(norm)
     if len(x) != len(y):
         raise ValueError(f"shape mismatch: x has {len(x)} images but y has {len(y)} labels")
@@ -262,8 +260,6 @@ def universal_vs_per_image(model, x: torch.Tensor, y: torch.Tensor, uaps: dict, 
         a DataFrame indexed by norm (``inf``, ``2``) with ``budget ε (pixel units)``, ``UAP fooling``, ``random noise fooling``
         (noise of exactly the UAP's norm) and ``per-image fooling`` (L∞: PGD at ε; L2: DeepFool within ε).
     """
-    from ..attacks import apply_uap, pgd, random_uap
-
     def fooled(v):
         return _rate(predict(model, apply_uap(x, v)) != y.cpu())
 

@@ -19,11 +19,13 @@ Example::
 """
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 from .. import LABELS
 from ..attacks.uap import random_uap
 from ..models import predict
+from ..stats import wilson_interval
 from .universal import uap_metrics_from_predictions
 
 __all__ = ["transfer_matrix", "transfer_summary", "RANDOM_ROW", "METRICS"]
@@ -79,7 +81,6 @@ def transfer_matrix(models: dict, uaps: dict, x: torch.Tensor, y: torch.Tensor |
         ValueError: no models or no UAPs, an unknown ``metric``, ``y`` missing where needed, or a UAP of
         another size than ``x``.
     """
-    import pandas as pd
     if not models or not uaps:
         raise ValueError("transfer_matrix needs at least one model and one UAP: pass {name: model} and "
                          "{name: UAPResult}")
@@ -126,9 +127,6 @@ def transfer_summary(matrix):
     ``random``, ``random_hi`` and ``beats_random`` — True when the cell's interval lies wholly above the
     control's (a transferred UAP that only matches noise teaches the attacker nothing).
     """
-    import pandas as pd
-
-    from .defense import wilson_interval
     n = int(matrix.attrs.get("n", 0))
     rows = []
     for target in matrix.columns:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import LABELS
 from ..attacks.uap import UAPResult, random_uap
 from ..attacks.uap import apply_uap  # noqa: F401  (apply_uap re-exported for convenience)
-from ..attacks.uap.cache import _pct, _target_name, uap_key
+from ..attacks.uap.cache import target_name, uap_key, zeta_pct
 from ..models import predict
 from ..runtime import model_device
 from .classification import classification_report, confusion_matrix
@@ -42,6 +43,11 @@ PAPER_TEST_MIX = {"normal": 100, "pneumonia": 100, "COVID-19": 31}
 course's paper notes).  87% of it is not COVID-19, so a UAP that sends everything to COVID-19
 already "fools" ~87% of it; our test split is 57% COVID-19.  Re-weighting our per-class rates to
 this mix makes the two comparable."""
+
+# Hirano et al.'s headline numbers (docs/papers.md): the report's verdicts and the UAP plots compare with them
+HIRANO_NONTARGETED = 0.85      # non-targeted UAP fooling rate at ζ = 2 %: "> 85 %"
+HIRANO_TARGETED = 0.90         # targeted UAP success rate at ζ = 2 %: "> 90 %"
+HEADLINE_ZETA = 0.02           # the papers' ζ = 2 %
 
 
 def reweighted_rate(per_class, labels=LABELS, mix: dict = PAPER_TEST_MIX) -> float | None:
@@ -254,7 +260,7 @@ def uap_report(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torc
     return out
 
 
-def _predict(model, x, v, cache):
+def cached_predict(model, x, v, cache):
     """Predictions on ``apply_uap(x, v)`` (clean when ``v`` is None), memoised in ``cache``.
 
     The key holds the model and image tensors by identity and ``v`` by content (a hash of its
@@ -278,7 +284,7 @@ def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     Pass the same ``cache`` dict to every call: the clean predictions of ``(model, x)`` and the
     predictions under each distinct ``v`` are computed once.
     """
-    return uap_report(model, x, y, v, _predict(model, x, None, cache), _predict(model, x, v, cache), target)
+    return uap_report(model, x, y, v, cached_predict(model, x, None, cache), cached_predict(model, x, v, cache), target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,10 +294,10 @@ def evaluate_uap_cached(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 def lookup_uap(uaps: dict, key: tuple, labels=LABELS) -> UAPResult:
     if key in uaps:
         return uaps[key]
-    have = ", ".join(f"(ζ={_pct(z)}, {n}, {_target_name(t, labels)})" for z, n, t in sorted(
+    have = ", ".join(f"(ζ={zeta_pct(z)}, {n}, {target_name(t, labels)})" for z, n, t in sorted(
         uaps, key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0])))
-    raise ValueError(f"no UAP precomputed for ζ={_pct(key[0])}, norm={key[1]}, target="
-                     f"{_target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
+    raise ValueError(f"no UAP precomputed for ζ={zeta_pct(key[0])}, norm={key[1]}, target="
+                     f"{target_name(key[2], labels)}; the grid has: {have or 'nothing'} "
                      "(extend it with precompute_uaps(..., uaps=uaps))")
 
 
@@ -315,7 +321,7 @@ def grid_point_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     zeta, norm, target = key
     cache = {} if cache is None else cache
     metrics = evaluate_uap_cached(model, x, y, res.v, target, cache)
-    metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": _target_name(target, labels),
+    metrics.update({"zeta": zeta, "norm": norm, "eps": float(res.eps), "target_name": target_name(target, labels),
                     "method": res.method})
     if random_control:
         rnd = [evaluate_uap_cached(model, x, y, _random_v(res, random_kind, seed + k), target, cache)
@@ -346,7 +352,6 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
         non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
         images predicted as each class under the perturbation).
     """
-    import pandas as pd
     cache = {} if cache is None else cache
     keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
                   key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
@@ -356,7 +361,7 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
         kinds = [("UAP", res.v)] + ([("random", _random_v(res, random_kind, seed))] if random_control else [])
         for kind, v in kinds:
             m = evaluate_uap_cached(model, x, y, v, key[2], cache)
-            row = {"zeta": key[0], "norm": key[1], "target": _target_name(key[2], labels), "kind": kind,
+            row = {"zeta": key[0], "norm": key[1], "target": target_name(key[2], labels), "kind": kind,
                    "eps": float(res.eps), "fooling_rate": m["fooling_rate"],
                    "fooling_rate_balanced": m["fooling_rate_balanced"],
                    "fooling_rate_vs_labels": m["fooling_rate_vs_labels"],
@@ -378,7 +383,6 @@ def uap_table(cases: dict, x: torch.Tensor, y: torch.Tensor, zeta: float, norm: 
     ``(table, metrics)``: a DataFrame with the given metric ``columns`` (the library's names), rows in
     the order of ``cases``, and ``{row name: the full metrics dict}`` for records and rendered text.
     Predictions are memoised in ``cache`` (keyed per model)."""
-    import pandas as pd
     full = {}
     for name, (model, uaps, target) in cases.items():
         key = uap_key(zeta, norm, target, labels)
@@ -392,7 +396,6 @@ def compare_uap_builds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     """How UAP builders compare (notebook 02, section 7): per ``{name: UAPResult}`` the passes or epochs,
     why it stopped, seconds, fooling rate on its build images, fooling and balanced fooling rate on
     ``(x, y)``, and ``v_norm_inf_share`` = ‖v‖∞ / eps (how much of the budget it used).  Returns a DataFrame."""
-    import pandas as pd
     rows = {}
     for name, r in results.items():
         m = evaluate_uap_cached(model, x, y, r.v, cache=cache)
@@ -410,7 +413,6 @@ def headline_rates(m: dict, targeted, transfer, labels=LABELS):
     ``target_success_rate[<class>]`` from the ``targeted`` table of :func:`uap_table` (rows = class
     names), and from the ``transfer`` table (rows ``victim``, ``transfer``, ``own``) the transfer rate
     and the other model's own UAP's fooling rate."""
-    import pandas as pd
     out = {"fooling_rate": m["fooling_rate"],
            **{f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])},
            **{k: m[k] for k in ("fooling_rate_reweighted", "fooling_rate_balanced", "fooling_rate_vs_labels",
@@ -446,7 +448,6 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
         few epochs, one build-set size), "not it", "not ruled out" (a builder that stopped without converging),
         "not tested here").
     """
-    import pandas as pd
     rates = {"plain": m["fooling_rate"], "balanced": m["fooling_rate_balanced"], "vs labels": m["fooling_rate_vs_labels"],
              "re-weighted": m.get("fooling_rate_reweighted")}
     rates = {k: v for k, v in rates.items() if v is not None}

@@ -7,6 +7,7 @@ import torchvision
 from torch import nn
 
 from ..runtime import FP32, Precision, full_precision, model_device, resolve_precision
+from .covidnet import covidnet_small, parse_covidnet_name
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
@@ -163,7 +164,6 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
     Returns:
         a :class:`MedModel` that takes ``N×in_channels×H×W`` tensors in [0, 1].
     """
-    from .covidnet import covidnet_small, parse_covidnet_name
     width = parse_covidnet_name(name)
     if name not in ARCHITECTURES and width is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ARCHITECTURES))}")

@@ -2,15 +2,15 @@
 from which :func:`build_from_spec` rebuilds the exact module a checkpoint's weights fit."""
 from __future__ import annotations
 
-import importlib
-
 from .architectures import MedModel, build_model
 
 MODIFICATIONS: dict = {}
 """Registry of model modifications a spec can name: ``name -> fn(model, **params)``, where ``fn``
 changes ``model`` in place (insert attention modules, slim pruned layers, ...) deterministically from
 ``params`` alone, so that :func:`build_from_spec` rebuilds a module whose state dict the
-checkpoint's weights fit.  Defenses register theirs with :func:`register_modification`."""
+checkpoint's weights fit.  The course's own (attention modules, pruned shapes) are registered by
+:mod:`medadv_lib.models.modifications`, which :mod:`medadv_lib.models` imports, so a checkpoint rebuilds
+whatever was imported before; others register theirs with :func:`register_modification`."""
 
 
 def register_modification(name: str):
@@ -32,11 +32,8 @@ def apply_modification(model: MedModel, name: str, **params) -> MedModel:
 
 def build_from_spec(spec: dict) -> MedModel:
     """Rebuild a course model from its spec (:meth:`MedModel.spec`): the architecture, then each
-    recorded modification in order.  Modules that register modifications (e.g.
-    ``medadv_lib.defenses``) are imported first so their names resolve."""
+    recorded modification in order (registered in :data:`MODIFICATIONS`)."""
     mods = spec.get("modifications", [])
-    if mods:
-        importlib.import_module("medadv_lib.defenses")
     model = build_model(spec["arch"], spec["num_classes"], spec["in_channels"],
                         mean=spec.get("mean", [None])[0], std=spec.get("std", [None])[0])
     for m in mods:

@@ -5,10 +5,11 @@ import numpy as np
 import torch
 
 from .. import LABELS
+from ..data.explore import hide_region, region_mask
 
 
 def _plt():
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
     return plt
 
 
@@ -154,7 +155,7 @@ def triplets(x, v, x_adv, row_titles=None, amplify: float | None = None, true_sc
     Returns:
         the matplotlib ``Figure`` (``n`` rows × 3 columns, or 6 with ``true_scale``).
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: matplotlib loads with the first figure
     plt = _plt()
     x, v, x_adv = (torch.as_tensor(t).detach().cpu().float() for t in (x, v, x_adv))
     n, ncol = len(x), (6 if true_scale else 3)
@@ -197,7 +198,6 @@ def show_probe_regions(x, frame: float = 0.125, size: float = 2.2, suptitle: str
     Returns:
         the matplotlib ``Figure`` (three panels; the titles give each region's share of the pixels).
     """
-    from ..data.explore import hide_region, region_mask
     plt = _plt()
     img = torch.as_tensor(x).detach().cpu().float()
     img = img.reshape(-1, *img.shape[-2:])[:1][None]             # 1×1×H×W

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from .. import LABELS
+from . import classes_in_turn
 
 __all__ = ["plot_robustness_curves", "plot_rho_hist", "adversarial_strip", "pgd_strip", "pgd_summary_html",
            "pgd_summary_text"]
 
 
 def _plt():
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
     return plt
 
 
@@ -193,7 +194,6 @@ def pgd_strip(x, y, res, pred_clean, summary: dict, n_show: int = 4, labels=LABE
     Returns:
         the matplotlib ``Figure``.
     """
-    from . import classes_in_turn
     y_cpu, s = torch.as_tensor(y).detach().cpu(), summary
     changed = torch.as_tensor(res.pred).cpu().view(-1) != torch.as_tensor(pred_clean).cpu().view(-1)
     sel = classes_in_turn(y_cpu, max(0, min(int(n_show), len(y_cpu))), prefer=changed)

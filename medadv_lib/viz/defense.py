@@ -14,7 +14,7 @@ __all__ = ["plot_defense_rates", "plot_attention_maps", "plot_sparsity_curve", "
 
 
 def _plt():
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
     return plt
 
 
@@ -137,7 +137,7 @@ def plot_cross_threat(matrix, ax=None):
     targeted UAP → COVID-19 (among images not already predicted COVID-19), and the L∞ defense rates (the worst case
     over the attack suite where it ran, PGD-10 at the other budgets);
     each cell annotated.  Returns the figure."""
-    import seaborn as sns
+    import seaborn as sns  # lazy: seaborn takes seconds to import
     plt = _plt()
     cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success*", True)}
     worst = {c[5:-13] for c in matrix.columns if c.startswith("worst") and c.endswith("_defense_rate")}

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
 import torch
 from torch import nn
 
 from .. import LABELS
+from ..data.explore import region_mask
+from ..models import predict
 from ..runtime import eval_mode, model_device
 
 __all__ = ["default_gradcam_layer", "gradcam", "plot_gradcam", "gradcam_by_region", "gradcam_table", "gradcam_before_after",
@@ -49,7 +52,6 @@ def default_gradcam_layer(model: nn.Module) -> nn.Module:
 def _targets(model, x, target, batch_size) -> torch.Tensor:
     """``N`` class indices: the model's own prediction (``None``), one class for all, or one per image."""
     if target is None:
-        from ..models import predict
         return predict(model, x, batch_size)
     if isinstance(target, str):
         if target not in LABELS:
@@ -96,7 +98,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | N
     The model's train/eval flags and precision policy are restored afterwards; no parameter's
     ``.grad`` is touched (captum uses ``torch.autograd.grad``).
     """
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerAttribution, LayerGradCam  # lazy: captum loads only for Grad-CAM
 
     if x.dim() != 4:
         raise ValueError(f"x must be N×C×H×W images in [0, 1]; got shape {tuple(x.shape)}")
@@ -144,9 +146,6 @@ def gradcam_by_region(maps: torch.Tensor, y: torch.Tensor | None = None, frame: 
         above 1, the frame gets more than its area) and ``n`` (images with a non-zero map; all-zero
         maps have no share and are left out).
     """
-    import pandas as pd
-
-    from ..data.explore import region_mask
     m = torch.as_tensor(maps).detach().float().cpu()
     if m.dim() == 4:
         m = m[:, 0]
@@ -192,8 +191,8 @@ def plot_gradcam(x, maps, y=None, pred=None, labels=LABELS, titles=None, ncols: 
     Returns:
         the matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
+    from matplotlib.patches import Rectangle  # lazy: matplotlib loads with the first figure
 
     def _t(a):
         a = torch.as_tensor(a).detach().float().cpu()
@@ -256,7 +255,6 @@ def gradcam_table(models: dict, x: torch.Tensor, y: torch.Tensor | None = None, 
         >>> maps, where = gradcam_table({"resnet18": m1, "mobilenet_v3_small": m2}, x[:24], y[:24])
         >>> where.loc[("resnet18", "all"), "border_lift"]       # > 1: the frame gets more than its area
     """
-    import pandas as pd
     maps = {name: gradcam(m, x) for name, m in models.items()}
     table = pd.concat({name: gradcam_by_region(mp, y, frame) for name, mp in maps.items()}, names=["model", "images"])
     return maps, table
@@ -282,9 +280,6 @@ def gradcam_before_after(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
         :func:`gradcam_by_region` of both, indexed by ``(images, class)``; ``fig`` from :func:`plot_gradcam`
         (None when ``x`` is empty).
     """
-    import pandas as pd
-
-    from ..models import predict
     if len(x) != len(x_adv) or len(x) != len(y):
         raise ValueError(f"x, x_adv and y must have the same length; got {len(x)}, {len(x_adv)}, {len(y)}")
     y = torch.as_tensor(y).cpu()
@@ -342,9 +337,6 @@ def perturbation_by_region(delta: torch.Tensor, y: torch.Tensor | None = None, c
         ``bottom-left``, ``bottom-right``, ``border`` (shares of Σ|δ|), ``corner_area`` and ``border_area``
         (shares of the pixels), ``top-left lift`` (``top-left / corner_area``), ``largest corner`` and ``n``.
     """
-    import pandas as pd
-
-    from ..data.explore import region_mask
     maps = mean_abs_by_class(delta, y, labels)
     size = next(iter(maps.values())).shape[-1]
     regions = {**_corners(size, corner), "border": region_mask(size, "border", frame)}
@@ -369,8 +361,8 @@ def plot_mean_abs(deltas: dict, y: torch.Tensor | None = None, labels=LABELS, si
     """Mean |δ| maps, one row per perturbation set (e.g. ``{"DeepFool": r, "UAP": x_uap - x}``) and one
     column per group (all images, then each true class), each row on its own colour scale (its maximum);
     the top-left corner square of :func:`perturbation_by_region` is outlined.  Returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
+    from matplotlib.patches import Rectangle  # lazy: matplotlib loads with the first figure
 
     rows = {name: mean_abs_by_class(d, y, labels) for name, d in deltas.items()}
     groups = list(next(iter(rows.values())))

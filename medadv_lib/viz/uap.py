@@ -18,6 +18,11 @@ from __future__ import annotations
 import torch
 
 from .. import LABELS
+from ..attacks import apply_uap
+from ..attacks.uap.cache import zeta_pct
+from ..metrics.transfer import RANDOM_ROW
+from ..metrics.universal import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED
+from . import classes_in_turn, show_images, triplets
 
 __all__ = ["plot_fooling_vs_zeta", "plot_uap_history", "show_perturbations"]
 
@@ -28,7 +33,7 @@ _NAMES = {"fooling_rate": "fooling rate (vs clean predictions)",
 
 
 def _plt():
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
     return plt
 
 
@@ -89,7 +94,6 @@ def plot_fooling_vs_zeta(table, metrics=("fooling_rate", "fooling_rate_balanced"
             ax.axhline(float(c), color="C0", ls=":", lw=1.2, label=f"ceiling of the plain rate: {float(c):.2f}"
                        + (f" (every image → {lab})" if lab is not None else ""))
         if paper:
-            from ..course.report import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED
             ref = HIRANO_NONTARGETED if target == "none" else HIRANO_TARGETED
             what = "fooling" if target == "none" else "target success"
             ax.axhline(ref, color="grey", ls="-.", lw=1)
@@ -144,7 +148,7 @@ def plot_uap_history(results: dict, metric: str = "fooling_rate", x: str = "seco
         ax.plot(xs, [0.0] + [h[metric] for h in hist], "o-", ms=3, label=label)
     ax.set_xlabel({"seconds": "seconds (cumulative)", "pass": "pass / epoch", "step": "gradient steps"}[x])
     if x in ("pass", "step"):
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import MaxNLocator  # lazy: matplotlib loads with the first figure
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     held = all(r.history[0].get("on") == "holdout" for r in results.values())
     mixed = not held and any(r.history[0].get("on") == "holdout" for r in results.values())
@@ -171,7 +175,6 @@ def show_perturbations(vs: dict, amplify: float | None = None, size: float = 2.2
     Returns:
         the matplotlib ``Figure`` (one row, or two with ``true_scale``).
     """
-    from . import show_images
     if not vs:
         raise ValueError("vs is empty: pass {title: v}")
     vv = [torch.as_tensor(getattr(v, "v", v)).detach().cpu().float().reshape(1, *torch.as_tensor(
@@ -194,9 +197,6 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
     predictions (✗ = changed) and the grid point's metrics (a dict from
     :func:`~medadv_lib.metrics.universal.grid_point_metrics`).  ``true_scale`` adds the perturbation at
     ×1 and a 4× crop of clean vs perturbed (:func:`~medadv_lib.viz.triplets`).  Returns the figure."""
-    from ..attacks import apply_uap
-    from ..attacks.uap.cache import _pct
-    from . import classes_in_turn, triplets
     pc, pa = (torch.as_tensor(p).detach().cpu().view(-1) for p in (pred_clean, pred_adv))
     yc = torch.as_tensor(y).detach().cpu().view(-1)
     pool = torch.nonzero(pc == yc).flatten()
@@ -207,7 +207,7 @@ def uap_grid_figure(x, y, v, metrics: dict, pred_clean, pred_adv, n_show: int = 
                labels[int(pred_adv[i])] + (" ✗" if int(pred_adv[i]) != int(pred_clean[i]) else "")) for i in idx]
     fig = triplets(xs, v, apply_uap(xs, v), row_titles=titles, amplify=amplify, true_scale=true_scale)
     m, target = metrics, metrics.get("target")
-    head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {_pct(m['zeta'])} "
+    head = (f"{'L∞' if m['norm'] == 'inf' else 'L2'} UAP, ζ = {zeta_pct(m['zeta'])} "
             f"(‖v‖{'∞' if m['norm'] == 'inf' else '₂'} ≤ {m['eps']:.3g}), "
             f"target {m['target_name']}\n")
     rnd = "random_fooling_rate" in m
@@ -234,8 +234,8 @@ def uap_summary_html(m: dict) -> str:
     """One HTML line of a grid point's metrics (a dict from
     :func:`~medadv_lib.metrics.universal.grid_point_metrics`): ζ, norm and budget, the fooling rates
     and the random control, and for a targeted UAP its target success rate (the UAP slider's line)."""
-    from ..attacks.uap.cache import _pct
-    line = (f"<b>ζ = {_pct(m['zeta'])}</b> ({'L∞' if m['norm'] == 'inf' else 'L2'}, ‖v‖ ≤ {m['eps']:.3g}) · "
+    line = (f"<b>ζ = {zeta_pct(m['zeta'])}</b> ({'L∞' if m['norm'] == 'inf' else 'L2'}, ‖v‖ ≤ {m['eps']:.3g})"
+            " · "
             f"fooling rate {m['fooling_rate']:.2f} · balanced {m['fooling_rate_balanced']:.2f} · "
             f"vs labels {m['fooling_rate_vs_labels']:.2f} · random control {m['random_fooling_rate']:.2f}")
     if m.get("target") is not None:
@@ -262,10 +262,9 @@ def plot_transfer_matrix(matrix, ax=None, title: str = "", cmap: str = "mako_r",
     Raises:
         ValueError: an empty matrix.
     """
-    import seaborn as sns
-    from matplotlib.patches import Rectangle
+    import seaborn as sns  # lazy: seaborn takes seconds to import
+    from matplotlib.patches import Rectangle  # lazy: matplotlib loads with the first figure
 
-    from ..metrics.transfer import RANDOM_ROW
     if matrix is None or matrix.empty:
         raise ValueError("the matrix is empty: pass the DataFrame of transfer_matrix(models, uaps, x, y)")
     plt = _plt()

@@ -94,9 +94,9 @@ def pgd_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_gri
     Raises:
         ValueError: an empty grid, a bad ε in it, an unknown norm, or ``value`` not in the grid.
     """
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import ipywidgets as w  # lazy: widget libraries load only when a widget is shown
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
+    from IPython.display import display  # lazy: widget libraries load only when a widget is shown
 
     grid = sorted({check_eps_255(e) for e in eps_grid})
     if not grid:

@@ -7,15 +7,16 @@ model runs when the slider moves: every point was computed (and cached) beforeha
 """
 from __future__ import annotations
 
+from ..viz.defense import plot_sparsity_curve
+
 __all__ = ["sparsity_view", "sparsity_widget"]
 
 
 def sparsity_view(sweep, sparsity: float, eps: float | None = None):
     """The sweep's curve with the chosen ``sparsity`` marked, and its numbers.  Returns
     ``(row dict, figure)``; ``eps`` picks one budget of the sweep (default: its first)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
 
-    from ..viz.defense import plot_sparsity_curve
     eps = float(sweep.eps.iloc[0]) if eps is None else eps
     s = sweep[(sweep.eps - eps).abs() < 1e-9]
     if "attack" in s and (s.attack == "worst").any():      # the worst case over the suite, where the sweep has it
@@ -31,9 +32,9 @@ def sparsity_view(sweep, sparsity: float, eps: float | None = None):
 
 def sparsity_widget(sweep, eps: float | None = None):
     """An ipywidgets slider over the sweep's sparsities whose callback is :func:`sparsity_view`."""
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import ipywidgets as w  # lazy: widget libraries load only when a widget is shown
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
+    from IPython.display import display  # lazy: widget libraries load only when a widget is shown
 
     values = sorted(sweep.sparsity.unique())
     slider = w.SelectionSlider(options=[(f"{v:.0%}", v) for v in values], value=values[0], description="pruned")

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 
 from .. import LABELS
-from ..attacks.uap.cache import _pct, _target_name, grid_axes, uap_key
-from ..metrics.universal import _predict, grid_point_metrics
+from ..attacks.uap.cache import grid_axes, target_name, uap_key, zeta_pct
+from ..metrics.universal import cached_predict, grid_point_metrics
 from ..viz.uap import uap_contrast, uap_grid_figure, uap_summary_html
 
 __all__ = ["uap_view", "uap_widget"]
@@ -79,8 +79,8 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
     if not show:
         return metrics, None
     v = uaps[key].v
-    fig = uap_grid_figure(x, y, v, metrics, _predict(model, x, None, cache), _predict(model, x, v, cache), n_show,
-                          labels, amplify, true_scale)
+    fig = uap_grid_figure(x, y, v, metrics, cached_predict(model, x, None, cache), cached_predict(model, x, v, cache),
+                          n_show, labels, amplify, true_scale)
     return metrics, fig
 
 
@@ -103,15 +103,15 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
     Raises:
         ValueError: an empty grid, or ``value`` not on it.
     """
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import ipywidgets as w  # lazy: widget libraries load only when a widget is shown
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import; only drawing needs it
+    from IPython.display import display  # lazy: widget libraries load only when a widget is shown
 
     zetas, norms, value = grid_axes(uaps, value)
     cache = {} if cache is None else cache
     amp = uap_contrast(uaps)
 
-    slider = w.SelectionSlider(options=[(_pct(z), z) for z in zetas], value=value,
+    slider = w.SelectionSlider(options=[(zeta_pct(z), z) for z in zetas], value=value,
                                description="ζ", continuous_update=False)
     toggle = w.ToggleButtons(options=[("L∞" if n == "inf" else "L2", n) for n in norms], value=norms[0],
                              description="norm")
@@ -123,8 +123,8 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
     def _update(_change=None):
         key = (slider.value, toggle.value, drop.value)
         if key not in uaps:
-            info.value = (f"<i>not precomputed: ζ = {_pct(key[0])}, {key[1]}, target "
-                          f"{_target_name(key[2], labels)}</i> — extend the grid with precompute_uaps(..., uaps=uaps)")
+            info.value = (f"<i>not precomputed: ζ = {zeta_pct(key[0])}, {key[1]}, target "
+                          f"{target_name(key[2], labels)}</i> — extend the grid with precompute_uaps(..., uaps=uaps)")
             with out:
                 out.clear_output()
             return

@@ -18,7 +18,8 @@ Three ways to get one:
 Example::
 
     >>> from medadv_lib.attacks import iterative_uap, uap_budget, apply_uap
-    >>> eps = uap_budget(0.02, "inf", image_size=64)        # 2% of the mean L∞ image norm
+    >>> from medadv_lib.data import image_norm_stats
+    >>> eps = uap_budget(0.02, "inf", image_norm_stats(64))  # 2% of the mean L∞ image norm
     >>> res = iterative_uap(model, x_train, eps=eps, norm="inf")
     >>> res.fooling_rate, res.v.abs().max() <= eps
     >>> x_adv = apply_uap(x_test, res.v)

@@ -8,8 +8,7 @@ import torch
 from .._common import check_inputs, lp_norm, parse_norm
 
 
-def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None, image_size: int | None = None,
-               data_dir=None, crop_top: bool = False, split: str = "train") -> float:
+def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None) -> float:
     """The absolute UAP budget ``eps = zeta · mean image norm`` in pixel units.
 
     Arguments:
@@ -19,14 +18,13 @@ def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None
             * a dict with keys ``"mean_norm_inf"`` and ``"mean_norm_2"`` (as returned by
               :func:`medadv_lib.data.image_norm_stats`);
             * a tensor of images ``N×C×H×W`` in [0, 1] (norms over the first channel, as
-              Hirano et al.'s ``uap_utils.load_data``);
-            * ``None``: computed with ``image_norm_stats(image_size, data_dir, crop_top, split)``
-              (the training split at the model's input size).
-        image_size (int): the model's input size; needed when ``stats`` is ``None``.
+              Hirano et al.'s ``uap_utils.load_data``).
+            The attacks never read the dataset: for the training split at the model's input size,
+            pass ``image_norm_stats(image_size, data_dir)``.
     Returns:
         ``eps`` (float), the radius of the ``norm`` ball for :func:`iterative_uap` and friends.
     Raises:
-        ValueError: ζ not in (0, 1), an unknown norm, or stats without the needed key.
+        ValueError: ζ not in (0, 1), an unknown norm, no stats, or stats without the needed key.
     """
     z = float(zeta)
     if not math.isfinite(z) or not 0.0 < z < 1.0:
@@ -35,11 +33,9 @@ def uap_budget(zeta: float, norm="inf", stats: dict | torch.Tensor | None = None
     kind = parse_norm(norm)   # raises ValueError for an unknown norm
     key = f"mean_norm_{kind}"
     if stats is None:
-        if image_size is None:
-            raise ValueError("uap_budget needs either stats= (a dict from image_norm_stats or a tensor of "
-                             "images) or image_size= (the model's input size) to compute the mean image norm")
-        from ...data import image_norm_stats
-        stats = image_norm_stats(int(image_size), data_dir=data_dir, crop_top=crop_top, split=split)
+        raise ValueError("uap_budget needs stats= to know the mean image norm: a tensor of images, or the dict "
+                         "from medadv_lib.data.image_norm_stats(image_size, data_dir) (the training split at "
+                         "the model's input size)")
     if torch.is_tensor(stats):
         check_inputs(stats)
         first = stats[:, :1].flatten(1).double()

@@ -80,11 +80,13 @@ def grid_axes(uaps: dict, value=None) -> tuple:
     return zetas, norms, check_zeta(value)
 
 
-def _target_name(target, labels=LABELS) -> str:
+def target_name(target, labels=LABELS) -> str:
+    """The name of a UAP's target in tables and labels: ``"none"`` (non-targeted) or the class name."""
     return "none" if target is None else str(labels[target])
 
 
-def _pct(zeta: float) -> str:
+def zeta_pct(zeta: float) -> str:
+    """ζ as the percentage the course writes it: ``0.02`` → ``"2%"``."""
     return f"{100 * zeta:g}%"
 
 
@@ -178,7 +180,7 @@ def cache_path(cache_dir, model: torch.nn.Module, method: str, key: tuple, eps: 
     (``"inf"`` or ``"2"``): ``resnet18-sgd-norminf-z2pct-none-eps0.0176-<hash>.npy``,
     ``resnet18-sgd-norm2-z2pct-covid19-eps1.3-<hash>.npy``."""
     zeta, norm, target = key
-    tname = _target_name(target, labels).replace("-", "").lower()
+    tname = target_name(target, labels).replace("-", "").lower()
     arch = str(getattr(model, "arch", type(model).__name__))
     return Path(cache_dir) / (f"{arch}-{method}-norm{parse_norm(norm)}-z{100 * zeta:g}pct-"
                               f"{tname}-eps{eps:.6g}-{fp}.npy")

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._common import check_eps, parse_norm, project
 from ...runtime import eval_mode
+from .._common import check_eps, parse_norm, project
+from ..deepfool import deepfool
 from ._common import _log_pass, _rates, _setup, _start, _stop_rate
 from .budget import apply_uap
 from .result import UAPResult
@@ -33,7 +34,6 @@ def _fgsm_steps(model, xv, ref, target, step, inner_norm, with_pred=False):
 
 def _deepfool_fn():
     """The per-image DeepFool (``medadv_lib.attacks.deepfool.deepfool``), imported when needed."""
-    from ..deepfool import deepfool
     return deepfool
 
 

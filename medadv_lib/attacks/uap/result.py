@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...runtime import atomic_path, atomic_write_text
 from .._common import lp_norm
 
 
@@ -78,7 +79,6 @@ class UAPResult:
     def save(self, path: str | os.PathLike) -> Path:
         """Save ``v`` to ``path`` (``.npy``) and :meth:`summary` beside it as ``.json``."""
         path = save_uap(self.v, path)
-        from ...runtime import atomic_write_text
         atomic_write_text(json.dumps(self.summary(), indent=2), path.with_suffix(".json"))
         return path
 
@@ -91,7 +91,6 @@ def save_uap(v: torch.Tensor, path: str | os.PathLike) -> Path:
     arr = v.detach().float().cpu().numpy()
     if arr.ndim == 2:
         arr = arr[None, None]
-    from ...runtime import atomic_path
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, arr)
