@@ -316,7 +316,7 @@ def _apart(m, a: str, b: str, col: str) -> bool:
 
 
 def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-finetune", reference: str = "pgd-at",
-                         pgd_bar: float | None = None, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
+                         pgd_bar: float = CHEN_PGD, max_ratio: float = 0.5, max_acc_loss: float = 0.03,
                          controls: dict | None = None, paired=None, labels: dict | None = None, rounds=None):
     """Notebook 05's goals and the papers' claims, decided from a :func:`cross_threat_table` matrix.
 
@@ -373,7 +373,6 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"worst1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
     lowered = _apart(m, defended, base, "uap_fooling_rate") and ud < u0
-    pgd_bar = CHEN_PGD if pgd_bar is None else pgd_bar
     r0, rk = ((rounds.iloc[0].to_dict(), rounds.iloc[-1].to_dict()) if rounds is not None else
               tuple({"fresh_uap_fooling_rate": m.loc[k, "uap_fooling_rate"], "fresh_uap_fooling_rate_lo": m.loc[k, "uap_fooling_rate_lo"],
                      "fresh_uap_fooling_rate_hi": m.loc[k, "uap_fooling_rate_hi"], "clean_accuracy": m.loc[k, "clean_accuracy"]}
