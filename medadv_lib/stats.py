@@ -18,7 +18,8 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval holds p exactly; at k = 0 or k = n the rounding of centre ± half can land a hair inside
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def _binom_two_sided(k: int, n: int) -> float:

@@ -41,7 +41,7 @@ def test_model_record_fingerprints_the_checkpoint(small_checkpoint):
 
 def test_fast_settings_are_the_documented_ones():
     s = course.settings(True)
-    assert s.image_size == 112 and s.models == ("resnet18", "mobilenet_v3_small")
+    assert s.image_size == 112 and s.models == ("resnet18_w0.5", "mobilenet_v3_small")
 
 
 def test_course_uap_is_built_once_then_loaded_and_the_cli_gets_the_same_file(small_model, small_checkpoint, tmp_path,

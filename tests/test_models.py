@@ -7,7 +7,7 @@ import torch
 from medadv_lib.models import ARCHITECTURES, build_model, load_checkpoint, save_checkpoint
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg16", "densenet121", "mobilenet_v3_small"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet18_w0.5", "resnet50", "vgg16", "densenet121", "mobilenet_v3_small"])
 def test_every_course_model_takes_one_channel_unit_range(name):
     m = build_model(name).eval()
     with torch.no_grad():
@@ -92,3 +92,34 @@ def test_a_modified_spec_round_trips_with_weights_only(tmp_path):
         assert float(loaded.net.layer1[1].gain.detach().mean()) == 1.5
     finally:
         MODIFICATIONS.pop("test_scale_after_layer1", None)
+
+
+def test_the_half_width_resnet18_is_torchvisions_resnet18_with_half_the_channels():
+    from torchvision.models.resnet import BasicBlock
+    full, half = build_model("resnet18"), build_model("resnet18_w0.5")
+    blocks = [m for m in half.net.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 8 == len([m for m in full.net.modules() if isinstance(m, BasicBlock)])
+    assert [b.conv2.out_channels for b in blocks] == [32, 32, 64, 64, 128, 128, 256, 256]
+    assert half.net.conv1.in_channels == 1 and half.net.conv1.out_channels == 32 and half.net.fc.in_features == 256
+    n_full, n_half = (sum(p.numel() for p in m.parameters()) for m in (full, half))
+    assert 0.2 < n_half / n_full < 0.3                     # channels halved: about a quarter of the weights
+    with torch.no_grad():
+        assert half.eval()(torch.rand(2, 1, 64, 64)).shape == (2, 3)
+
+
+def test_narrow_resnet_names_are_checked():
+    from medadv_lib.models.narrow import narrow_resnet_name, parse_narrow_resnet_name
+    assert parse_narrow_resnet_name("resnet18_w0.5") == 0.5 and parse_narrow_resnet_name("resnet18") is None
+    assert narrow_resnet_name(0.5) == "resnet18_w0.5" and narrow_resnet_name(1) == "resnet18"
+    with pytest.raises(ValueError, match=r"width of resnet18_w<width> must be in \(0, 1\)"):
+        build_model("resnet18_w1.5")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        build_model("resnet18_w0.5", weights="DEFAULT")
+
+
+def test_the_half_width_resnet18_takes_attention_and_channel_pruning():
+    from medadv_lib.defenses import add_attention, prune_structured
+    m = add_attention(prune_structured(build_model("resnet18_w0.5"), 0.3, 64), "cbam").eval()
+    with torch.no_grad():
+        assert m(torch.rand(2, 1, 64, 64)).shape == (2, 3)
+    assert [s["name"] for s in m.modifications][-1] == "attention"

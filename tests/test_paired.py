@@ -162,3 +162,19 @@ def test_adversarial_verdicts_compare_with_the_undefended_model_image_by_image()
     assert "20 only FGSM-RS AT (2/255), 0 only baseline" in last.measured
     assert v.statement["at-pgd-bar"].startswith("FGSM-RS AT (2/255): worst-case defense rate") and "pgd-at" not in " ".join(v.statement)
     assert not math.isnan(paired.p_value.iloc[0])
+
+
+def test_the_wilson_interval_always_holds_its_rate():
+    """At k = 0 or k = n the rounding of centre ± half used to land inside the rate (104 of the (k, n) below),
+    and notebook 04's error bars then had a negative length, which matplotlib refuses."""
+    from medadv_lib.stats import wilson_interval
+    outside = [(k, n) for n in range(1, 300) for k in range(n + 1)
+               if not wilson_interval(k, n)[0] <= k / n <= wilson_interval(k, n)[1]]
+    assert not outside, outside[:5]
+    assert wilson_interval(21, 21)[1] == 1.0 and wilson_interval(0, 22)[0] == 0.0
+
+
+def test_error_bars_of_a_rate_at_its_bound_are_not_negative():
+    from medadv_lib.viz.defense import _err
+    err = _err([1.0, 0.0, 0.5], [0.8, 0.0, 0.4], [1.0 - 1e-16, 0.2, 0.6])
+    assert (err >= 0).all() and err[1, 0] == 0.0

@@ -6,7 +6,7 @@ Notebook 01 trains the classifiers; notebooks 02+ call :func:`course_model` with
 and get the cached checkpoint (or train it themselves when run standalone); likewise :func:`course_uap`,
 :func:`course_defense` and :func:`course_robustness`.
 """
-from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_ARMS_FAST, DEFENSE_FAST, DEFENSE_FULL, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
+from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_FULL, DEFENSE_ARMS, DEFENSE_ARMS_FAST, DEFENSE_FAST, DEFENSE_FULL, DEFENSE_BASE, defense_base, FAST, FULL, FULL_LR, SPARSITY_GRID,  # noqa: F401
                      UAP_FAST, UAP_FULL, adversarial_settings, attack_settings, defense_arms, model_config, parse_defense, robustness_settings, settings,
                      uap_grid_settings,
                      uap_settings)

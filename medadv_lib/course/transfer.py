@@ -5,7 +5,7 @@ earlier notebooks (or built the same way when a notebook was skipped)."""
 from __future__ import annotations
 
 from .adversarial import best_arm_of_04, course_adversarial_training, course_uap_finetune
-from .config import parse_defense, settings
+from .config import defense_base, parse_defense, settings
 from .pipelines import course_defense, course_model, course_uap
 
 DEFENDED = ("best-04", "uap-finetune", "pgd-at")
@@ -13,12 +13,14 @@ DEFENDED = ("best-04", "uap-finetune", "pgd-at")
 UAP fine-tuning and PGD adversarial training (notebook 05)."""
 
 
-def transfer_study(fast: bool, models=None, defended=DEFENDED, base: str = "resnet18", output_dir="../runs",
+def transfer_study(fast: bool, models=None, defended=DEFENDED, base: str | None = None, output_dir="../runs",
                    data_dir=None, device=None, seed: int = 0, precision=None, progress: bool = False):
     """``(models, uaps, infos)``: ``{name: model}``, ``{name: UAPResult}`` (each model's own ζ = 2 % L∞
     course UAP) and ``{name: info}`` (as :func:`~medadv_lib.train.load_or_train`) for the course's
-    ``models`` (default: the mode's, notebook 01) and the ``defended`` versions of ``base`` (names from :data:`DEFENDED`; ``"best-04"`` becomes the arm's own name, e.g. ``cbam+prune0.6``).
+    ``models`` (default: the mode's, notebook 01) and the ``defended`` versions of ``base`` (default
+    :func:`~medadv_lib.course.config.defense_base`; names from :data:`DEFENDED`; ``"best-04"`` becomes the arm's own name, e.g. ``cbam+prune0.6``).
     All at the mode's image size, so every UAP fits every model."""
+    base = base or defense_base(fast)
     run = dict(output_dir=output_dir, data_dir=data_dir, device=device, seed=seed, precision=precision)
     size = settings(fast).image_size
     pairs = {n: course_model(n, fast, progress=progress, **run) for n in (models or settings(fast).models)}

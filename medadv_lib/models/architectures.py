@@ -8,10 +8,13 @@ from torch import nn
 
 from ..runtime import FP32, Precision, full_precision, model_device, resolve_precision
 from .covidnet import covidnet_small, parse_covidnet_name
+from .narrow import narrow_resnet18, parse_narrow_resnet_name
 
 # name -> torchvision constructor name
 ARCHITECTURES = {
     "resnet18": "resnet18",
+    # ResNet-18 with a fraction of its channels (models/narrow.py; any resnet18_w<width>, width in (0, 1))
+    "resnet18_w0.5": "resnet18_w0.5",
     "resnet50": "resnet50",
     "vgg16": "vgg16",
     "vgg16_bn": "vgg16_bn",
@@ -165,13 +168,21 @@ def build_model(name: str, num_classes: int = 3, in_channels: int = 1, weights: 
         a :class:`MedModel` that takes ``N×in_channels×H×W`` tensors in [0, 1].
     """
     width = parse_covidnet_name(name)
-    if name not in ARCHITECTURES and width is None:
+    narrow = parse_narrow_resnet_name(name)
+    if name not in ARCHITECTURES and width is None and narrow is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
     if width is not None:                  # COVIDNet-CXR Small: trained from scratch, no weights to download
         if weights is not None:
             raise ValueError(f"{name} has no pretrained weights (COVID-Net's are TensorFlow files that cannot be "
                              "downloaded here): leave weights out to train it from scratch")
         net = covidnet_small(num_classes, in_channels, width)
+        _replace_head(net, num_classes)
+        default_mean, default_std = 0.5, 0.25
+    elif narrow is not None:               # a narrow ResNet-18: no published weights either
+        if weights is not None:
+            raise ValueError(f"{name} has no pretrained weights (torchvision publishes the full-width ResNet-18 "
+                             "only): leave weights out to train it from scratch, or use resnet18")
+        net = narrow_resnet18(narrow, num_classes)
         _replace_head(net, num_classes)
         default_mean, default_std = 0.5, 0.25
     elif weights is None:

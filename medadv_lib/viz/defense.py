@@ -19,7 +19,10 @@ def _plt():
 
 
 def _err(rate, lo, hi):
-    return np.vstack([np.asarray(rate) - np.asarray(lo), np.asarray(hi) - np.asarray(rate)])
+    """Error-bar lengths below and above ``rate`` (matplotlib refuses negative ones, so a bound rounded a hair
+    past its rate counts as zero)."""
+    err = np.vstack([np.asarray(rate, float) - np.asarray(lo, float), np.asarray(hi, float) - np.asarray(rate, float)])
+    return np.clip(err, 0.0, None)
 
 
 def plot_defense_rates(table, attacks=("deepfool", "worst-l2", "uap", "transfer"), paper: dict | None = None):
