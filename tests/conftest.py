@@ -9,7 +9,7 @@ from medadv_lib.runtime import limit_cpu_threads
 from medadv_lib.train import TrainConfig, load_or_train
 
 SMALL_SIZE = 64
-SMALL_CONFIG = TrainConfig(model="resnet18", image_size=SMALL_SIZE, epochs=3, train_limit=480, batch_size=32, seed=0)
+SMALL_CONFIG = TrainConfig(model="resnet18_w0.5", image_size=SMALL_SIZE, epochs=3, train_limit=480, batch_size=32, seed=0)
 
 
 def pytest_report_header(config):
@@ -47,7 +47,8 @@ def _small(request):
 
 @pytest.fixture(scope="session")
 def small_model(_small):
-    """A ResNet-18 trained for 3 epochs on 480 real training images at 64 px (CPU, eval mode).
+    """A half-width ResNet-18 (the FAST course model) trained for 3 epochs on 480 real training images at 64 px
+    (CPU, eval mode).
 
     Cached in pytest's cache folder, so only the first test session pays the ~15 s.
     """

@@ -12,6 +12,8 @@ from medadv_lib import course
 from medadv_lib.metrics import classification_report
 from medadv_lib.models import build_model, load_checkpoint
 from medadv_lib.runtime import get_device, seed_everything
+
+from conftest import SMALL_CONFIG
 from medadv_lib.models import predict
 from medadv_lib.data import load_split
 from medadv_lib.train import TrainConfig, checkpoint_path, data_fingerprint, evaluate, fit, load_or_train
@@ -167,8 +169,8 @@ def test_a_zero_perturbation_hook_gives_the_same_weights(real_batch):
 
 
 def test_fine_tuning_from_a_checkpoint_has_its_own_key_and_starts_from_its_weights(tmp_path, small_checkpoint):
-    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, train_limit=32, init_from=small_checkpoint,
-                              perturbation={"kind": "test"})
+    cfg = dataclasses.replace(TINY, model=SMALL_CONFIG.model, image_size=64, epochs=1, train_limit=32,
+                              init_from=small_checkpoint, perturbation={"kind": "test"})
     assert cfg.key() != dataclasses.replace(cfg, init_from=None).key() != dataclasses.replace(cfg, perturbation=None).key()
     seen = {}
 
@@ -194,7 +196,8 @@ def test_a_fine_tuned_checkpoint_is_reused_whatever_the_path_spelling_of_init_fr
     copy = tmp_path / "elsewhere" / Path(small_checkpoint).name
     copy.parent.mkdir()
     shutil.copy(small_checkpoint, copy)
-    cfg = dataclasses.replace(TINY, image_size=64, epochs=1, train_limit=32, init_from=str(small_checkpoint))
+    cfg = dataclasses.replace(TINY, model=SMALL_CONFIG.model, image_size=64, epochs=1, train_limit=32,
+                              init_from=str(small_checkpoint))
     _, first = load_or_train(cfg, out_dir=tmp_path, device="cpu", progress=False)
     _, again = load_or_train(dataclasses.replace(cfg, init_from=str(copy)), out_dir=tmp_path, device="cpu",
                              progress=False)

@@ -827,7 +827,8 @@ def _defense_figure(results: dict) -> str | None:
             if r is None:
                 continue
             lo, hi = r.get("defense_rate_lo"), r.get("defense_rate_hi")
-            xerr = [[r["defense_rate"] - lo], [hi - r["defense_rate"]]] if lo is not None and hi is not None else None
+            xerr = ([[max(0.0, r["defense_rate"] - lo)], [max(0.0, hi - r["defense_rate"])]]   # a bound rounded a hair past
+                    if lo is not None and hi is not None else None)                       # its rate: no bar, not an error
             ax.errorbar([r["defense_rate"]], [i + (j - 0.5) * 0.3], xerr=xerr, fmt="o", color=f"C{j}", ms=5,
                         label=None if labelled else label)
             labelled = True
