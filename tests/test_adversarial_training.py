@@ -260,6 +260,12 @@ def test_rounds_narrative_reads_the_rounds_table_and_every_control():
     assert "After round 1 the UAP it trained on changes only **10.0%**, and a fresh one built against the fine-tuned model 20.0%" in text
     assert "(round 2) the fresh UAP changes **30.0%** [25.0%, 35.0%], 0.60× the undefended rate" in text
     assert "The lowest fresh rate of any round is 20.0% (round 1)" in text
+    tied = _fake_rounds_table()
+    tied.loc[tied.index[-1], "fresh_uap_fooling_rate"] = 0.2
+    assert "(rounds 1 and 2)" in course.rounds_narrative(tied, {})
+    last_lowest = _fake_rounds_table()
+    last_lowest.loc[last_lowest.index[-1], "fresh_uap_fooling_rate"] = 0.1
+    assert "lowest fresh rate" not in course.rounds_narrative(last_lowest, {})
     assert "the controls leave a fresh UAP 31.0% (plain), 40.0% (ft):" in text
 
 
@@ -296,6 +302,7 @@ def test_control_records_carry_the_identity_and_the_rates(small_checkpoint):
 
 @pytest.mark.parametrize("rates, words", [
     ((0.30, 0.12, 0.10, 0.09), "kept falling"),
+    ((0.47, 0.28, 0.21, 0.21), "fell, and then held (no round rose by more than 2 points)"),
     ((0.30, 0.12, 0.23, 0.10), "rose in between but ended at its lowest"),
     ((0.30, 0.05, 0.10, 0.20), "fell after the first round and climbed again later")])
 def test_fresh_rate_trend_says_what_the_rates_do(rates, words):

@@ -32,6 +32,8 @@ def test_verdict_at_least(value, hi, expected):
 def test_verdict_targeted():
     assert rep.verdict_targeted({"normal": 0.95, "COVID-19": 0.91})[0] == "reproduced"
     assert rep.verdict_targeted({"normal": 0.30, "COVID-19": 0.85})[0] == "partly"
+    v, reason = rep.verdict_targeted({"normal": 0.489, "pneumonia": 0.916, "COVID-19": 0.994})
+    assert v == "partly" and reason.startswith("→ pneumonia and → COVID-19 reach the paper's 90 %; → normal stays below 80 %")
     v, reason = rep.verdict_targeted({"normal": 0.30, "COVID-19": 0.79})
     assert v == "not reproduced" and "79.0 %" in reason
     assert rep.verdict_targeted({})[0] == "not run"

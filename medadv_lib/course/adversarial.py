@@ -462,7 +462,11 @@ def rounds_narrative(rt, controls: dict) -> str:
     fresh rate, and what the ``controls`` fine-tuned without UAPs (``{name: uap_fooling_summary dict}``)
     leave a fresh UAP."""
     r0, last = rt.iloc[0], rt.iloc[-1]
-    best = rt.iloc[1:].loc[rt.iloc[1:].fresh_uap_fooling_rate.idxmin()]
+    later = rt.iloc[1:]
+    low = later[later.fresh_uap_fooling_rate == later.fresh_uap_fooling_rate.min()]["round"].astype(int).tolist()
+    lowest = ("" if low == [int(last["round"])] else          # the last round is the lowest: said already
+              f"The lowest fresh rate of any round is {later.fresh_uap_fooling_rate.min():.1%} "
+              f"(round{'s' if len(low) > 1 else ''} {' and '.join(map(str, low))}). ")
     return (f"Before any fine-tuning a fresh UAP changes **{r0.fresh_uap_fooling_rate:.1%}** of the {int(r0.n)} test "
             f"predictions (random noise: {r0.random_fooling_rate:.1%}). After round 1 the UAP it trained on changes only "
             f"**{rt.iloc[1].old_uap_fooling_rate:.1%}**, and a fresh one built against the fine-tuned model "
@@ -470,8 +474,7 @@ def rounds_narrative(rt, controls: dict) -> str:
             f"**{last.fresh_uap_fooling_rate:.1%}** [{last.fresh_uap_fooling_rate_lo:.1%}, {last.fresh_uap_fooling_rate_hi:.1%}], "
             f"{last.fresh_uap_fooling_rate / r0.fresh_uap_fooling_rate:.2f}× the undefended rate, at clean accuracy "
             f"{last.clean_accuracy:.1%} (undefended {r0.clean_accuracy:.1%}, balanced {last.balanced_accuracy:.1%} vs "
-            f"{r0.balanced_accuracy:.1%}). The lowest fresh rate of any round is {best.fresh_uap_fooling_rate:.1%} "
-            f"(round {int(best['round'])}). Fine-tuned without any UAP, the controls leave a fresh UAP "
+            f"{r0.balanced_accuracy:.1%}). {lowest}Fine-tuned without any UAP, the controls leave a fresh UAP "
             + ", ".join(f"{c['uap_fooling_rate']:.1%} ({k})" for k, c in controls.items())
             + (": the last round's interval lies below every control's, so fine-tuning alone does not explain the fall "
                "(one training run per setting; the verdicts below compare with every control)."
@@ -483,12 +486,13 @@ def rounds_narrative(rt, controls: dict) -> str:
 
 
 def fresh_rate_trend(rates, tol: float = 0.02) -> str:
-    """Words for a sequence of fresh-UAP fooling rates (round 0, 1, ...): "kept falling" when no round
-    rose by more than ``tol``; "rose in between but ended at its lowest" when one did and the last is
+    """Words for a sequence of fresh-UAP fooling rates (round 0, 1, ...): "kept falling" when every round fell,
+    "fell, and then held" when some round did not fall but none rose by more than ``tol``; "rose in between but ended at its lowest" when one did and the last is
     (within ``tol``) the lowest after round 0; else "fell after the first round and climbed again later"."""
     r = [float(v) for v in rates]
     if not any(b > a + tol for a, b in zip(r, r[1:])):
-        return "kept falling"
+        return ("kept falling" if all(b < a for a, b in zip(r, r[1:]))
+                else f"fell, and then held (no round rose by more than {tol * 100:g} points)")
     if r[-1] <= min(r[1:]) + tol:
         return "rose in between but ended at its lowest"
     return "fell after the first round and climbed again later"

@@ -159,8 +159,15 @@ def verdict_targeted(rates: dict, paper: float = HIRANO_TARGETED, near: float = 
         return _v("reproduced", f"every target reaches {_pct(paper, 0)}: {listing}")
     hit = [k for k, v in rates.items() if v >= paper - near - _EPS]
     if hit:
-        return _v("partly", f"only → {', '.join(hit)} {'reaches' if len(hit) == 1 else 'reach'} {_pct(paper - near, 0)} or "
-                            f"more, within {_pts(near)} of the paper's {_pct(paper, 0)}: {listing}")
+        def group(keys, words):
+            names = " and ".join(f"→ {k}" for k in keys)
+            return f"{names} {words[0] if len(keys) == 1 else words[1]}" if keys else None
+        full = [k for k in hit if rates[k] >= paper - _EPS]
+        parts = [group(full, (f"reaches the paper's {_pct(paper, 0)}", f"reach the paper's {_pct(paper, 0)}")),
+                 group([k for k in hit if k not in full], (f"comes within {_pts(near)} of it", f"come within {_pts(near)} of it")),
+                 group([k for k in rates if k not in hit], (f"stays below {_pct(paper - near, 0)}",
+                                                            f"stay below {_pct(paper - near, 0)}"))]
+        return _v("partly", "; ".join(p for p in parts if p) + f": {listing}")
     return _v("not reproduced", f"no target reaches {_pct(paper - near, 0)}: {listing}")
 
 

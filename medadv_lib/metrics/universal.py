@@ -462,7 +462,7 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
                                       "not it")
     else:
         rows["which fooling rate"] = (f"{say} (plain-rate ceiling {ceil:.1%}): the {best_k} rate is "
-                                      f"{rates[best_k] - m['fooling_rate']:.1%} above the plain one, still below "
+                                      f"{(rates[best_k] - m['fooling_rate']) * 100:.1f} points above the plain one, still below "
                                       f"{paper:.0%}", "part of it")
     linf = sorted((float(z), float(r)) for (n, z), r in dict(test_rates).items() if n == "inf")
     reach = [z for z, r in linf if r >= paper]
