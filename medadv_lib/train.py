@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from . import LABELS
 from .data import augment_batch, class_weights, find_data_dir, load_split

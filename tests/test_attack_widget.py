@@ -120,3 +120,42 @@ def test_widget_builds_and_reuses_the_view_cache(small_model, batch):
         pgd_widget(small_model, x, y, eps_grid=(0, 1), value=3, cache=cache)
     with pytest.raises(ValueError, match="empty"):
         pgd_widget(small_model, x, y, eps_grid=())
+
+
+def _shown(monkeypatch):
+    """Record what the widgets hand to IPython's display() outside their Output widget."""
+    import IPython.display
+    seen = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: seen.extend(objs))
+    return seen
+
+
+def test_under_the_runner_a_widget_also_shows_its_default_figure_outside_itself(small_model, batch, monkeypatch):
+    """Issue 25, item 4: an executed copy shows VBox(...) for a widget; under $MEDADV_HEADLESS (set by the course
+    runner for its kernels) the widget displays its default setting's figure below itself, with a caption."""
+    import matplotlib.figure
+    pytest.importorskip("ipywidgets")
+    from medadv_lib.runtime import HEADLESS_ENV
+    x, y = batch
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    seen = _shown(monkeypatch)
+    pgd_widget(small_model, x, y, eps_grid=(0, 1), value=1, steps=2, n_show=2)
+    figs = [o for o in seen if isinstance(o, matplotlib.figure.Figure)]
+    assert len(figs) == 1 and not any(type(o).__name__ == "Markdown" for o in seen)   # live: into its Output only
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    seen.clear()
+    pgd_widget(small_model, x, y, eps_grid=(0, 1), value=1, steps=2, n_show=2)
+    figs = [o for o in seen if isinstance(o, matplotlib.figure.Figure)]
+    captions = [o.data for o in seen if type(o).__name__ == "Markdown"]
+    assert len(figs) == 2 and figs[0] is figs[1]                  # its Output's figure, and the same one below it
+    assert len(captions) == 1 and "default setting (ε = 1/255, L∞)" in captions[0]
+
+
+def test_the_static_copy_is_shown_only_headless_and_only_with_a_figure(monkeypatch):
+    from medadv_lib.runtime import HEADLESS_ENV
+    from medadv_lib.widgets.static import show_static_copy
+    seen = _shown(monkeypatch)
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    assert not show_static_copy(None, "x") and not seen
+    monkeypatch.delenv(HEADLESS_ENV)
+    assert not show_static_copy(object(), "x") and not seen

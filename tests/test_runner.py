@@ -110,3 +110,40 @@ def test_make_tutorial_passes_seed_precision_and_out_to_the_runner():
     assert "--out build-seed1 --seed 1 --precision fp32" in dry.stdout and "--runs build-seed1/runs" in dry.stdout
     plain = subprocess.run(["make", "-n", "tutorial"], cwd=root, capture_output=True, text=True, timeout=60).stdout
     assert "--seed" not in plain and "--out build" in plain
+
+
+def test_runner_kernels_draw_no_progress_bar_and_the_runner_leaves_its_environment_as_it_was(tmp_path, monkeypatch):
+    """Issue 25, item 4: an executed copy holds no tqdm bar frozen at '0%'.  The runner sets $MEDADV_HEADLESS for
+    its kernel only; the library's one progress bar (runtime.progress_bar) is then disabled."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    import os
+
+    from medadv_lib.course.runner import run_notebook
+    from medadv_lib.runtime import HEADLESS_ENV
+
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("FAST = True")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from medadv_lib.runtime import progress_bar\n"
+        "bar = progress_bar(range(3), desc='probe')\n"
+        "print('disabled', bar.disable)")]
+    path = tmp_path / "00_bars.ipynb"
+    nbformat.write(nb, path)
+    executed = run_notebook(path, tmp_path / "out", html=False)
+    cell = nbformat.read(executed, as_version=4).cells[-1]
+    texts = "".join(o.get("text", "") for o in cell.outputs)
+    assert "disabled True" in texts and "probe" not in texts           # no bar in stdout, stderr or a widget
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cell.outputs)
+    assert HEADLESS_ENV not in os.environ                               # restored after the run
+
+
+def test_progress_bar_follows_its_disable_argument_unless_headless(monkeypatch):
+    from medadv_lib.runtime import HEADLESS_ENV, progress_bar
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    assert progress_bar(total=1, disable=False).disable is False and progress_bar(total=1, disable=True).disable
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    assert progress_bar(total=1, disable=False).disable is True

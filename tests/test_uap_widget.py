@@ -202,3 +202,17 @@ def test_uap_table_and_headline_rates_read_the_same_metrics(small_model, grid, d
     cmp = compare_uap_builds(small_model, x, y, {"sgd": grid[(0.02, "inf", None)]}, cache=cache)
     assert 0 < cmp.loc["sgd", "v_norm_inf_share"] <= 1 + 1e-5
     assert cmp.loc["sgd", "fooling_rate"] == round(float(rates["fooling_rate"]), 3)
+
+
+def test_under_the_runner_the_uap_widget_shows_its_default_figure_too(small_model, grid, data, monkeypatch):
+    import IPython.display
+    import matplotlib.figure
+    pytest.importorskip("ipywidgets")
+    from medadv_lib.runtime import HEADLESS_ENV
+    seen = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: seen.extend(objs))
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    _, _, x, y = data
+    uap_widget(small_model, x, y, grid, n_show=1)
+    assert sum(isinstance(o, matplotlib.figure.Figure) for o in seen) == 2     # in its Output, and below it
+    assert any("ζ = 2%, L∞, non-targeted" in getattr(o, "data", "") for o in seen)

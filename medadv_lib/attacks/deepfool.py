@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from ..runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from ._common import check_eps, check_inputs, num_classes_of, parse_norm
 from .result import AttackResult, eval_mode, make_result

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from ._common import check_eps, check_inputs, num_classes_of, parse_norm, project
 from .result import AttackResult, eval_mode, make_result

@@ -29,7 +29,7 @@ import torch
 
 from ..data.ensure import ensure_dataset
 from ..errors import describe_error
-from ..runtime import available_cpus
+from ..runtime import HEADLESS_ENV, available_cpus
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -138,6 +138,8 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
     os.environ.setdefault("MEDADV_STRICT_CLAIMS", "1")   # a claim the outputs contradict fails the run (claims.py)
     _poll_reply_channels_periodically()
     socket_dir = _socket_dir()
+    headless = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"           # for the kernel: no progress bar frozen at "0%" in the executed copy
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent),
                             kernel_name="python3", progress_bar=progress, log_output=False,
@@ -147,6 +149,10 @@ def run_notebook(nb: Path, out_dir: Path, fast: bool = True, output_dir: Path | 
         raise NotebookFailed(_describe_failure(executed, exc)) from None
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
+        if headless is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = headless
     if html:
         import nbconvert  # optional: the notebooks extra
         import nbformat  # optional: the notebooks extra

@@ -15,7 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from .. import LABELS
 from ..runtime import available_cpus

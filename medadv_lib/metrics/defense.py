@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from ..runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from ..attacks import deepfool, pgd
 from ..models import predict

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from ..runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from .. import LABELS, attacks
 from ..attacks import apply_uap, check_eps_255, eps_from_255, parse_norm, pgd, random_uap

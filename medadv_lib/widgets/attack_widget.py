@@ -28,6 +28,7 @@ from .. import LABELS
 from ..attacks import check_eps_255, eps_from_255, parse_norm
 from ..metrics.robustness import pgd_at_grey_levels
 from ..viz.attacks import pgd_strip, pgd_summary_html
+from .static import show_static_copy
 
 __all__ = ["EPS_GRID_255", "pgd_view", "pgd_widget"]
 
@@ -130,10 +131,13 @@ def pgd_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_gri
             out.clear_output(wait=True)
             display(fig)
         plt.close(fig)
+        shown["fig"] = fig
 
+    shown = {}
     slider.observe(_update, names="value")
     toggle.observe(_update, names="value")
     _update()
+    show_static_copy(shown.get("fig"), f"ε = {slider.value:g}/255, {'L∞' if toggle.value == 'inf' else 'L2'}")
     box = w.VBox([w.HBox([slider, toggle]), info, out])
     box.cache = cache
     return box

@@ -8,6 +8,7 @@ model runs when the slider moves: every point was computed (and cached) beforeha
 from __future__ import annotations
 
 from ..viz.defense import plot_sparsity_curve
+from .static import show_static_copy
 
 __all__ = ["sparsity_view", "sparsity_widget"]
 
@@ -46,7 +47,10 @@ def sparsity_widget(sweep, eps: float | None = None):
             _, fig = sparsity_view(sweep, slider.value, eps)
             display(fig)
             plt.close(fig)
+        shown["fig"] = fig
 
+    shown = {}
     slider.observe(show, names="value")
     show()
+    show_static_copy(shown.get("fig"), f"{slider.value:.0%} of the weights pruned")
     return w.VBox([slider, out])

@@ -31,6 +31,7 @@ from .. import LABELS
 from ..attacks.uap.cache import grid_axes, target_name, uap_key, zeta_pct
 from ..metrics.universal import cached_predict, grid_point_metrics
 from ..viz.uap import uap_contrast, uap_grid_figure, uap_summary_html
+from .static import show_static_copy
 
 __all__ = ["uap_view", "uap_widget"]
 
@@ -135,10 +136,14 @@ def uap_widget(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: d
             out.clear_output(wait=True)
             display(fig)
         plt.close(fig)
+        shown["fig"] = fig
+
+    shown = {}
 
     for c in (slider, toggle, drop):
         c.observe(_update, names="value")
     _update()
+    show_static_copy(shown.get("fig"), f"ζ = {zeta_pct(slider.value)}, {'L∞' if toggle.value == 'inf' else 'L2'}, non-targeted")
     box = w.VBox([w.HBox([slider, toggle, drop]), info, out])
     box.cache = cache
     box.update = _update

@@ -5,7 +5,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ...runtime import progress_bar as tqdm   # tqdm.auto's, silent under the course runner
 
 from ...runtime import eval_mode
 from .._common import check_eps, parse_norm, project
