@@ -132,7 +132,7 @@ def _shown(monkeypatch):
 
 def test_under_the_runner_a_widget_also_shows_its_default_figure_outside_itself(small_model, batch, monkeypatch):
     """Issue 25, item 4: an executed copy shows VBox(...) for a widget; under $MEDADV_HEADLESS (set by the course
-    runner for its kernels) the widget displays its default setting's figure below itself, with a caption."""
+    runner for its kernels) the widget displays its default setting's figure in its cell too, with a caption."""
     import matplotlib.figure
     pytest.importorskip("ipywidgets")
     from medadv_lib.runtime import HEADLESS_ENV
@@ -147,7 +147,7 @@ def test_under_the_runner_a_widget_also_shows_its_default_figure_outside_itself(
     pgd_widget(small_model, x, y, eps_grid=(0, 1), value=1, steps=2, n_show=2)
     figs = [o for o in seen if isinstance(o, matplotlib.figure.Figure)]
     captions = [o.data for o in seen if type(o).__name__ == "Markdown"]
-    assert len(figs) == 2 and figs[0] is figs[1]                  # its Output's figure, and the same one below it
+    assert len(figs) == 2 and figs[0] is figs[1]                  # its Output's figure, and the same one in the cell
     assert len(captions) == 1 and "default setting (ε = 1/255, L∞)" in captions[0]
 
 
