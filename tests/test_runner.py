@@ -50,6 +50,18 @@ def test_course_notebooks_are_numbered_and_modes_resolve():
 
 
 @pytest.mark.timeout(300)
+def _probe_notebook(path, source: str):
+    """Write a one-cell notebook (after a tagged parameters cell) that runs ``source``; return its path."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("FAST = True")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, path)
+    return path
+
+
 def test_runner_kernels_use_a_private_transport_without_the_tcp_warning(tmp_path, capfd):
     """The runner's kernels talk over IPC sockets (POSIX) or CurveZMQ, so ipykernel never warns
     "Kernel is running over TCP without encryption"; the socket folder is removed afterwards."""
@@ -60,16 +72,9 @@ def test_runner_kernels_use_a_private_transport_without_the_tcp_warning(tmp_path
 
     from medadv_lib.course.runner import run_notebook
 
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                           "display_name": "Python 3"}})
-    params = nbformat.v4.new_code_cell("FAST = True")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "from ipykernel.kernelapp import IPKernelApp\n"
-        "app = IPKernelApp.instance()\n"
-        "print(app.transport, app.curve_secretkey is not None, app.ip)")]
-    path = tmp_path / "00_probe.ipynb"
-    nbformat.write(nb, path)
+    path = _probe_notebook(tmp_path / "00_probe.ipynb", "from ipykernel.kernelapp import IPKernelApp\n"
+                           "app = IPKernelApp.instance()\n"
+                           "print(app.transport, app.curve_secretkey is not None, app.ip)")
     before = set(os.listdir(tempfile.gettempdir()))
     executed = run_notebook(path, tmp_path / "out", html=False)
     (probe,) = [c for c in nbformat.read(executed, as_version=4).cells if "IPKernelApp" in c.source]
@@ -123,16 +128,9 @@ def test_runner_kernels_draw_no_progress_bar_and_the_runner_leaves_its_environme
     from medadv_lib.runtime import HEADLESS_ENV
 
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                           "display_name": "Python 3"}})
-    params = nbformat.v4.new_code_cell("FAST = True")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "from medadv_lib.runtime import progress_bar\n"
-        "bar = progress_bar(range(3), desc='probe')\n"
-        "print('disabled', bar.disable)")]
-    path = tmp_path / "00_bars.ipynb"
-    nbformat.write(nb, path)
+    path = _probe_notebook(tmp_path / "00_bars.ipynb", "from medadv_lib.runtime import progress_bar\n"
+                           "bar = progress_bar(range(3), desc='probe')\n"
+                           "print('disabled', bar.disable)")
     executed = run_notebook(path, tmp_path / "out", html=False)
     cell = nbformat.read(executed, as_version=4).cells[-1]
     texts = "".join(o.get("text", "") for o in cell.outputs)
