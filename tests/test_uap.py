@@ -432,6 +432,9 @@ def test_paper_gap_table_judges_each_explanation_from_the_outputs():
                         {"fooling_rate": 0.4, "random_fooling_rate": 0.2}, iterative_rate=0.03)
     v = t["verdict"]
     assert v["which fooling rate"] == "part of it"              # balanced 45 % is 15 points above plain, < 85 %
+    # the ceiling that binds is the one of the class the UAP herds into (COVID-19: 210 of 340 predictions), not the highest
+    assert ("sends 62% of the images to COVID-19, so its plain rate can reach at most 41.2%; herding into any one class "
+            "at most 79.4%") in t.loc["which fooling rate", "what the outputs say"]
     assert v["the budget"] == "part of it" and "ζ = 4% (2.0× the paper's budget)" in t.loc["the budget", "what the outputs say"]
     assert v["iterations"] == "not ruled out"                   # stopped after its epochs, still rising: no verdict
     assert paper_gap_table(m, {("inf", 0.02): 0.3}, {}, head, {"fooling_rate": 0.4, "random_fooling_rate": 0.2},
