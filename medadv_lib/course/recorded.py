@@ -10,6 +10,14 @@ and the CPU, precision policy, seed and date of the run).  ``make readme-numbers
 (:func:`render_block`); ``tests/test_docs.py`` fails when that block and the committed record disagree, so
 every number the README quotes is one run's, labelled with the machine and the date it came from.
 Timings are facts about that machine only: they are labelled so and never compared.
+
+The record also keeps what the run's executed notebooks show (:func:`summarize_executed`, key ``executed``:
+papermill's time per notebook and per section, and every output line that states a number), so that
+``docs/instructor.md`` can quote them: a number written as ``[47.7 %](recorded_run.json "uap/fooling_rate")`` (a path
+into the record) or ``[3 rounds](../medadv_lib/course/config.py "adversarial_settings(True).rounds")`` (a course
+setting) is checked by :func:`check_tagged_numbers` (``tests/test_instructor.py``).
+
+    python -m medadv_lib.course.recorded --from docs/recorded_run.json --executed build/notebooks --out docs/recorded_run.json
 """
 from __future__ import annotations
 
@@ -17,9 +25,11 @@ import argparse
 import datetime as _dt
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 
+from . import config as _config
 from ..data import load_metadata
 from ..metrics.defense import wilson_interval
 from ..runtime import atomic_write_text, cpu_bf16_native
@@ -47,12 +57,136 @@ def _rate(k_rate: float | None, n: int | None) -> dict | None:
     return {"rate": k_rate, "lo": lo, "hi": hi, "n": n}
 
 
-def summarize_run(runs_dir, data_dir=None) -> dict:
+_SECTION = re.compile(r"^##\s+(?:(\d+)\.\s*)?(.+?)\s*$")     # "## 4. Title"; ### subsections stay in their section
+_CHECK_MARKS = ("✓", "✗", "⚠")
+
+
+def summarize_executed(folder) -> dict | None:
+    """What a run's executed notebooks show (papermill's copies: ``make tutorial``'s ``build/notebooks``).
+
+    Returns ``{"date", "device", "notebooks": {"00": {"seconds", "sections": {key: s}, "titles": {key: title},
+    "lines": [...]}}}``: each notebook's run time (papermill's), the seconds of each section (its code cells'
+    durations summed under each ``## N.`` heading; key ``N``, or the heading's title when it has no number, or
+    ``setup`` before the first one), and every output line that states a number — the ✓/✗/⚠ check lines and
+    the lines of the rendered Markdown (tables left out).  Notebooks without papermill's metadata (sources that
+    were never executed) are skipped; None when none is left."""
+    out = {"date": None, "device": None, "notebooks": {}}
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        pm = nb.get("metadata", {}).get("papermill") or {}
+        if pm.get("duration") is None:
+            continue
+        out["date"] = out["date"] or (pm.get("start_time") or "")[:10] or None
+        key, sections, titles, lines = "setup", {}, {"setup": "imports and setup"}, []
+        for cell in nb.get("cells", []):
+            src = "".join(cell.get("source", ""))
+            if cell.get("cell_type") == "markdown":
+                for line in src.splitlines():
+                    m = _SECTION.match(line)
+                    if m:
+                        key = m.group(1) or m.group(2)
+                        titles[key] = m.group(2)
+                continue
+            if cell.get("cell_type") != "code":
+                continue
+            sections[key] = sections.get(key, 0.0) + (cell.get("metadata", {}).get("papermill", {}).get("duration") or 0)
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "stream":
+                    for line in "".join(o.get("text", "")).splitlines():
+                        if line.startswith("device:") and out["device"] is None:
+                            out["device"] = line.split(":", 1)[1].strip()
+                        if line.startswith(_CHECK_MARKS):
+                            lines.append(line.strip())
+                md = o.get("data", {}).get("text/markdown")
+                if md:
+                    lines += [ln.strip() for ln in "".join(md).splitlines()
+                              if re.search(r"\d", ln) and not ln.lstrip().startswith("|")]
+        out["notebooks"][path.name[:2]] = {"seconds": round(pm["duration"]),
+                                           "sections": {k: round(v) for k, v in sections.items()},
+                                           "titles": {k: titles[k] for k in sections}, "lines": lines}
+    return out if out["notebooks"] else None
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers a document quotes from the record or the settings, as tagged links (docs/instructor.md)
+# --------------------------------------------------------------------------------------------
+
+_TAGGED = re.compile(r"\[([^\]]*?\d[^\]]*)\]\((recorded_run\.json|\.\./medadv_lib/course/config\.py) \"([^\"]+)\"\)")
+_NUMBER = re.compile(r"(-?\d[\d,]*(?:\.\d+)?)(?:\s*/\s*(\d+))?")
+
+
+def tagged_numbers(text: str) -> list[tuple[str, str, str]]:
+    """Every tagged number of ``text``: ``(shown, target, key)`` for each ``[shown](recorded_run.json "path/in/record")``
+    or ``[shown](../medadv_lib/course/config.py "expression")``."""
+    return _TAGGED.findall(text)
+
+
+def _shown(text: str) -> tuple[float, float, str]:
+    """The first number of ``text`` as (value, tolerance, digits): ``47.7 %`` → (0.477, 0.0005, "47.7"); ``2/255`` exact."""
+    m = _NUMBER.search(text)
+    if m is None:
+        raise ValueError(f"no number in {text!r}")
+    raw = m.group(1).replace(",", "")
+    value = float(raw) / (int(m.group(2)) if m.group(2) else 1)
+    tol = 1e-9 if m.group(2) else 0.5 * 10 ** -(len(raw.split(".")[1]) if "." in raw else 0) + 1e-9
+    if "%" in text[m.end():m.end() + 3]:
+        value, tol = value / 100, tol / 100
+    return value, tol, raw
+
+
+def _lookup(record: dict, path: str):
+    node = record
+    for part in path.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"{path!r}: the record has no {part!r}")
+        node = node[part]
+    return node
+
+
+def check_tagged_numbers(text: str, record: dict) -> list[str]:
+    """The tagged numbers of ``text`` that disagree with the record or the course's settings (empty: all agree).
+
+    A record path names a number (it must match to the shown digits), a rate with its 95 % interval ``{rate, lo,
+    hi}`` (the shown number must lie in the interval), or a list of output lines followed by ``#phrase``: the shown
+    number must be one of the numbers of a recorded line that contains the phrase.  A settings expression is
+    evaluated in :mod:`medadv_lib.course.config` (e.g. ``FAST.epochs['resnet18_w0.5']``, ``UAP_FAST.train``)."""
+    problems = []
+    for shown, target, key in tagged_numbers(text):
+        where = f"[{shown}]({target} \"{key}\")"
+        try:
+            value, tol, raw = _shown(shown)
+            if target.endswith("config.py"):
+                want = eval(key, {"__builtins__": {}}, vars(_config))     # the course's own settings module
+            else:
+                path, _, phrase = key.partition("#")
+                want = _lookup(record, path)
+                if phrase:
+                    lines = [ln for ln in want if phrase in ln]
+                    numbers = {float(n.replace(",", "")) for ln in lines for n, _ in _NUMBER.findall(ln)}
+                    if not lines:
+                        problems.append(f"{where}: no recorded line contains {phrase!r}")
+                    elif float(raw) not in numbers:
+                        problems.append(f"{where}: {raw} is not among the numbers of the recorded line(s): {lines}")
+                    continue
+            if isinstance(want, dict) and {"lo", "hi"} <= set(want):
+                if not want["lo"] - 1e-9 <= value <= want["hi"] + 1e-9:
+                    problems.append(f"{where}: {shown} lies outside the recorded interval "
+                                    f"[{want['lo']:.4f}, {want['hi']:.4f}] (rate {want['rate']:.4f})")
+            elif not isinstance(want, (int, float)) or abs(value - float(want)) > tol:
+                problems.append(f"{where}: the record / settings say {want!r}")
+        except (KeyError, ValueError, TypeError, AttributeError, NameError) as exc:
+            problems.append(f"{where}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def summarize_run(runs_dir, data_dir=None, executed_dir=None) -> dict:
     """The headline numbers of a course run from its ``runs/results/*.json`` (see :func:`course.record`).
 
     Returns ``{"date", "cpu", "precision", "seconds": {notebook: s}, "models": {name: {"test_accuracy":
     {rate, lo, hi, n}, "balanced_accuracy"}}, "uap": {"fooling_rate", "fooling_rate_reweighted",
-    "random_fooling_rate", "per_class"}}``; a notebook without results is left out."""
+    "random_fooling_rate", "per_class"}}``; a notebook without results is left out.  With executed notebooks in
+    ``executed_dir`` (default: the ``notebooks`` folder beside ``runs_dir``, where ``make tutorial`` writes them) it
+    adds ``executed``: :func:`summarize_executed`."""
     results = Path(runs_dir) / "results"
     recs = {nb: json.loads((results / f"{nb}.json").read_text()) for nb in NOTEBOOK_NAMES
             if (results / f"{nb}.json").exists()}
@@ -74,6 +208,9 @@ def summarize_run(runs_dir, data_dir=None) -> dict:
                       "random_fooling_rate": _rate(uap.get("random_fooling_rate"), n),
                       "fooling_rate_reweighted": uap.get("fooling_rate_reweighted"),
                       "per_class": uap.get("fooling_rate_per_class")}
+    executed = summarize_executed(executed_dir or Path(runs_dir).parent / "notebooks")
+    if executed is not None:
+        out["executed"] = executed
     return out
 
 
@@ -129,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the summary here (JSON)")
     ap.add_argument("--from", dest="src", help="a summary JSON to render instead of --runs")
     ap.add_argument("--readme", help="rewrite this README's recorded-run block")
+    ap.add_argument("--executed", help="a folder of the run's executed notebooks (default: the notebooks folder beside "
+                                       "--runs); with --from, adds them to the summary")
     ap.add_argument("--data", default=None)
     a = ap.parse_args(argv)
     if bool(a.runs) == bool(a.src):
@@ -139,7 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     if not src.exists():
         print(f"medadv recorded: error: {src} does not exist; run `make tutorial` first", file=sys.stderr)
         return 2
-    s = summarize_run(src, a.data) if a.runs else json.loads(src.read_text())
+    s = summarize_run(src, a.data, a.executed) if a.runs else json.loads(src.read_text())
+    if a.src and a.executed:
+        executed = summarize_executed(a.executed)
+        if executed is None:
+            print(f"medadv recorded: error: no executed notebook (with papermill's metadata) in {a.executed}",
+                  file=sys.stderr)
+            return 2
+        s["executed"] = executed
     if a.out:
         atomic_write_text(json.dumps(s, indent=1, ensure_ascii=False) + "\n", a.out)
     if a.readme:
