@@ -1,6 +1,7 @@
 """The course layer: settings shared by every notebook (:mod:`.config`), the pipelines that build or load
 the course's models, UAPs, defenses and robustness tables (:mod:`.pipelines`), results as data
-(:mod:`.results`) and the papermill runner (:mod:`.runner`, ``python -m medadv_lib.course.runner``).
+(:mod:`.results`), the papermill runner (:mod:`.runner`, ``python -m medadv_lib.course.runner``) and the
+"terms before use" check of the notebooks against the glossary (:mod:`.terms`).
 
 Notebook 01 trains the classifiers; notebooks 02+ call :func:`course_model` with the same arguments
 and get the cached checkpoint (or train it themselves when run standalone); likewise :func:`course_uap`,
@@ -23,4 +24,4 @@ from .transfer import DEFENDED, transfer_study  # noqa: F401
 from .results import (RECORD_KEYS, classifier_record, curve_records, defense_records, json_safe,  # noqa: F401
                       file_fingerprint, model_record, record, round_records, transfer_records, uap_record,
                       control_records)
-from . import rules  # noqa: F401,E402
+from . import rules, terms  # noqa: F401,E402
