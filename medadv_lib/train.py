@@ -102,7 +102,8 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
         config: TrainConfig = TrainConfig(), device=None, progress: bool = True,
         precision: str | Precision | None = None, perturb=None) -> list[dict]:
-    """Train ``model`` in place; return the per-epoch history (loss, val accuracy/macro-F1, lr, seconds).
+    """Train ``model`` in place; return the per-epoch history (loss, val accuracy/macro-F1, lr, seconds; ``val_n``:
+    the validation images the rates were measured on).
 
     ``perturb`` is the per-batch hook that makes this one loop serve clean training, UAP fine-tuning
     and adversarial training (Kolter & Madry's ``epoch_adversarial``): ``perturb(model, x, y) -> x'``
@@ -175,7 +176,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             ev = evaluate(model, *val, device=device)
             share = [sum(col) / max(1, ev["n"]) for col in zip(*ev["confusion"])]   # predicted-class shares
             rec.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_macro_f1=ev["macro_f1"],
-                       val_balanced_accuracy=ev["balanced_accuracy"], val_top_class_share=max(share))
+                       val_balanced_accuracy=ev["balanced_accuracy"], val_top_class_share=max(share),
+                       val_n=ev["n"])
             score = ev["macro_f1"]
             if score > best_score:
                 best_score, best, bad_epochs = score, copy.deepcopy(model.state_dict()), 0

@@ -37,7 +37,7 @@ def test_view_summary_matches_a_direct_pgd_call(small_model, batch, norm):
     assert s["defense_rate"] == pytest.approx(float(still[correct].float().mean()))
     assert s["defense_rate"] + s["attack_success_rate"] == pytest.approx(1.0)
     assert sum(s["adv_pred_counts"].values()) == len(y)
-    assert len(fig.axes) == 9                                   # 3 rows × n_show columns
+    assert len(fig.axes) == 12                                  # 4 rows (the last at ×1, true scale) × n_show columns
     plt.close(fig)
     # a second call is served from the cache (same numbers, no new entries)
     n_entries = len(cache)
@@ -87,7 +87,7 @@ def test_the_view_is_the_metric_function_plus_the_figure_function(small_model, b
     assert s["eps"] == pytest.approx(eps_from_255(1, "2", tuple(x.shape[1:]))) and s["steps"] == 2
     assert s == pgd_view(small_model, x, y, 1, "2", steps=2, cache=cache, show=False)[0]
     fig = pgd_strip(x, y, res, pred_clean, s, n_show=2)
-    assert len(fig.axes) == 6 and "L2 ε = 1/255 RMS" in fig._suptitle.get_text()
+    assert len(fig.axes) == 8 and "L2 ε = 1/255 RMS" in fig._suptitle.get_text()      # 4 rows × 2
     plt.close(fig)
     line = pgd_summary_html(s)
     assert "<b>ε = 1/255</b> (L2" in line and f"robust accuracy {s['robust_accuracy']:.2f}" in line

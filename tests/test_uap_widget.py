@@ -59,7 +59,7 @@ def test_view_metrics_equal_evaluate_uap(small_model, grid, data, key):
     assert m["zeta"] == key[0] and m["norm"] == key[1] and m["eps"] == pytest.approx(grid[key].eps)
     assert 0.0 <= m["random_fooling_rate"] <= 1.0
     if fig is not None:
-        assert len(fig.axes) == 6                                   # 2 rows: clean / v / perturbed
+        assert len(fig.axes) == 12                                  # 2 rows: clean / v / perturbed / v at ×1 / 2 crops
         plt.close(fig)
     m2, fig2 = uap_view(small_model, x, y, grid, *key, cache=cache, show=False)     # from the cache
     assert fig2 is None and m2 == m

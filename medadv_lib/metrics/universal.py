@@ -350,11 +350,15 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
         ``"none"``), ``kind`` (``"UAP"`` or ``"random"``), ``eps``, ``fooling_rate``,
         ``fooling_rate_balanced``, ``fooling_rate_vs_labels``, ``target_success_rate`` (NaN when
         non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
-        images predicted as each class under the perturbation).
+        images predicted as each class under the perturbation), ``n`` (the evaluation images every plain rate is
+        a share of) and ``n[<class>]`` (images per true class): the counts the rates' intervals are computed from
+        (:func:`medadv_lib.viz.uap.plot_fooling_vs_zeta`).
     """
     cache = {} if cache is None else cache
     keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
                   key=lambda k: (k[1], -1 if k[2] is None else k[2], k[0]))
+    y_np = _np(y)
+    n_class = [int((y_np == c).sum()) for c in range(len(labels))]
     rows = []
     for key in keys:
         res = lookup_uap(uaps, key, labels)
@@ -368,6 +372,7 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
                    "target_success_rate": m.get("target_success_rate", float("nan"))}
             row.update({f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])})
             row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
+            row.update({"n": m["n"], **{f"n[{lab}]": k for lab, k in zip(labels, n_class)}})
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -2,13 +2,18 @@
 curve; UAP fine-tuning round by round and the cross-threat matrix.
 
 Each function takes the tidy tables of :mod:`medadv_lib.metrics.defense` (or tensors), draws on a
-new figure (or the ``ax`` given) and returns it.
+new figure (or the ``ax`` given) and returns it.  Every rate a verdict reads carries its Wilson 95 % interval
+(error bars, bands, or ``[lo, hi]`` in a heat map's cells) from the table's ``_lo`` / ``_hi`` columns, or from its
+``n`` images where the table has no bounds.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import LABELS
+from . import band, rate_bounds
 
 __all__ = ["plot_defense_rates", "plot_attention_maps", "plot_sparsity_curve", "plot_rounds", "plot_cross_threat"]
 
@@ -26,8 +31,10 @@ def _err(rate, lo, hi):
 
 
 def plot_defense_rates(table, attacks=("deepfool", "worst-l2", "uap", "transfer"), paper: dict | None = None):
-    """Left: the L∞ defense rate against ε (in grey levels) per model, Wilson 95 % error bars: the worst case over
-    the suite (solid, where it ran) and PGD-10 alone (dashed, faint); right: the defense rate of each model against the other attacks, grouped by attack.
+    """Left: the L∞ defense rate against ε (in grey levels) per model: the worst case over the suite (solid, with
+    Wilson 95 % error bars, where it ran) and PGD-10 alone (dashed, faint, with its Wilson 95 % band); right: the
+    defense rate of each model against the other attacks, grouped by attack, with Wilson 95 % error bars.  The
+    intervals are the table's ``defense_rate_lo`` / ``_hi`` (on the clean-correct images).
     ``paper``: reference lines, e.g. ``{"Chen et al. PGD": 0.7718}`` (a name containing "PGD" goes on the
     left panel, any other on the right).  Returns the figure."""
     plt = _plt()
@@ -36,10 +43,13 @@ def plot_defense_rates(table, attacks=("deepfool", "worst-l2", "uap", "transfer"
     for i, m in enumerate(models):
         t = table[(table.model == m) & (table.attack == "pgd")].sort_values("eps")
         a1.plot(t.eps * 255, t.defense_rate, ls="--", marker=".", color=f"C{i}", alpha=0.4)
+        if len(t):
+            band(a1, t.eps * 255, t.defense_rate_lo, t.defense_rate_hi, color=f"C{i}", alpha=0.10)
         w = table[(table.model == m) & (table.attack == "worst")].sort_values("eps")
         a1.errorbar(w.eps * 255, w.defense_rate, yerr=_err(w.defense_rate, w.defense_rate_lo, w.defense_rate_hi),
                     marker="o", capsize=3, label=m, color=f"C{i}")
-    a1.set(xlabel="L∞ budget ε (grey levels, ×1/255)", ylabel="defense rate (clean-correct images)",
+    a1.set(xlabel="L∞ budget ε (grey levels, ×1/255)", ylabel="defense rate (clean-correct images)\n"
+                                                              "(bars, bands: Wilson 95 %)",
            title="worst case over the suite (solid); PGD-10 alone (dashed)", ylim=(-0.02, 1.02))
     a1.legend(fontsize=8)
     width = 0.8 / max(len(models), 1)
@@ -61,8 +71,10 @@ def plot_defense_rates(table, attacks=("deepfool", "worst-l2", "uap", "transfer"
 
 
 def plot_attention_maps(x, maps, y=None, labels=LABELS, ncols: int = 6, title: str = ""):
-    """X-rays with the CBAM spatial gate (``N×1×H×W``, 1 = unchanged) overlaid: red where the gate
-    amplifies features, blue where it suppresses them.  Returns the figure."""
+    """X-rays (top row, titled with the true class) and the same X-rays with the CBAM spatial gate (``N×1×H×W``,
+    1 = unchanged) overlaid (bottom row): red where the gate amplifies features, blue where it suppresses them, on
+    one colour scale stretched to the largest |gate − 1| (the colour bar says how far).  Images, no rate: no
+    interval (where the gates lie is read from :func:`medadv_lib.defenses.gate_by_region`).  Returns the figure."""
     plt = _plt()
     n = min(len(x), ncols)
     fig, axes = plt.subplots(2, n, figsize=(2.1 * n, 4.4), squeeze=False)
@@ -81,9 +93,12 @@ def plot_attention_maps(x, maps, y=None, labels=LABELS, ncols: int = 6, title: s
 
 
 def plot_sparsity_curve(sweep, ax=None):
-    """Clean accuracy and the defense rate (worst case over the suite where the sweep has it, else PGD-10; with
-    intervals) against the unstructured sparsity.
-    ``sweep``: a DataFrame with ``sparsity, clean_accuracy, defense_rate, defense_rate_lo, defense_rate_hi, eps``."""
+    """Clean accuracy and the defense rate (worst case over the suite where the sweep has it, else PGD-10) against
+    the unstructured sparsity: the defense rate with Wilson 95 % error bars (``defense_rate_lo`` / ``_hi``), the clean
+    accuracy with its Wilson 95 % band (``clean_accuracy_lo`` / ``_hi``, else on the sweep's ``n`` images; no band
+    when the sweep has neither).
+    ``sweep``: a DataFrame with ``sparsity, clean_accuracy, defense_rate, defense_rate_lo, defense_rate_hi, eps``
+    (and ``n``).  Returns the figure."""
     plt = _plt()
     what = "PGD-10"
     if "attack" in sweep and (sweep.attack == "worst").any():
@@ -91,23 +106,40 @@ def plot_sparsity_curve(sweep, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     s = sweep.sort_values("sparsity")
-    ax.plot(s.sparsity, s.clean_accuracy, "o-", label="clean accuracy")
+    clean = s.drop_duplicates("sparsity")
+    bounds = rate_bounds(clean, "clean_accuracy", "n")
+    (line,) = ax.plot(clean.sparsity, clean.clean_accuracy, "o-",
+                      label="clean accuracy" + (" (Wilson 95 % band)" if bounds is not None else ""))
+    if bounds is not None:
+        band(ax, clean.sparsity, *bounds, color=line.get_color())
     # one curve per budget in grey levels: rows reused from the ablation carry the same ε as a float that
     # can differ in its last bits from the sweep's own (2/255 computed twice), which split one curve in two
     for e, t in s.groupby((s["eps"] * 255).round(3)):
         ax.errorbar(t.sparsity, t.defense_rate, yerr=_err(t.defense_rate, t.defense_rate_lo, t.defense_rate_hi),
                     marker="s", capsize=3, label=f"{what} defense rate, ε = {e:g}/255")
-    ax.set(xlabel="share of weights pruned", ylabel="rate", ylim=(-0.02, 1.02), title="pruning: accuracy vs robustness")
+    ax.set(xlabel="share of weights pruned", ylabel="rate (bars: Wilson 95 %)", ylim=(-0.02, 1.02),
+           title="pruning: accuracy vs robustness")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def _ref(value):
+    """``(rate, lo, hi)`` of a reference given as a number or as a ``(rate, lo, hi)`` triple (NaN bounds if none)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(float(v) for v in value) if len(value) == 3 else (float(value[0]), math.nan, math.nan)
+    return float(value), math.nan, math.nan
 
 
 def plot_rounds(rounds, others: dict | None = None):
     """UAP fine-tuning round by round (a :func:`medadv_lib.course.rounds_table`): left, the fooling
     rate of the UAP each round was trained against ("old"), of a fresh white-box UAP built against
     the round's model, and of random noise of the same norm, with Wilson 95 % error bars; right,
-    clean accuracy and balanced accuracy.  ``others``: ``{name: (fresh fooling rate, clean accuracy)}``
-    of other defenses, drawn as horizontal reference lines on both panels.  Returns the figure."""
+    clean accuracy with its Wilson 95 % band (``clean_accuracy_lo`` / ``_hi``, else on the table's ``n`` test
+    images) and balanced accuracy (with its band where the table has ``balanced_accuracy_lo`` / ``_hi``, e.g. a
+    bootstrap interval: a mean of per-class rates is not one share of ``n``).
+    ``others``: ``{name: (fresh fooling rate, clean accuracy)}`` of other defenses, drawn as horizontal reference
+    lines on both panels; either number may be a ``(rate, lo, hi)`` triple, whose interval is then shaded around
+    the line.  Returns the figure."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     r = rounds.sort_values("round")
@@ -117,16 +149,23 @@ def plot_rounds(rounds, others: dict | None = None):
         t = r.dropna(subset=[col])
         a1.errorbar(t["round"], t[col], yerr=_err(t[col], t[f"{col}_lo"], t[f"{col}_hi"]), fmt=style, capsize=3,
                     label=label)
-    a2.plot(r["round"], r.clean_accuracy, "o-", label="clean accuracy")
-    a2.plot(r["round"], r.balanced_accuracy, "s--", label="balanced accuracy")
+    for col, style, label in (("clean_accuracy", "o-", "clean accuracy"), ("balanced_accuracy", "s--", "balanced accuracy")):
+        # balanced accuracy is a mean of per-class rates: only bounds the table carries, never Wilson on n
+        bounds = rate_bounds(r, col, "n") if col == "clean_accuracy" or f"{col}_lo" in r.columns else None
+        (line,) = a2.plot(r["round"], r[col], style, label=label + (" (95 % band)" if bounds is not None else ""))
+        if bounds is not None:
+            band(a2, r["round"], *bounds, color=line.get_color())
     for i, (name, (fr, acc)) in enumerate((others or {}).items()):
         c = f"C{i + 3}"
-        a1.axhline(fr, color=c, lw=1, ls="-.", label=f"{name}: fresh UAP")
-        a2.axhline(acc, color=c, lw=1, ls="-.", label=f"{name}")
-    a1.set(xlabel="fine-tuning round (0 = undefended)", ylabel="fooling rate (test split)", ylim=(-0.02, 1.02),
-           title="ζ = 2 % UAPs against the fine-tuned model")
-    a2.set(xlabel="fine-tuning round (0 = undefended)", ylabel="accuracy (test split)", ylim=(0.4, 1.0),
-           title="clean accuracy")
+        for ax, value, lab in ((a1, fr, f"{name}: fresh UAP"), (a2, acc, f"{name}")):
+            v, lo, hi = _ref(value)
+            ax.axhline(v, color=c, lw=1, ls="-.", label=lab + (" (95 % band)" if math.isfinite(lo) else ""))
+            if math.isfinite(lo) and math.isfinite(hi):
+                ax.axhspan(lo, hi, color=c, alpha=0.10, lw=0, label="_nolegend_")
+    a1.set(xlabel="fine-tuning round (0 = undefended)", ylabel="fooling rate (test split)\n(bars: Wilson 95 %)",
+           ylim=(-0.02, 1.02), title="ζ = 2 % UAPs against the fine-tuned model")
+    a2.set(xlabel="fine-tuning round (0 = undefended)", ylabel="accuracy (test split)\n(band: Wilson 95 %)",
+           ylim=(0.4, 1.0), title="clean accuracy")
     for a in (a1, a2):
         a.set_xticks(list(r["round"]))
         a.legend(fontsize=8)
@@ -139,7 +178,9 @@ def plot_cross_threat(matrix, ax=None):
     higher always means more robust: 1 − fooling rate of the model's own UAP, 1 − success of its
     targeted UAP → COVID-19 (among images not already predicted COVID-19), and the L∞ defense rates (the worst case
     over the attack suite where it ran, PGD-10 at the other budgets);
-    each cell annotated.  Returns the figure."""
+    each cell annotated with its value and, under it, its Wilson 95 % interval (the matrix's ``<column>_lo`` /
+    ``_hi``, flipped with the value for the 1 − rate columns; a column without bounds shows the value alone).
+    Returns the figure."""
     import seaborn as sns  # lazy: seaborn takes seconds to import
     plt = _plt()
     cols = {"uap_fooling_rate": ("UAP ζ=2%\n1 − fooling", True), "uap_to_covid_success": ("UAP→COVID\n1 − success*", True)}
@@ -149,13 +190,25 @@ def plot_cross_threat(matrix, ax=None):
             cols[c] = (f"PGD-10 {c[3:-13]}/255\ndefense rate", False)
         elif c.startswith("worst") and c.endswith("_defense_rate"):
             cols[c] = (f"worst case {c[5:-13]}/255\ndefense rate", False)
-    data = np.column_stack([1 - matrix[c] if flip else matrix[c] for c, (_, flip) in cols.items()])
+    data = np.column_stack([1 - matrix[c] if flip else matrix[c] for c, (_, flip) in cols.items()]).astype(float)
+    annot = np.empty(data.shape, dtype=object)
+    for j, (c, (_, flip)) in enumerate(cols.items()):
+        has = f"{c}_lo" in matrix.columns and f"{c}_hi" in matrix.columns
+        lo = np.asarray(matrix[f"{c}_lo"], float) if has else np.full(len(matrix), np.nan)
+        hi = np.asarray(matrix[f"{c}_hi"], float) if has else np.full(len(matrix), np.nan)
+        if flip:
+            lo, hi = 1 - hi, 1 - lo
+        for i in range(len(matrix)):
+            v = data[i, j]
+            annot[i, j] = ("" if not math.isfinite(v) else f"{v:.2f}\n[{lo[i]:.2f}, {hi[i]:.2f}]"
+                           if math.isfinite(lo[i]) and math.isfinite(hi[i]) else f"{v:.2f}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.5 * len(cols) + 2.5, 0.55 * len(matrix) + 1.6))
-    sns.heatmap(data, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+        _, ax = plt.subplots(figsize=(1.5 * len(cols) + 2.5, 0.8 * len(matrix) + 1.6))
+    sns.heatmap(data, annot=annot, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
                 xticklabels=[lab for lab, _ in cols.values()], yticklabels=list(matrix.index),
-                cbar_kws={"label": "higher = more robust"})
-    ax.set(title="which defense for which threat (white-box, each model attacked itself)")
+                cbar_kws={"label": "higher = more robust"}, annot_kws={"fontsize": 7.5})
+    ax.set(title="which defense for which threat (white-box, each model attacked itself)\n"
+                 "cells: value [Wilson 95 % interval]")
     ax.figure.text(0.01, 0.01, "* among images not already predicted COVID-19", fontsize=7)
     ax.tick_params(axis="x", labelsize=8)
     ax.figure.tight_layout()

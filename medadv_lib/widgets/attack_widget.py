@@ -38,7 +38,7 @@ EPS_GRID_255 = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: float, norm="inf",
              n_show: int = 4, cache: dict | None = None, steps: int = 10, seed: int = 0, labels=LABELS,
-             amplify: float | None = None, show: bool = True, true_scale: bool = False,
+             amplify: float | None = None, show: bool = True, true_scale: bool = True,
              model_name: str | None = None):
     """PGD at one budget: a summary of the whole batch and a figure of ``n_show`` of its images.
 
@@ -53,7 +53,8 @@ def pgd_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps_255: 
         steps (int): PGD steps; ``eps_255 = 0`` runs none. seed (int): PGD's random start.
         labels: class names. amplify (float): fixed contrast of the perturbation row (default: per figure).
         show (bool): build the figure; ``False`` returns ``(summary, None)``. (Default: True)
-        true_scale (bool): add the perturbation at ×1 under the amplified one. (Default: False)
+        true_scale (bool): the perturbation at ×1 (true scale, fixed labelled colour scale) under the amplified
+            one; ``False`` drops it. (Default: True)
         model_name (str): named in the figure's title. (Default: None)
     Returns:
         ``(summary, fig)``: ``summary`` is the dict of

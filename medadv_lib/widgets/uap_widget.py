@@ -38,7 +38,7 @@ __all__ = ["uap_view", "uap_widget"]
 def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dict, zeta, norm="inf",
              target=None, n_show: int = 3, random_control: bool = True, random_kind: str = "uniform",
              seed: int = 0, cache: dict | None = None, labels=LABELS, amplify: float | None = None,
-             show: bool = True, true_scale: bool = False, random_draws: int = 1):
+             show: bool = True, true_scale: bool = True, random_draws: int = 1):
     """Evaluate the precomputed UAP of one grid point on ``(x, y)``; return ``(metrics, figure)``.
 
     Arguments:
@@ -61,8 +61,9 @@ def uap_view(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps: dic
             perturbation); pass the same dict to every call, as the widget does. (Default: None)
         labels: class names. amplify: fixed contrast of the perturbation column (default: per figure).
         show (bool): build the figure; ``False`` returns ``(metrics, None)``.
-        true_scale (bool): add the perturbation at ×1 and a 4× crop of clean vs perturbed to every row
-            (:func:`~medadv_lib.viz.triplets`). (Default: False)
+        true_scale (bool): the perturbation at ×1 (true scale, fixed labelled colour scale) and a 4× crop of
+            clean vs perturbed beside the amplified one in every row (:func:`~medadv_lib.viz.triplets`); ``False``
+            drops them. (Default: True)
     Returns:
         ``(metrics, fig)``: ``metrics`` from :func:`~medadv_lib.metrics.universal.grid_point_metrics` (every
         key of :func:`~medadv_lib.metrics.evaluate_uap`, the grid point, the random control), ``fig`` from
