@@ -28,7 +28,7 @@ from ..train import TrainConfig, load_or_train
 from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
 from .results import file_fingerprint
-from .rules import CHEN_PGD, VERDICT_EPS, best_arm
+from .rules import CHEN_PGD, VERDICT_EPS, best_arm, verdict_ablation, verdict_mark
 
 
 def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
@@ -324,10 +324,14 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
     (:func:`~medadv_lib.metrics.defense.paired_tests`).
 
     ``best``: the arm the sentence spells out (default: the highest worst-case defense rate at ``eps``).
-    The outcome is "correct under every attack of the suite" (the ``worst`` rows).  The verdict is "shown"
-    when some arm keeps significantly more images correct than ``control`` (Holm-adjusted p < ``alpha``) and
-    that arm passes every masking check (``checks`` from :func:`~medadv_lib.metrics.defense.hygiene_checks`), "not
-    shown (masking)" when only masked arms do, else "not shown".
+    The outcome is "correct under every attack of the suite" (the ``worst`` rows).  The verdict is the rule
+    book's on Chen et al.'s ablation claim, the word the report gives it
+    (:func:`~medadv_lib.course.rules.verdict_ablation` on these paired tests, an arm that fails a masking check
+    of ``checks`` — :func:`~medadv_lib.metrics.defense.hygiene_checks` — never counting): "reproduced" when an
+    attention arm and a pruning arm keep significantly more images correct than ``control`` (Holm-adjusted
+    p < ``alpha``), "partly" when some arm does, "not shown (masking)" when only masked arms do, "not
+    reproduced" when none does and some arm keeps significantly fewer, else "not shown".  The text marks the
+    word with the claim's key (:func:`~medadv_lib.course.rules.verdict_mark`).
 
     Returns ``{"verdict", "text"`` (Markdown), ``"vs_control", "vs_undefended"`` (the two
     :func:`paired_tests` tables), ``"best"}``.
@@ -340,7 +344,14 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
     vs_u = paired_tests(table, undefended, "worst", eps, arms, alpha)
     masked = set() if checks is None else {m for m, f in zip(checks.model, checks.failed) if f}
     bc, bu = (t.set_index("model").loc[best].to_dict() | {"model": best} for t in (vs_c, vs_u))
-    up = vs_c[vs_c.shown == "higher"]
+    w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
+
+    def rate(m):
+        return tuple(None if c not in w or pd.isna(w.at[m, c]) else float(w.at[m, c])
+                     for c in ("defense_rate", "defense_rate_lo", "defense_rate_hi"))
+    verdict, _ = verdict_ablation({a: rate(a) for a in arms}, rate(control),
+                                  {r["model"]: r for r in vs_c.to_dict(orient="records")}, masked)
+    up = vs_c[(vs_c.shown == "higher") & ~vs_c.model.isin(masked)]
     down = vs_c[vs_c.shown == "lower"]
     n = int(vs_c.n.iloc[0])
     intro = (f"Paired on the same {n} attacked images (the outcome: correct under every attack of the suite at "
@@ -348,23 +359,22 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
              f"defined for every image; exact McNemar test on the images where two models disagree; Holm's "
              f"adjustment over the {len(arms)} defended arms): {paired_text(bc)}. Against the undefended model: "
              f"{paired_text(bu)}.")
-    if len(up) and set(up.model) <= masked:
-        verdict = "not shown (masking)"
-        why = (f"**not shown (masking)**: {', '.join(up.model)} keep more images correct than {control} beyond chance, "
-               "but a masking check flags them: their robustness may be the attacks failing")
+    if verdict == "not shown (masking)":
+        flagged = vs_c[vs_c.shown == "higher"].model
+        why = (f"{', '.join(flagged)} keep more images correct than {control} beyond chance, but a masking check flags "
+               f"{'it' if len(flagged) == 1 else 'them'}: their robustness may be the attacks failing")
     elif len(up):
-        up = up[~up.model.isin(masked)]
-        verdict = "shown"
-        why = (f"**shown** for {', '.join(up.model)}: more images kept correct than {control} beyond chance "
-               f"(Holm-adjusted p = {', '.join(f'{p:.3g}' for p in up.p_holm)})")
+        why = (f"{', '.join(up.model)} keep{'s' if len(up) == 1 else ''} more images correct than {control} beyond chance "
+               f"(Holm-adjusted p = {', '.join(f'{p:.3g}' for p in up.p_holm)})"
+               + ("" if verdict == "reproduced" else ", but not an arm of each module (attention, pruning)"))
     else:
-        verdict = "not shown"
-        why = (f"**not shown**: no defended arm keeps more of the {n} images correct than {control} beyond chance "
+        why = (f"no defended arm keeps more of the {n} images correct than {control} beyond chance "
                f"(smallest Holm-adjusted p = {vs_c.p_holm.min():.3g}"
                + (f"; {', '.join(down.model)} keep{'s' if len(down) == 1 else ''} significantly fewer" if len(down) else "")
                + f"; at least {_min_discordant(len(arms), alpha)} discordant images, all one way, would be needed for one "
                "arm to show)")
-    return {"verdict": verdict, "text": intro + " Verdict: " + why + ".", "vs_control": vs_c,
+    return {"verdict": verdict, "text": intro + " Verdict on Chen et al.'s ablation claim (the rule book's, as in the "
+            f"report): {verdict_mark('chen-ablation', verdict)}: {why}.", "vs_control": vs_c,
             "vs_undefended": vs_u, "best": best}
 
 

@@ -15,10 +15,12 @@ renders the same tables from :func:`build_report`.  Input: the records the noteb
 
 A notebook whose results file is missing makes its claims "not run"; nothing is ever filled in.
 
-Verdicts are computed by small functions (:func:`verdict_at_least`, :func:`verdict_targeted`,
-:func:`verdict_majority`, :func:`verdict_random_control`, :func:`verdict_finetune`,
-:func:`verdict_defense_rate`, :func:`verdict_ablation`), each with its thresholds in its docstring, from
-the constants below.  Rates are shares in [0, 1]; "points" are percentage points.
+Verdicts are computed by the rule book's small functions (:mod:`.rules`: :func:`verdict_at_least`,
+:func:`verdict_targeted`, :func:`verdict_majority`, :func:`verdict_random_control`, :func:`verdict_hirano`,
+:func:`verdict_defense`, :func:`verdict_ablation`; re-exported here), each with its thresholds in its docstring —
+the very functions the notebooks' verdicts call, so a claim gets one word everywhere.  :func:`claim_lines`
+prints rows of the claims table the way notebooks 02, 04 and 06 show them, each word marked with its claim's key
+(:func:`~medadv_lib.course.rules.verdict_mark`).  Rates are shares in [0, 1]; "points" are percentage points.
 """
 from __future__ import annotations
 
@@ -39,10 +41,10 @@ from .. import LABELS, __version__
 from ..metrics.defense import paired_tests
 from ..metrics.universal import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_rate
 from ..runtime import atomic_write_text
-from .rules import best_arm, verdict_defense
+from .rules import best_arm, verdict_defense, verdict_mark
 
 __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
-           "cost_table", "provenance", "build_report",
+           "claim_lines", "cost_table", "provenance", "build_report",
            "render_html", "render_markdown", "write_report", "verdict_at_least", "verdict_targeted",
            "verdict_majority", "verdict_random_control", "verdict_finetune", "verdict_defense_rate",
            "verdict_ablation", "FORMATS"]
@@ -50,8 +52,6 @@ __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomp
 NOTEBOOKS = ("01_train_classifiers", "02_universal_perturbations", "03_pgd_and_deepfool", "04_pruning_and_attention",
              "05_uap_finetuning_and_adversarial_training")
 """The notebooks whose records the report reads (``RUNS/results/<notebook>.json``)."""
-
-VERDICTS = ("reproduced", "partly", "not shown", "not shown (masking)", "not reproduced", "not run")
 
 FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}
 """Output formats by file suffix."""
@@ -63,21 +63,15 @@ from .rules import CHEN_DEEPFOOL, CHEN_PGD, VERDICT_EPS  # noqa: E402  (the rule
 from .rules import (FINETUNE_ACC_COST, FINETUNE_DROP, FINETUNE_MIN_DROP,  # noqa: E402,F401  (re-exported)
                     verdict_beyond_controls, verdict_finetune, verdict_hirano)
 
-# --- the thresholds of the verdicts -------------------------------------------------------------------------
-NEAR = 0.10
-"""A number up to 10 points below the paper's is "partly" reproduced (:func:`verdict_at_least`)."""
-RANDOM_MAX = 0.10
-"""The random control counts as "barely changes predictions" up to a 10 % fooling rate."""
-RANDOM_RATIO = 3.0
-"""... and as "far below" the UAP when the UAP fools at least 3× as many images (and 10 points more)."""
-MIN_GAP = 0.05
-"""Differences under 5 points count as no difference (random control vs UAP)."""
+# --- the thresholds of the verdicts: the rule book's (.rules), re-exported -----------------------------------
+from .rules import (MIN_GAP, NEAR, RANDOM_MAX, RANDOM_RATIO, VERDICTS,  # noqa: E402,F401  (re-exported)
+                    arm_kind as _arm_kind, verdict_ablation, verdict_at_least, verdict_defense_rate, verdict_majority,
+                    verdict_random_control, verdict_targeted)
 PGD_EPS = VERDICT_EPS
 """The L∞ budget at which the Chen et al. rows compare (their budget is unstated; notebook 04 compares
 at 1/255 first and shows the others — the report lists them in the reason)."""
 
 _COVID = "COVID-19"
-_EPS = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
 
 
 # =============================================================================================== loading
@@ -110,184 +104,8 @@ def load_results(runs_dir) -> dict:
 
 # ============================================================================================== verdicts
 
-def _v(verdict: str, reason: str) -> tuple[str, str]:
-    return verdict, reason
-
-
 def _pct(x, digits: int = 1) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f} %"
-
-
-def _pts(x) -> str:
-    return f"{100 * abs(x):.1f} points"
-
-
-def verdict_at_least(value, paper: float, near: float = NEAR, hi=None, what: str = "ours") -> tuple[str, str]:
-    """A claim "the rate reaches ``paper``".
-
-    * "not run" when ``value`` is None;
-    * "reproduced" when ``value ≥ paper``;
-    * "partly" when ``value`` is at most ``near`` (10 points) below ``paper``, or the upper end ``hi`` of
-      its 95 % interval reaches ``paper`` (not distinguishable from the paper's number at our sample size);
-    * "not reproduced" otherwise.
-    Returns ``(verdict, reason)``."""
-    if value is None:
-        return _v("not run", "no result recorded")
-    gap = value - paper
-    if gap >= -_EPS:
-        return _v("reproduced", f"{what} {_pct(value)} ≥ {_pct(paper, 2)}")
-    if -gap <= near + _EPS:
-        return _v("partly", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)} (within {_pts(near)})")
-    if hi is not None and hi >= paper - _EPS:
-        return _v("partly", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)}, but its 95 % interval "
-                            f"reaches {_pct(hi)}")
-    return _v("not reproduced", f"{what} {_pct(value)} is {_pts(gap)} below {_pct(paper, 2)}")
-
-
-def verdict_targeted(rates: dict, paper: float = HIRANO_TARGETED, near: float = NEAR) -> tuple[str, str]:
-    """A claim "targeted UAPs reach ``paper`` success for the chosen target" (``rates``: target → success rate).
-
-    * "not run" with no target;
-    * "reproduced" when every target reaches ``paper``;
-    * "partly" when at least one target reaches ``paper − near`` (80 %);
-    * "not reproduced" when none does."""
-    rates = {k: v for k, v in rates.items() if v is not None}
-    if not rates:
-        return _v("not run", "no targeted UAP recorded")
-    listing = ", ".join(f"→ {k} {_pct(v)}" for k, v in rates.items())
-    if all(v >= paper - _EPS for v in rates.values()):
-        return _v("reproduced", f"every target reaches {_pct(paper, 0)}: {listing}")
-    hit = [k for k, v in rates.items() if v >= paper - near - _EPS]
-    if hit:
-        def group(keys, words):
-            names = " and ".join(f"→ {k}" for k in keys)
-            return f"{names} {words[0] if len(keys) == 1 else words[1]}" if keys else None
-        full = [k for k in hit if rates[k] >= paper - _EPS]
-        parts = [group(full, (f"reaches the paper's {_pct(paper, 0)}", f"reach the paper's {_pct(paper, 0)}")),
-                 group([k for k in hit if k not in full], (f"comes within {_pts(near)} of it", f"come within {_pts(near)} of it")),
-                 group([k for k in rates if k not in hit], (f"stays below {_pct(paper - near, 0)}",
-                                                            f"stay below {_pct(paper - near, 0)}"))]
-        return _v("partly", "; ".join(p for p in parts if p) + f": {listing}")
-    return _v("not reproduced", f"no target reaches {_pct(paper - near, 0)}: {listing}")
-
-
-def verdict_majority(shares: dict, cls: str = _COVID, caveat: str = "") -> tuple[str, str]:
-    """A claim "most images go to ``cls``" (``shares``: class → share of the images predicted as it under
-    the UAP, re-weighted to the paper's test mix).
-
-    * "not run" when ``shares`` is empty or lacks ``cls``;
-    * "reproduced" when the share of ``cls`` is above one half;
-    * "partly" when ``cls`` is the most frequent class but holds half or less;
-    * "not reproduced" otherwise."""
-    if not shares or shares.get(cls) is None:
-        return _v("not run", "where the images go under the UAP was not recorded" + (f" ({caveat})" if caveat else ""))
-    s = shares[cls]
-    listing = "re-weighted to the paper's test mix: " + ", ".join(f"{k} {_pct(v)}" for k, v in shares.items())
-    if s > 0.5:
-        return _v("reproduced", f"{_pct(s)} of the images are predicted {cls} under the UAP ({listing})")
-    if s >= max(shares.values()):
-        return _v("partly", f"{cls} is the most frequent prediction but holds only {_pct(s)} ({listing})")
-    top = max(shares, key=shares.get)
-    return _v("not reproduced", f"most images go to {top}, not {cls} ({listing})")
-
-
-def verdict_random_control(uap, random) -> tuple[str, str]:
-    """A claim "random noise of the same norm barely changes predictions; the UAP does".
-
-    * "not run" when either rate is missing;
-    * "reproduced" when the random control fools at most :data:`RANDOM_MAX` (10 %) and the UAP at least
-      :data:`RANDOM_RATIO` (3×) as many images and :data:`NEAR` (10 points) more;
-    * "partly" when the UAP beats the control by at least :data:`MIN_GAP` (5 points) but not that far;
-    * "not reproduced" otherwise (the UAP does no better than noise)."""
-    if uap is None or random is None:
-        return _v("not run", "no UAP with its random control recorded")
-    gap = uap - random
-    text = f"UAP {_pct(uap)} vs random {_pct(random)}"
-    if random <= RANDOM_MAX + _EPS and uap >= RANDOM_RATIO * random - _EPS and gap >= NEAR - _EPS:
-        return _v("reproduced", f"{text}: the control is far below")
-    if gap >= MIN_GAP - _EPS:
-        why = (f"the control itself changes more than {_pct(RANDOM_MAX)} of the predictions" if random > RANDOM_MAX + _EPS
-               else f"less than {RANDOM_RATIO:g}× the control" if uap < RANDOM_RATIO * random - _EPS
-               else f"only {_pts(gap)} above it")
-        return _v("partly", f"{text}: the UAP is above the control ({_pts(gap)}), but {why}")
-    return _v("not reproduced", f"{text}: the UAP does no better than noise of its norm")
-
-
-def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str = "defended") -> tuple[str, str]:
-    """A claim "the defended model reaches a defense rate of ``paper``" (Chen et al.).
-
-    :func:`verdict_at_least` on ``value`` (with its interval's upper end ``hi``), except that a
-    "reproduced" becomes "partly" when the undefended ``baseline`` reaches ``paper`` at the same budget
-    too: the number is then set by the (unstated) budget, not by the defense; and a "partly" becomes
-    "not reproduced" when the defended model stays *below* the undefended ``baseline``: a number near
-    the paper's that the defense made worse is no support for it."""
-    verdict, reason = verdict_at_least(value, paper, hi=hi, what=what)
-    if verdict == "reproduced" and baseline is not None and baseline >= paper - _EPS:
-        return _v("partly", f"{reason}, but the undefended model reaches {_pct(baseline)} at this budget too")
-    if verdict == "partly" and baseline is not None and value < baseline - _EPS:
-        return _v("not reproduced", f"{reason}, but not above the undefended model's {_pct(baseline)}: no gain from "
-                                    "the defense")
-    return verdict, reason
-
-
-def verdict_ablation(arms: dict, reference, paired: dict | None = None, masked=()) -> tuple[str, str]:
-    """A claim "each module (attention, pruning) helps" (Chen et al.'s ablation).
-
-    ``arms``: defended arm name → ``(rate, lo, hi)``, the defense rate and its Wilson 95 % interval;
-    ``reference``: the same for the equally fine-tuned undefended baseline ("baseline-ft").
-
-    With ``paired`` (arm → a row of :func:`~medadv_lib.metrics.defense.paired_tests` against baseline-ft:
-    ``model_only``, ``reference_only``, ``p_holm``, ``shown``), every arm having been attacked on the same
-    images: an arm is *shown* better when it keeps significantly more images correct under the attack
-    (exact McNemar test, Holm-adjusted p < 0.05 over the arms).  Without it (records from before the
-    per-image outcomes were kept) an arm is shown better when its interval lies above the reference's
-    (``lo > reference hi``), a conservative rule.  Arms are attention-only (``cbam``, ``se``),
-    pruning-only (``prune…``, ``channels…``) or both (``+``).
-
-    * "not run" without the reference or without any arm;
-    * "reproduced" when an attention-only arm *and* a pruning-only arm are shown better;
-    * "partly" when some arm is shown better, but not one of each module;
-    * "not shown" when no arm is shown better (the paired test could not separate them: absence of evidence),
-      "not reproduced" when no arm is shown better and some arm is shown *worse*;
-    * an arm in ``masked`` (a masking check flags it) never counts as shown; "not shown (masking)" when only
-      such arms are."""
-    if reference is None or reference[0] is None or not arms:
-        return _v("not run", "no ablation (defended arms and the fine-tuned baseline) recorded")
-    ref_rate, _, ref_hi = reference
-    if paired:
-        shown = [a for a, t in paired.items() if t["shown"] == "higher"]
-        listing = "; ".join(f"{a}: kept correct by it alone {int(t['model_only'])}, by baseline-ft alone "
-                            f"{int(t['reference_only'])} (Holm-adjusted p = {t['p_holm']:.3g})" for a, t in paired.items())
-        listing += ("; the ablation arms only: notebook 04's sparsity sweep is judged there, with its collapse guard "
-                    "(no transfer attack in the sweep)")
-        ref = ("baseline-ft (image by image: exact McNemar test on 'correct under every attack of the suite', "
-               "Holm-adjusted over the arms)")
-        none_why = f"no arm keeps more of the same images correct than {ref} beyond chance; {listing}"
-    else:
-        shown = [a for a, (r, lo, hi) in arms.items() if r is not None and lo is not None and lo > ref_hi]
-        listing = ", ".join(f"{a} {_pct(r)} [{_pct(lo)}, {_pct(hi)}]" for a, (r, lo, hi) in arms.items())
-        ref = f"baseline-ft {_pct(ref_rate)} [{_pct(reference[1])}, {_pct(ref_hi)}]"
-        none_why = f"every arm's 95 % interval overlaps {ref} or lies below it: {listing}"
-    worse = [a for a, t in (paired or {}).items() if t.get("shown") == "lower"]
-    if shown and set(shown) <= set(masked) and not worse:
-        return _v("not shown (masking)", f"only {', '.join(shown)} above {ref}, and a masking check flags "
-                                         f"{'it' if len(shown) == 1 else 'them'}: {listing}")
-    shown = [a for a in shown if a not in set(masked)]
-    kinds = {a: _arm_kind(a) for a in shown}
-    if "attention" in kinds.values() and "pruning" in kinds.values():
-        return _v("reproduced", f"attention and pruning arms both above {ref}: {listing}")
-    if shown:
-        return _v("partly", f"only {', '.join(shown)} above {ref} (not one arm of each module): {listing}")
-    if worse:
-        return _v("not reproduced", f"{none_why}; and {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} shown worse")
-    return _v("not shown", none_why)
-
-
-def _arm_kind(name: str) -> str:
-    parts = str(name).split("+")
-    att = any(p in ("cbam", "se") for p in parts)
-    pru = any(p.startswith(("prune", "channels")) for p in parts)
-    return "both" if att and pru else "attention" if att else "pruning" if pru else "other"
 
 
 # ============================================================================================ the claims
@@ -543,14 +361,16 @@ def _rate_at(recs, defense, attack, eps=None) -> dict | None:
 def _claim_chen(results, attack: str, paper: float):
     """Chen et al.'s defense rate against ``attack`` ("pgd" or "deepfool"), read from the worst case over the suite
     (L∞ at :data:`PGD_EPS`; L2 at DeepFool's budget: DeepFool, PGD-L2, APGD-L2) and decided by
-    :func:`~medadv_lib.course.rules.verdict_defense`."""
+    :func:`~medadv_lib.course.rules.verdict_defense` — from notebook 04's records only, the records notebook 04
+    prints the same verdict from (notebook 05 re-attacks 04's best arm: a second copy of its rows)."""
     nb = NOTEBOOKS[3]
     name = "PGD" if attack == "pgd" else "DeepFool"
     row_attack = "worst" if attack == "pgd" else "worst-l2"
     claim = f"Pruning + attention reach a {_pct(paper, 2)} defense rate against {name} (chest X-rays)"
     cond = "backbone, pruning ratio, attention type, budget and the definition of 'defense rate' unstated"
     cid = f"chen-{attack}"
-    every = _defense_records(results)
+    every = _defense_records({nb: results.get(nb, [])})      # notebook 04's records only: the ones it prints its verdict
+                                                              # from (05 re-attacks the same arm, a second copy)
     recs = [r for r in every if r.get("attack") == row_attack]
     eps = PGD_EPS if attack == "pgd" else None
     at = [r for r in recs if eps is None or _close(r.get("eps"), eps, 1e-7)]
@@ -648,6 +468,23 @@ def claims_table(results: dict) -> list[dict]:
     return [_claim_nontargeted(results), _claim_targeted(results), _claim_to_covid(results), _claim_random(results),
             _claim_finetune(results), _claim_chen(results, "pgd", CHEN_PGD),
             _claim_chen(results, "deepfool", CHEN_DEEPFOOL), _claim_ablation(results)]
+
+
+def claim_lines(claims, source: str | None = None, reasons: bool = True, skip=(), bullets: bool = False,
+                paper: bool = False) -> str:
+    """Rows of the claims table (:func:`claims_table`) as Markdown, each verdict marked with its claim's key
+    (:func:`~medadv_lib.course.rules.verdict_mark`), so a test can read it back from the executed notebook:
+    ``source`` keeps one notebook's claims, ``skip`` leaves out rows with those verdicts, ``reasons`` adds each
+    measured reason, ``paper`` the paper; ``bullets`` puts one claim per line, else one sentence after another.
+
+        >>> claim_lines([{"id": "chen-ablation", "claim": "Each module helps", "paper": "Chen et al. 2021",
+        ...               "verdict": "not shown", "reason": "p = 0.2", "source": "04_pruning_and_attention"}])
+        'Each module helps: **not shown** [`chen-ablation`] (p = 0.2).'
+    """
+    rows = [c for c in claims if (source is None or c["source"] == source) and c["verdict"] not in skip]
+    items = [f"{c['claim']}" + (f" ({c['paper']})" if paper else "") + f": {verdict_mark(c['id'], c['verdict'])}"
+             + (f" ({c['reason']})" if reasons and c.get("reason") else "") + "." for c in rows]
+    return "\n".join(f"- {i}" for i in items) if bullets else " ".join(items)
 
 
 # ======================================================================================= cost, provenance
