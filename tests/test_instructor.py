@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from medadv_lib.course.recorded import check_tagged_numbers, summarize_executed, tagged_numbers
+from medadv_lib.course.recorded import check_tagged_numbers, summarize_executed, tagged_numbers, unlabelled_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "instructor.md"
@@ -114,24 +114,8 @@ def test_each_notebook_has_a_90_minute_plan_with_stops_and_an_exercise(guide, nn
 # No measured number of the guide is left unlinked and undated (item 1: rendered or labelled)
 # --------------------------------------------------------------------------------------------
 
-_TIMING = re.compile(r"(?<![\w/.])\d[\d,]*(?:\.\d+)?\s?(?:s|seconds|min|minutes)\b")
-_RATE = re.compile(r"(?<![\w/.])\d+\.\d+\s?%|(?<![\w/.])0\.\d{2,}\b")
-_DATE = re.compile(r"20\d\d-\d\d-\d\d")
-# numbers that are definitions, not measurements: the papers' rates and goals, geometry, chance levels (1/3, 1/6), ζ values
-_CONSTANTS = {"77.18 %", "69.49 %", "43.75 %", "0.33", "0.17", "0.85", "0.01", "0.005", "0.03", "0.04", "0.05"}
-
-
 def _unlabelled(text: str) -> list[str]:
-    hits = []
-    for para in re.split(r"\n\s*\n", text):
-        if _DATE.search(para):                                   # a dated measurement (labelled with CPU and date)
-            continue
-        plain = re.sub(r"\[[^\]]*\]\([^)]*\)", "⟨n⟩", para)     # tagged numbers are checked above
-        plain = re.sub(r"`[^`]*`", "⟨code⟩", plain)              # settings and calls
-        for m in list(_TIMING.finditer(plain)) + list(_RATE.finditer(plain)):
-            if m.group(0) not in _CONSTANTS:
-                hits.append(f"{m.group(0)!r} in: {plain.strip()[:140]}")
-    return hits
+    return unlabelled_numbers(text)
 
 
 def test_no_timing_or_rate_of_the_guide_is_unlinked_and_undated(guide):

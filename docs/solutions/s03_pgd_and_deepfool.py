@@ -23,7 +23,7 @@ def exercise_1(model, x, y, eps_list, seed: int = 0) -> pd.DataFrame:
     like FGSM's, but measured from the random start, and the projection clips the part that overshoots. One
     step of PGD is therefore FGSM from a noisy start: sometimes a little weaker, sometimes stronger.
 
-    Measured on the FAST ResNet-18 (notebook 03's 64 images): identical at 0.5 and 1/255 (67.2%, 60.9%), PGD-1
+    Measured 2026-11-30 (that day's full-width FAST ResNet-18, 03's 64 images then): identical at 0.5 and 1/255 (67.2%, 60.9%), PGD-1
     weaker at 2 and 4/255 (42.2% vs 35.9%, 25.0% vs 21.9% robust accuracy).
     """
     curves = {"FGSM": robustness_curve(model, x, y, fgsm, eps_list),
@@ -39,7 +39,7 @@ def exercise_2(model, x, y, eps: float = 1 / 255, restarts: int = 5, steps: int 
     under-reports the attack: a number from one PGD run is an upper bound on robustness, and a defense
     whose robust accuracy falls a lot with restarts was lucky (or masks gradients) rather than robust.
 
-    Measured on the FAST ResNet-18 (notebook 03's 64 images) at 1/255: 60.9% with one run and with five
+    Measured 2026-11-30 (that day's full-width FAST ResNet-18, 03's 64 images then) at 1/255: 60.9% with one run and with five
     restarts — on this undefended model one PGD-10 run already finds what restarts find; the check matters
     for defended models (notebook 04's hygiene checks run it).
     """
@@ -58,7 +58,7 @@ def exercise_3(model, x, y, overshoots=(0.0, 0.02, 0.1), steps: int = 50) -> pd.
     ρ_adv — the median grows roughly by the factor (1 + overshoot), so ρ_adv is only comparable between runs
     with the same overshoot.
 
-    Measured on the FAST ResNet-18 (notebook 03's 64 images): success 1.0 at overshoot 0, 0.02 and 0.1 alike
+    Measured 2026-11-30 (that day's full-width FAST ResNet-18, 03's 64 images then): success 1.0 at overshoot 0, 0.02 and 0.1 alike
     (the last step crosses the boundary anyway), median ρ_adv 0.759% → 0.770% → 0.819%.
     """
     ok = predict(model, x) == y
@@ -78,7 +78,7 @@ def exercise_4(model, x, y, eps_255: float = 2.0, steps: int = 10, seed: int = 0
     exact attack L2 robust accuracy is therefore at most the L∞ one; PGD is not exact, so a small inversion
     is possible, but rare. The returned ``contains`` checks the inclusion on the L∞ attack's own δ.
 
-    Measured on the FAST ResNet-18 (notebook 03's 64 images) at slider value 2: robust accuracy 28.1% in L∞,
+    Measured 2026-11-30 (that day's full-width FAST ResNet-18, 03's 64 images then) at slider value 2: robust accuracy 28.1% in L∞,
     3.1% in L2.
     """
     n = x[0].numel()

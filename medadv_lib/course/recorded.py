@@ -298,3 +298,29 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+_TIMING = re.compile(r"(?<![\w/.])\d[\d,]*(?:\.\d+)?\s?(?:s|seconds|min|minutes)\b")
+_RATE = re.compile(r"(?<![\w/.])\d+\.\d+\s?%|(?<![\w/.])0\.\d{2,}\b")
+_DATE = re.compile(r"20\d\d-\d\d-\d\d")
+DEFINITION_NUMBERS = frozenset({"77.18 %", "69.49 %", "43.75 %", "0.33", "0.17", "0.85", "0.01", "0.005", "0.02", "0.03",
+                                "0.04", "0.05", "0.06", "0.08", "0.0039"})
+"""Numbers that are definitions, not measurements: the papers' rates and goals, the border frame's area share,
+chance levels (1/3, 1/6), ζ values and budgets, one grey level (1/255)."""
+
+
+def unlabelled_numbers(text: str, definitions=DEFINITION_NUMBERS) -> list[str]:
+    """The measured-looking numbers of a Markdown or docstring text that are neither tagged
+    (:func:`tagged_numbers`: a link into the record or the settings) nor in a dated paragraph (a measurement
+    labelled with its date): timings (``273 s``, ``4 min``) and rates (``41.7 %``, ``0.822``), except
+    ``definitions``, and except inside code spans.  Returns one line per hit with its paragraph's start."""
+    hits = []
+    for para in re.split(r"\n\s*\n", text):
+        if _DATE.search(para):                                   # a dated measurement
+            continue
+        plain = re.sub(r"\[[^\]]*\]\([^)]*\)", "⟨n⟩", para)     # tagged numbers are checked by check_tagged_numbers
+        plain = re.sub(r"`[^`]*`", "⟨code⟩", plain)              # settings and calls
+        for m in list(_TIMING.finditer(plain)) + list(_RATE.finditer(plain)):
+            if m.group(0) not in definitions:
+                hits.append(f"{m.group(0)!r} in: {plain.strip()[:140]}")
+    return hits
