@@ -514,7 +514,7 @@ def adversarial_recap(rt, controls: dict, matrix, checks, verdicts, fast: bool) 
             f"fine-tuning without UAPs left fresh-UAP rates of {ctrl_rates}.\n"
             f"- Clean accuracy: {', '.join(f'{n} {a:.1%}' for n, a in m.clean_accuracy.items())}.\n"
             f"- Fresh UAP fooling rate: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_fooling_rate.items())}; "
-            f"targeted → COVID-19: {', '.join(f'{n} {a:.1%}' for n, a in m.uap_to_covid_success.items())}.\n"
+            f"targeted → COVID-19 (among images not already predicted COVID-19): {', '.join(f'{n} {a:.1%}' for n, a in m.uap_to_covid_success.items())}.\n"
             f"- Worst-case defense rate at 2/255 (PGD-10, APGD-CE, APGD-DLR, Square, transfer): {', '.join(f'{n} {a:.1%}' for n, a in m.worst2_defense_rate.items())}.\n"
             f"- Masking checks: {(checks.verdict == 'no masking detected').sum()} of {len(checks)} models passed every masking check that ran"
             f"{' (FAST settings: weak evidence)' if fast else ''}.\n"

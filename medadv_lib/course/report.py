@@ -200,7 +200,8 @@ def _claim_nontargeted(results):
     cond = _conditions(rec)
     if rec.get("fooling_rate_vs_labels_reweighted") is not None:
         cond += ("; vs true labels re-weighted (the paper's definition and mix): "
-                 f"{_pct(rec['fooling_rate_vs_labels_reweighted'])}")
+                 f"{_pct(rec['fooling_rate_vs_labels_reweighted'])} — not the one the verdict reads: it also counts "
+                 "the images the model gets wrong without any perturbation, which no UAP caused")
     return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
                 ours=rec.get("fooling_rate"), our_conditions=cond, reweighted=rw, verdict=(verdict, reason))
 
@@ -307,7 +308,8 @@ def _claim_random(results):
     verdict = verdict_random_control(rec.get("fooling_rate"), rec["random_fooling_rate"])
     return _row("hirano-random", _HIRANO, claim, None, "far below the UAP", cond, nb, ours=rec["random_fooling_rate"],
                 ours_text=f"random {_pct(rec['random_fooling_rate'])} vs UAP {_pct(rec.get('fooling_rate'))}",
-                our_conditions=_conditions(rec) + "; noise uniform per pixel, rescaled to exactly ‖v‖ = ε",
+                our_conditions=_conditions(rec) + "; the control is the UAP's own pixels shuffled (same L2 and L∞ norm, "
+                "stronger than ART's uniform noise)" + (f", mean of {rec['random_draws']} draws" if rec.get("random_draws") else ""),
                 reweighted_text="— (per-class control rates not recorded)", verdict=verdict)
 
 
@@ -396,8 +398,8 @@ def _claim_chen(results, attack: str, paper: float):
     first = _rate_at([r for r in every if eps is None or _close(r.get("eps"), eps, 1e-7)],
                      best["defense"], "pgd" if attack == "pgd" else "deepfool")
     if first is not None:
-        reason += (f"; {'PGD-10' if attack == 'pgd' else 'DeepFool'} alone: {_pct(first.get('defense_rate'))}; the worst "
-                   f"case was set by {best.get('set_by', '?')}")
+        reason += (f"; {'PGD-10' if attack == 'pgd' else 'DeepFool'} alone: {_pct(first.get('defense_rate'))}; of the "
+                   f"images the suite fooled, most fell to {best.get('set_by', '?')}")
     suite = ", ".join(json.loads(best["fooled_by"])) if isinstance(best.get("fooled_by"), str) else "the suite"
     budget = (f"worst case over {suite} at L∞ ε = {eps * 255:g}/255 (the paper's budget is unstated)" if attack == "pgd"
               else f"worst case over {suite} within ζ = 2 % of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
@@ -448,12 +450,16 @@ def _claim_ablation(results):
     masked = {r["defense"] for r in recs if r.get("masked")}
     verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")),
                                paired, masked)
-    best = max(arms, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
+    collapsed = {r["defense"] for r in recs if r.get("collapsed")}
+    fair = [a for a in arms if a not in collapsed] or list(arms)     # the headline arm: never one that gave up a class
+    best = max(fair, key=lambda a: arms[a][0] if arms[a][0] is not None else -1)
+    gave_up = sorted(a for a in collapsed if a in arms)
     rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under every attack of the "
             "suite' (Holm over the arms; p < 0.05 = shown; an arm a masking check flags never counts)" if paired
             else "overlapping intervals = not shown")
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
-                ours_text=f"highest arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}",
+                ours_text=(f"highest arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}"
+                           + (f" ({', '.join(gave_up)} left out: collapsed)" if gave_up else "")),
                 our_conditions=(f"{ref.get('model', '?')}; every arm fine-tuned alike; worst case over the suite at "
                                 f"L∞ ε = {PGD_EPS * 255:g}/255; "
                                 f"n = {ref.get('n')} attacked images (each arm's defense rate and its Wilson 95 % interval "

@@ -177,7 +177,8 @@ def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict
     text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
     if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
                                  for c in controls):
-        return _verdict(kind, f"{reason}; below every model fine-tuned without UAPs ({text})")
+        return _verdict(kind, f"{reason}; the fresh UAP fools fewer images than on every model fine-tuned without UAPs "
+                              f"({text})")
     return _verdict("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
                         "separable from fine-tuning alone")
 
@@ -466,3 +467,30 @@ def verdict_mismatches(found: dict, claims, expected=()) -> dict[str, dict]:
         if not words or any(w != report.get(key) for w in words):
             out[key] = {"notebook": words, "report": report.get(key)}
     return out
+
+
+def rules_text() -> str:
+    """The rule book in words, one Markdown bullet per kind of claim, with the thresholds this module
+    defines (so the text changes when a threshold does): what notebook 06 shows under its claims table."""
+    p = lambda v: _pct(v, 0)         # noqa: E731 — a threshold in percent
+    return "\n".join([
+        f"- **A rate that should reach the paper's number** (Hirano et al.'s non-targeted fooling rate): reproduced at or "
+        f"above it; partly within {_pts(NEAR)} below it, or when the 95 % interval reaches it; else not reproduced. The "
+        "rate read is re-weighted to the paper's test mix and counted against the clean predictions.",
+        f"- **Targeted UAPs**: reproduced when every target reaches {p(HIRANO_TARGETED)}; partly when at least one reaches "
+        f"{p(HIRANO_TARGETED - NEAR)}; else not reproduced.",
+        "- **Where the images go**: reproduced when more than half go to COVID-19 (re-weighted); partly when COVID-19 is "
+        "the most frequent prediction but holds half or less.",
+        f"- **The random control**: reproduced when the control changes at most {p(RANDOM_MAX)} of the predictions and the "
+        f"UAP at least {RANDOM_RATIO:g}× and {_pts(NEAR)} more; partly when the UAP is at least {_pts(MIN_GAP)} above it.",
+        f"- **UAP fine-tuning** (Hirano et al.): reproduced when the fresh UAP's rate falls by at least {_pts(FINETUNE_DROP)} "
+        f"with the 95 % intervals apart and at most {_pts(FINETUNE_ACC_COST)} of clean accuracy lost; partly when it falls by "
+        f"at least {_pts(FINETUNE_MIN_DROP)} but a condition fails; else not reproduced. A reproduced stays so only when "
+        "the last round's interval lies below that of every model fine-tuned as long without UAPs (else partly).",
+        f"- **A defense rate** (Chen et al., worst case over the attack suite): not shown (masking) when a masking check "
+        "flags the arm; not reproduced when the whole 95 % interval lies below the paper's number; not shown when the arm "
+        f"collapsed or keeps no significantly more images correct than the equally fine-tuned baseline (exact McNemar, "
+        f"Holm, α = {ALPHA:g}); else reproduced.",
+        "- **The ablation**: reproduced when both modules (attention, pruning) are shown to help on the same images; "
+        "partly when one is; not shown when neither is; not reproduced when an arm is shown worse.",
+    ])

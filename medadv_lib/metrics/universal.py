@@ -522,6 +522,12 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
     return pd.DataFrame(rows, index=["what the outputs say", "verdict"]).T.rename_axis("explanation")
 
 
+def _and(items) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def paper_gap_summary(table, paper: float = 0.85) -> str:
     """One Markdown paragraph of :func:`paper_gap_table`: which explanations the outputs support."""
     by = {v: [k for k in table.index if table.loc[k, "verdict"] == v] for v in
@@ -538,9 +544,9 @@ def paper_gap_summary(table, paper: float = 0.85) -> str:
     if by["unlikely"]:
         parts.append(f"the outputs make {', '.join(by['unlikely'])} unlikely")
     if by["not it"]:
-        parts.append(f"they rule out {', '.join(by['not it'])}")
+        parts.append(f"the outputs rule out {_and(by['not it'])}")
     if by["not ruled out"]:
         parts.append(f"{', '.join(by['not ruled out'])} cannot be ruled out (the attacker did not converge)")
     if by["not tested here"]:
-        parts.append(f"{', '.join(by['not tested here'])} cannot be tested in this run")
+        parts.append(f"{_and(by['not tested here'])} cannot be tested in this run")
     return "**Verdict:** " + "; ".join(parts) + "."
