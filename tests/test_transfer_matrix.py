@@ -86,7 +86,8 @@ def test_heat_map(zoo):
     models, uaps, x, y, m = zoo
     ax = plot_transfer_matrix(m)
     texts = [t.get_text() for t in ax.texts]
-    assert len(texts) == m.size and f"{m.loc[RANDOM_ROW, 'resnet18']:.2f}" in texts
+    assert len(texts) == m.size and f"{m.loc[RANDOM_ROW, 'resnet18']:.2f}" in [t.split("\n")[0] for t in texts]
+    assert all(t.count("\n") == 1 and t.split("\n")[1].startswith("[") for t in texts)   # each rate over its interval
     outlined = [p for p in ax.patches if not p.get_fill()]
     assert len(outlined) == len(models)                         # the white-box cells
     assert ax.get_ylabel().startswith("UAP built on")
