@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medadv_lib.course.recorded import unlabelled_numbers
+from medadv_lib.course.recorded import DEFINITION_NUMBERS, unlabelled_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "docs" / "glossary.md", *sorted((ROOT / "docs" / "solutions").glob("*.py")),
@@ -23,7 +23,7 @@ def test_every_measured_number_of_the_glossary_and_the_solutions_is_dated(path):
     if path.suffix == ".py":           # the prose of a solution is its docstrings; its code holds settings, not results
         text = "\n\n".join(ast.get_docstring(n) or "" for n in ast.walk(ast.parse(text))
                            if isinstance(n, (ast.Module, ast.FunctionDef)))
-    hits = unlabelled_numbers(text, definitions=unlabelled_numbers.__defaults__[0] | EXAMPLES)
+    hits = unlabelled_numbers(text, definitions=DEFINITION_NUMBERS | EXAMPLES)
     assert not hits, f"{path.relative_to(ROOT)} states measured numbers without their date:\n" + "\n".join(hits)
 
 

@@ -55,6 +55,9 @@ def _v(verdict: str, reason: str) -> tuple[str, str]:
     return verdict, reason
 
 
+_EPS = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
+
+
 def best_arm(rows, eps: float = VERDICT_EPS) -> tuple[str | None, str]:
     """The best defended arm from worst-case rows (dicts or a DataFrame with ``model`` or ``defense``,
     ``attack`` = "worst", ``eps``, ``balanced_robust_accuracy``, ``defense_rate`` and optionally ``masked``
@@ -123,13 +126,6 @@ FINETUNE_MIN_DROP = 0.03
 """... "partly" from a 3-point drop ..."""
 FINETUNE_ACC_COST = 0.05
 """... and at most 5 points of clean accuracy may be paid for a full "reproduced"."""
-_TOL = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
-
-
-def _verdict(verdict: str, reason: str) -> tuple[str, str]:
-    return verdict, reason
-
-
 def _pts(x) -> str:
     return f"{100 * abs(x):.1f} points"
 
@@ -149,20 +145,20 @@ def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
     * "partly" when it falls by at least :data:`FINETUNE_MIN_DROP` (3 points) otherwise;
     * "not reproduced" otherwise."""
     if r0 is None or rk is None or rounds == 0:
-        return _verdict("not run", "no UAP fine-tuning round recorded")
+        return _v("not run", "no UAP fine-tuning round recorded")
     drop = r0 - rk
     text = f"fresh-UAP fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
     cost = None if acc0 is None or acck is None else acc0 - acck
     cost_text = "" if cost is None else f"; clean accuracy {_pct(acc0)} → {_pct(acck)}"
     separated = r0_lo is None or rk_hi is None or rk_hi < r0_lo
-    if drop >= FINETUNE_DROP - _TOL and separated and (cost is None or cost <= FINETUNE_ACC_COST + _TOL):
-        return _verdict("reproduced", f"{text}, {_pts(drop)} lower{cost_text}")
-    if drop >= FINETUNE_MIN_DROP - _TOL:
+    if drop >= FINETUNE_DROP - _EPS and separated and (cost is None or cost <= FINETUNE_ACC_COST + _EPS):
+        return _v("reproduced", f"{text}, {_pts(drop)} lower{cost_text}")
+    if drop >= FINETUNE_MIN_DROP - _EPS:
         why = ("the 95 % intervals overlap" if not separated else
-               f"it costs {_pts(cost)} of clean accuracy" if cost is not None and cost > FINETUNE_ACC_COST + _TOL else
+               f"it costs {_pts(cost)} of clean accuracy" if cost is not None and cost > FINETUNE_ACC_COST + _EPS else
                f"less than {_pts(FINETUNE_DROP)}")
-        return _verdict("partly", f"{text}, {_pts(drop)} lower, but {why}{cost_text}")
-    return _verdict("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
+        return _v("partly", f"{text}, {_pts(drop)} lower, but {why}{cost_text}")
+    return _v("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
 
 
 def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict]) -> tuple[str, str]:
@@ -177,9 +173,9 @@ def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict
     text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
     if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
                                  for c in controls):
-        return _verdict(kind, f"{reason}; the fresh UAP fools fewer images than on every model fine-tuned without UAPs "
+        return _v(kind, f"{reason}; the fresh UAP fools fewer images than on every model fine-tuned without UAPs "
                               f"({text})")
-    return _verdict("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
+    return _v("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
                         "separable from fine-tuning alone")
 
 
@@ -209,7 +205,6 @@ RANDOM_RATIO = 3.0
 """... and as "far below" the UAP when the UAP fools at least 3× as many images (and 10 points more)."""
 MIN_GAP = 0.05
 """Differences under 5 points count as no difference (random control vs UAP)."""
-_EPS = 1e-9                    # comparisons at a threshold count as reaching it (float rounding aside)
 _COVID = "COVID-19"
 
 
@@ -472,16 +467,15 @@ def verdict_mismatches(found: dict, claims, expected=()) -> dict[str, dict]:
 def rules_text() -> str:
     """The rule book in words, one Markdown bullet per kind of claim, with the thresholds this module
     defines (so the text changes when a threshold does): what notebook 06 shows under its claims table."""
-    p = lambda v: _pct(v, 0)         # noqa: E731 — a threshold in percent
     return "\n".join([
         f"- **A rate that should reach the paper's number** (Hirano et al.'s non-targeted fooling rate): reproduced at or "
         f"above it; partly within {_pts(NEAR)} below it, or when the 95 % interval reaches it; else not reproduced. The "
         "rate read is re-weighted to the paper's test mix and counted against the clean predictions.",
-        f"- **Targeted UAPs**: reproduced when every target reaches {p(HIRANO_TARGETED)}; partly when at least one reaches "
-        f"{p(HIRANO_TARGETED - NEAR)}; else not reproduced.",
+        f"- **Targeted UAPs**: reproduced when every target reaches {_pct(HIRANO_TARGETED, 0)}; partly when at least one reaches "
+        f"{_pct(HIRANO_TARGETED - NEAR, 0)}; else not reproduced.",
         "- **Where the images go**: reproduced when more than half go to COVID-19 (re-weighted); partly when COVID-19 is "
         "the most frequent prediction but holds half or less.",
-        f"- **The random control**: reproduced when the control changes at most {p(RANDOM_MAX)} of the predictions and the "
+        f"- **The random control**: reproduced when the control changes at most {_pct(RANDOM_MAX, 0)} of the predictions and the "
         f"UAP at least {RANDOM_RATIO:g}× and {_pts(NEAR)} more; partly when the UAP is at least {_pts(MIN_GAP)} above it.",
         f"- **UAP fine-tuning** (Hirano et al.): reproduced when the fresh UAP's rate falls by at least {_pts(FINETUNE_DROP)} "
         f"with the 95 % intervals apart and at most {_pts(FINETUNE_ACC_COST)} of clean accuracy lost; partly when it falls by "
