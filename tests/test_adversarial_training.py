@@ -163,12 +163,18 @@ def test_adversarial_verdicts_follow_the_numbers(u_ft, acc_ft, goal, hirano):
 
 
 def test_the_pgd_goal_uses_the_papers_bar():
-    below = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6)).set_index("key")
-    assert below.met["at-pgd-bar"] is False and "below the bar" in below.measured["at-pgd-bar"]
-    base_high = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)).set_index("key")   # undefended 0.80
+    # the interval [0.60, 0.80] holds 77.18 %: neither met nor not met, whichever side the point falls
+    held = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.75, at1_lo=0.6)).set_index("key")
+    assert held.met["at-pgd-bar"] is None and held.verdict["at-pgd-bar"].startswith("not decided")
+    assert "the interval holds the bar" in held.measured["at-pgd-bar"]
+    below = _matrix(0.3, 0.1, 0.05, at1=0.60, at1_lo=0.5)
+    below.loc["pgd-at", "worst1_defense_rate_hi"] = 0.70                    # the whole interval below the bar
+    v = course.adversarial_verdicts(below).set_index("key")
+    assert v.met["at-pgd-bar"] is False and v.verdict["at-pgd-bar"] == "not met"
+    base_high = course.adversarial_verdicts(_matrix(0.3, 0.1, 0.05, at1=0.85, at1_lo=0.78)).set_index("key")   # undefended 0.85
     assert base_high.met["at-pgd-bar"] is True
     assert base_high.verdict["at-pgd-bar"].startswith("met, but the undefended model meets it too")
-    base_low = _matrix(0.3, 0.1, 0.05, at1=0.80, at1_lo=0.7)
+    base_low = _matrix(0.3, 0.1, 0.05, at1=0.85, at1_lo=0.78)
     base_low.loc["baseline", "worst1_defense_rate"] = 0.70                  # below the bar: a plain "met"
     v = course.adversarial_verdicts(base_low).set_index("key")
     assert v.met["at-pgd-bar"] is True and v.verdict["at-pgd-bar"] == "met"

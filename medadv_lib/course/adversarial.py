@@ -332,7 +332,8 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     * UAP fine-tuning: a fresh UAP fools at most ``max_ratio`` × as many test images as on ``base``;
     * UAP fine-tuning: clean accuracy loss at most ``max_acc_loss``;
     * ``reference`` (PGD adversarial training): defense rate at ε = 1/255 ≥ ``pgd_bar`` (Chen et al.'s
-      77.18 %), shown beside the undefended model's rate at 1/255 and both at 2/255; when the undefended
+      77.18 %) — met when the Wilson interval lies above the bar, not met when below, "not decided" (``met``
+      None) when it holds the bar, the rule book's one rule for every sample size — shown beside the undefended model's rate at 1/255 and both at 2/255; when the undefended
       model reaches the bar too, the verdict says so (the goal is met but separates nothing);
     * Hirano et al.: UAP fine-tuning lowers the fresh UAP's fooling rate — the rule book's
       :func:`~medadv_lib.course.rules.verdict_hirano`, the very rule and words of the report ("reproduced",
@@ -391,10 +392,10 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         ("finetune-accuracy", "goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),
         ("at-pgd-bar", "goal", f"{lab(reference)}: worst-case defense rate at ε = 1/255 ≥ {pgd_bar:.2%}",
-         f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar else " (interval reaches below the bar)")
+         f"{at1:.1%} [{lo1:.1%}, {hi1:.1%}]" + ("" if lo1 >= pgd_bar or hi1 < pgd_bar else " (the interval holds the bar)")
          + f"; undefended {m.loc[base, 'worst1_defense_rate']:.1%}; at 2/255 {m.loc[reference, 'worst2_defense_rate']:.1%} vs "
            f"{m.loc[base, 'worst2_defense_rate']:.1%} undefended",
-         bool(at1 >= pgd_bar)),
+         True if lo1 >= pgd_bar else False if hi1 < pgd_bar else "not decided: the interval holds the bar"),
         ("hirano-finetune", "claim", "Hirano et al. 2020: fine-tuning with UAPs makes the model more robust to UAPs",
          hirano_why, hirano),
         ("hirano-few-cases", "claim", "Hirano, Minagi & Takemoto 2021: adversarial retraining helps in only very few cases",
@@ -418,7 +419,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     out = pd.DataFrame(rows, columns=["key", "kind", "statement", "measured", "verdict"])
     out["met"] = [v if isinstance(v, bool) else None for v in out.verdict]
     out["verdict"] = [("met" if v else "not met") if isinstance(v, bool) else v for v in out.verdict]
-    if bool(at1 >= pgd_bar) and m.loc[base, "worst1_defense_rate"] >= pgd_bar:
+    if bool(lo1 >= pgd_bar) and m.loc[base, "worst1_defense_rate"] >= pgd_bar:
         # the goal is met, but it cannot tell the defense from no defense at this budget
         out.loc[out.key == "at-pgd-bar", "verdict"] = "met, but the undefended model meets it too: at 1/255 the bar separates nothing"
     return out

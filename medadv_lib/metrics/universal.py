@@ -352,7 +352,9 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
         non-targeted), ``fooling_rate[<class>]`` per true class and ``share[<class>]`` (share of
         images predicted as each class under the perturbation), ``n`` (the evaluation images every plain rate is
         a share of) and ``n[<class>]`` (images per true class): the counts the rates' intervals are computed from
-        (:func:`medadv_lib.viz.uap.plot_fooling_vs_zeta`).
+        (:func:`medadv_lib.viz.uap.plot_fooling_vs_zeta`); ``fooling_rate_reweighted`` and
+        ``fooling_rate_vs_labels_reweighted`` (the per-class rates weighted to the paper's test mix) with their
+        ``_lo`` / ``_hi`` interval (NaN without the paper's classes).
     """
     cache = {} if cache is None else cache
     keys = sorted(uaps if keys is None else [uap_key(*k, labels=labels) for k in keys],
@@ -373,6 +375,8 @@ def evaluate_grid(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, uaps
             row.update({f"fooling_rate[{lab}]": r for lab, r in zip(labels, m["fooling_rate_per_class"])})
             row.update({f"share[{lab}]": s for lab, s in zip(labels, m["adv_prediction_share"])})
             row.update({"n": m["n"], **{f"n[{lab}]": k for lab, k in zip(labels, n_class)}})
+            row.update({f"{r}{s}": (float("nan") if m.get(f"{r}{s}") is None else m[f"{r}{s}"])
+                        for r in ("fooling_rate_reweighted", "fooling_rate_vs_labels_reweighted") for s in ("", "_lo", "_hi")})
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -242,7 +242,7 @@ def triplets(x, v, x_adv, row_titles=None, amplify: float | None = None, true_sc
             at ×1 (pixel units, fixed colour scale ±:data:`TRUE_SCALE_LIM`, grey = no change, its colour bar
             labelled on the first row), and a ``zoom``× crop of the clean and of the perturbed image (the
             ``H/zoom`` square where the mean |x_adv − x| is largest, outlined on both full images, drawn with
-            nearest-pixel interpolation): side by side, the change stays invisible even magnified.  The course's
+            nearest-pixel interpolation): side by side, so a student judges how visible the change is, magnified.  The course's
             figures keep them; ``False`` drops them. (Default: True)
         zoom (int): magnification of the crop. (Default: 4)
     Returns:

@@ -34,6 +34,8 @@ __all__ = ["plot_fooling_vs_zeta", "plot_uap_history", "show_perturbations"]
 _NAMES = {"fooling_rate": "fooling rate (vs clean predictions)",
           "fooling_rate_balanced": "balanced fooling rate (mean over classes)",
           "fooling_rate_vs_labels": "fooling rate vs true labels",
+          "fooling_rate_reweighted": "re-weighted to the paper's test mix (100/100/31)",
+          "fooling_rate_vs_labels_reweighted": "vs labels, re-weighted to 100/100/31",
           "target_success_rate": "target success rate"}
 
 
