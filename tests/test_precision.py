@@ -181,3 +181,34 @@ def test_policy_is_a_frozen_value():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.name = "fp32"
     assert str(p) == "bf16 + channels_last"
+
+
+def test_precision_agreement_recomputes_the_worst_case_and_flags_a_disagreement(small_model, small_checkpoint,
+                                                                                 tmp_path, monkeypatch):
+    """Issue 22, item 7: notebook 04's worst case recomputed under another precision.  Recomputed under the
+    precision it was recorded in, every image keeps its outcome (it is the same computation); a recorded row
+    that the recomputation contradicts (outcomes flipped, an interval elsewhere) is flagged, not waved through."""
+    import medadv_lib.course.pipelines as P
+    from medadv_lib.metrics.defense import RobustnessSettings
+    from medadv_lib.models import read_checkpoint
+    info = {"checkpoint": small_checkpoint, "config": read_checkpoint(small_checkpoint)["meta"]["config"]}
+    monkeypatch.setattr(P.config, "robustness_settings",
+                        lambda fast: RobustnessSettings(eps=(1 / 255, 2 / 255), suite_eps=(1 / 255, 2 / 255), strong_steps=0,
+                                                        apgd_steps=2, square_queries=0, deepfool_steps=0, l2_steps=0,
+                                                        large_eps=None))
+    study = {"baseline": (small_model, info)}
+    before = small_model.precision
+    same = P.precision_agreement(study, ["baseline"], True, before.name, output_dir=tmp_path)
+    assert list(same.eps) == [1 / 255, 2 / 255] and same.agree.all()
+    assert (same.flipped_up == 0).all() and (same.flipped_down == 0).all()
+    assert (same.robust_accuracy == same.robust_accuracy_new).all()
+    assert small_model.precision == before                    # switched back
+
+    recorded = P.course_robustness(small_model, info, "baseline", True, small_model, info, tmp_path)   # the cached rows
+    flip = {"0": "1", "1": "0"}
+    wrong = recorded.assign(outcome_attacked=["".join(flip[c] for c in b) for b in recorded.outcome_attacked],
+                            defense_rate_lo=1.5, defense_rate_hi=2.0)
+    monkeypatch.setattr(P, "course_robustness", lambda *a, **k: wrong)
+    bad = P.precision_agreement(study, ["baseline"], True, before.name, output_dir=tmp_path)
+    n = len(wrong.outcome_attacked.iloc[0])
+    assert not bad.agree.any() and ((bad.flipped_up + bad.flipped_down) == n).all()

@@ -22,8 +22,10 @@ from ..data.dataset import stratified_indices
 from ..defenses import defense_name, model_cost, normalize_defense, sparsity
 from ..metrics.defense import (collapse_flags, defense_summary, hygiene_checks, paired_tests, paired_text,
                                robustness_table)
+from ..metrics.robustness import bits_outcome
 from ..models import read_checkpoint
 from ..runtime import atomic_write_text
+from ..stats import mcnemar_exact
 from ..train import TrainConfig, load_or_train
 from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
@@ -463,3 +465,49 @@ def best_arm_text(ov, best: str, paper: float | None = None, eps: float | None =
             f"(their budget is unstated){f'; its interval, {blo:.1%}–{bhi:.1%}, contains that number' if blo <= paper <= bhi else ''}. "
             + (f"PGD-10 alone gives the same {rate:.1%}: no later attack fooled any of {best}'s PGD-10 survivors."
                if abs(rate - pgd10) < 1e-9 else f"PGD-10 alone would have claimed {pgd10:.1%} for {best}."))
+
+
+def precision_agreement(study: dict, arms, fast: bool, precision: str = "fp32", eps=(1 / 255, 2 / 255),
+                        output_dir="../runs", data_dir=None, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Notebook 04's worst case of ``arms`` recomputed under another arithmetic (issue 22, item 7).
+
+    The recorded rows are :func:`course_robustness`'s (cached, computed under the precision the run used,
+    ``bf16`` on a CPU with native bf16); the same models, images, attack settings and seeds are then attacked
+    again with every model — the transfer source included — switched to ``precision``.  Per arm and ε, the
+    worst-case robust accuracy and defense rate of both, the recorded Wilson 95 % interval, the images whose
+    outcome changed (``flipped_up``: correct only in the recomputation, ``flipped_down``) with the exact McNemar
+    p-value, and ``agree``: the recomputed defense rate lies in the recorded interval and McNemar finds no
+    difference at ``alpha``.  ``study``: :func:`defense_study`'s ``{arm: (model, info)}`` with a "baseline"
+    (the transfer source).  The models are switched back to their precision afterwards."""
+    src, src_info = study["baseline"]
+    recorded = pd.concat([course_robustness(*study[a], a, fast, src, src_info, output_dir, data_dir, seed, False)
+                          for a in arms], ignore_index=True)
+    s = dataclasses.replace(config.robustness_settings(fast), eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0,
+                            large_eps=None)
+    before = {a: study[a][0].precision for a in {*arms, "baseline"}}
+    rows = []
+    try:
+        for a in before:
+            study[a][0].set_precision(precision)
+        for a in arms:
+            model, info = study[a]
+            x, y = eval_images(fast, info["config"]["image_size"], data_dir, seed)
+            transfer = [{"source": "baseline", "eps": e, "x_adv": pgd(src, x, y, eps=e, steps=10, seed=seed).x_adv}
+                        for e in eps]
+            new = robustness_table(model, x, y, a, s, transfer=transfer)
+            for e in eps:
+                r = recorded[(recorded.model == a) & (recorded.attack == "worst") & ((recorded.eps - e).abs() < 1e-9)].iloc[0]
+                q = new[(new.attack == "worst") & ((new.eps - e).abs() < 1e-9)].iloc[0]
+                t = mcnemar_exact(bits_outcome(q.outcome_attacked), bits_outcome(r.outcome_attacked))
+                rows.append({"model": a, "eps": e, "recorded_precision": r.get("precision"), "precision": precision,
+                             "robust_accuracy": r.robust_accuracy, "robust_accuracy_new": q.robust_accuracy,
+                             "defense_rate": r.defense_rate, "defense_rate_lo": r.defense_rate_lo,
+                             "defense_rate_hi": r.defense_rate_hi, "defense_rate_new": q.defense_rate,
+                             "set_by": r.set_by, "set_by_new": q.set_by, "flipped_up": t["a_only"],
+                             "flipped_down": t["b_only"], "p_value": t["p_value"],
+                             "agree": bool(r.defense_rate_lo - 1e-9 <= q.defense_rate <= r.defense_rate_hi + 1e-9
+                                           and t["p_value"] >= alpha)})
+    finally:
+        for a, p in before.items():
+            study[a][0].set_precision(p)
+    return pd.DataFrame(rows)
