@@ -72,3 +72,21 @@ def balanced_accuracy_interval(y_true, y_pred, level: float = 0.95, n_boot: int 
     boot = np.mean([rng.choice(h, size=(n_boot, h.size), replace=True).mean(axis=1) for h in hits], axis=0)
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return point, float(lo), float(hi)
+
+
+def median_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free ``level`` interval of the median of ``values`` from its order statistics: ``[x_(k),
+    x_(n−k+1)]`` with the largest ``k`` whose binomial tail ``P(Bin(n, ½) ≤ k − 1)`` is at most ``(1 − level)/2``
+    (coverage ≥ ``level`` for any continuous distribution).  ``(nan, nan)`` when ``n`` is too small for one
+    (n ≤ 5 at 95 %)."""
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    n, alpha = len(v), (1 - level) / 2
+    k, tail = 0, 0.0
+    for j in range(n):                      # tail = P(B ≤ j)
+        tail += math.comb(n, j) / 2 ** n
+        if tail > alpha:
+            break
+        k = j + 1
+    if k < 1:
+        return math.nan, math.nan
+    return float(v[k - 1]), float(v[n - k])

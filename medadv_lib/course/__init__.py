@@ -14,7 +14,7 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
 from .pipelines import (ablation_verdict, best_arm_text, robustness_overview, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         uap_build_images,
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
-                        precision_agreement, sparsity_sweep, sparsity_verdict, transfer_examples)
+                        leaders, precision_agreement, sparsity_sweep, sparsity_verdict, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
                           cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, old_uap_closed, pattern_change_text, rounds_narrative, rounds_table,

@@ -160,7 +160,7 @@ def attacker_text(res) -> str:
 def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str = "uap-finetune"):
     """One row per round of :func:`uap_finetune_rounds`, measured on the whole test split.
 
-    Columns: ``defense``, ``round``, ``pool`` (UAPs trained on), ``clean_accuracy``, ``balanced_accuracy``, ``sensitivity_<class>``;
+    Columns: ``defense``, ``round``, ``pool`` (UAPs trained on), ``clean_accuracy`` (with its Wilson ``_lo``/``_hi``), ``balanced_accuracy``, ``sensitivity_<class>``;
     ``old_uap_fooling_rate`` (the UAP the round was fine-tuned against, on the fine-tuned model;
     empty for round 0), ``fresh_uap_fooling_rate`` (a new white-box UAP against the round's model,
     same budget and effort) and ``random_fooling_rate`` (noise of the fresh UAP's norm), each with
@@ -177,7 +177,8 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
         clean = predict(m, x)
         ev = _uap_eval(m, x, y, fresh.v, clean)
         rnd = _uap_eval(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, seed=seed), clean)
-        row = {"defense": defense, "round": r["round"], "pool": r.get("pool", 0), "clean_accuracy": ev["clean_accuracy"],
+        row = {"defense": defense, "round": r["round"], "pool": r.get("pool", 0),
+               **_rate_cols("clean_accuracy", round(ev["clean_accuracy"] * n), n),
                "balanced_accuracy": float(sum(ev["sensitivity_clean"]) / len(LABELS)),
                **{f"sensitivity_{lab}": s for lab, s in zip(LABELS, ev["sensitivity_clean"])}}
         if r["trained_against"] is not None:

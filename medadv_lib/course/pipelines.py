@@ -23,6 +23,7 @@ from ..defenses import defense_name, model_cost, normalize_defense, sparsity
 from ..metrics.defense import (collapse_flags, defense_summary, hygiene_checks, paired_tests, paired_text,
                                robustness_table)
 from ..metrics.robustness import bits_outcome
+from ..metrics.universal import reweighted_interval
 from ..models import read_checkpoint
 from ..runtime import atomic_write_text
 from ..stats import mcnemar_exact
@@ -380,6 +381,23 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
             "vs_undefended": vs_u, "best": best}
 
 
+def leaders(values, how: str = "max", digits: int = 3) -> str:
+    """Who holds the maximum (``how="max"``) or minimum of ``values`` (a Series indexed by name), counting values
+    equal as shown (rounded to ``digits``) as tied: ``"a"``, ``"a, b (tied)"``, or ``"all tied"`` when every name
+    holds it, so a sentence never crowns one arm of a tie.
+
+    Example::
+        >>> import pandas as pd
+        >>> leaders(pd.Series({"a": 0.1, "b": 0.3, "c": 0.3}))
+        'b, c (tied)'
+    """
+    v = values.dropna().astype(float).round(digits)
+    names = list(v.index[v == (v.max() if how == "max" else v.min())])
+    if len(names) == len(v) > 1:
+        return "all tied"
+    return names[0] if len(names) == 1 else f"{', '.join(map(str, names))} (tied)"
+
+
 def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
     """Notebook 04's reading of a :func:`sparsity_sweep` (one ε): the sparsity with the highest worst-case
     defense rate against the unpruned model (sparsity 0), image by image on the same attacked images —
@@ -387,7 +405,9 @@ def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
     (:func:`~medadv_lib.metrics.defense.paired_tests`) — and the collapse guard against the unpruned model
     (:func:`~medadv_lib.metrics.defense.collapse_flags`).  Returns ``{"top"`` (the sparsity), ``"shown"``
     ("higher"/"lower"/"not shown"; "none" when the unpruned model is the top), ``"tests"``, ``"text"``,
-    ``"collapsed"`` (the classes the top sparsity gave up; empty when none)}``."""
+    ``"collapsed"`` (the classes the top sparsity gave up; empty when none), ``"weaker"`` (True when its clean
+    balanced accuracy's 95 % interval lies wholly below the unpruned model's: a worse classifier even where no
+    single class is significantly below on the few attacked images)}``."""
     eps = float(sweep.eps.iloc[0])
     s = sweep[((sweep.eps - eps).abs() < 1e-9) & (sweep.attack == "worst")]
     top, zero = s.loc[s.defense_rate.idxmax()], s.loc[s.sparsity == 0].iloc[0]
@@ -403,16 +423,24 @@ def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
              f"McNemar test, Holm over the {len(tests)} pruned sparsities): {paired_text(r)} — "
              + ("**not shown** to differ." if r["shown"] == "not shown" else
                 f"**{'more' if r['shown'] == 'higher' else 'fewer'}** images kept correct beyond chance."))
-    collapsed = []
+    collapsed, weaker = [], False
     if "clean_accuracy_by_class" in s:        # the collapse guard: did the top sparsity give up a class to get there?
         flags = collapse_flags(s, reference=zero.model).set_index("model")
         collapsed = [LABELS[c] for c in flags.loc[top.model, "classes_given_up"]]
+        lo, hi = reweighted_interval([(round(a * n), n) for a, n in zip(top.clean_accuracy_by_class, top.n_by_class)],
+                                     labels=list(top.classes), mix={c: 1 for c in top.classes})
+        weaker = bool(hi < zero.clean_balanced_accuracy)     # below the unpruned model's by more than its own interval
+        bal = (f"clean balanced accuracy {top.clean_balanced_accuracy:.1%} [{lo:.1%}, {hi:.1%}] vs "
+               f"{zero.clean_balanced_accuracy:.1%} unpruned")
         text += (f" But it **collapsed**: its clean accuracy on {', '.join(collapsed)} lies significantly below the "
-                 f"unpruned model's (Wilson intervals apart; clean balanced accuracy {top.clean_balanced_accuracy:.1%} vs "
-                 f"{zero.clean_balanced_accuracy:.1%}), so its robustness is that of a model that gave up classes, not a defense."
-                 if collapsed else f" It gave up no class (clean balanced accuracy {top.clean_balanced_accuracy:.1%} vs "
-                                   f"{zero.clean_balanced_accuracy:.1%} unpruned; no class significantly below).")
-    return {"top": float(top.sparsity), "shown": r["shown"], "tests": tests, "text": text, "collapsed": collapsed}
+                 f"unpruned model's (Wilson intervals apart; {bal}), so its robustness is that of a model that gave up "
+                 "classes, not a defense." if collapsed else
+                 f" No single class lies significantly below the unpruned model's on these few images, but it is a **worse "
+                 f"classifier**: {bal}, the whole interval below. A model that leans towards one class keeps that answer "
+                 "under attack too, so part of its defense rate can be that lean, not robustness." if weaker else
+                 f" It gave up no class ({bal}; no class significantly below).")
+    return {"top": float(top.sparsity), "shown": r["shown"], "tests": tests, "text": text, "collapsed": collapsed,
+            "weaker": weaker}
 
 
 def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baseline", verdict_eps: float | None = None):

@@ -144,7 +144,7 @@ def _reweighted(rec: dict, key: str):
 
 
 def _row(cid, paper, claim, paper_value, paper_text, paper_conditions, source, ours=None, ours_text=None,
-         our_conditions="", reweighted=None, reweighted_text=None, verdict=("not run", "")) -> dict:
+         our_conditions="", reweighted=None, reweighted_text=None, verdict=("not run", ""), interval=None) -> dict:
     if ours_text is None:
         ours_text = _pct(ours) if ours is not None else "not run"
     if reweighted_text is None:
@@ -152,7 +152,8 @@ def _row(cid, paper, claim, paper_value, paper_text, paper_conditions, source, o
     return {"id": cid, "paper": paper, "claim": claim, "paper_value": paper_value, "paper_text": paper_text,
             "paper_conditions": paper_conditions, "ours": ours, "ours_text": ours_text,
             "our_conditions": our_conditions, "reweighted": reweighted, "reweighted_text": reweighted_text,
-            "verdict": verdict[0], "reason": verdict[1], "source": source}
+            "verdict": verdict[0], "reason": verdict[1], "source": source,
+            "interval": list(interval) if interval is not None and None not in interval else None}
 
 
 def _missing(results: dict, notebook: str) -> str:
@@ -202,8 +203,10 @@ def _claim_nontargeted(results):
         cond += ("; vs true labels re-weighted (the paper's definition and mix): "
                  f"{_pct(rec['fooling_rate_vs_labels_reweighted'])} — not the one the verdict reads: it also counts "
                  "the images the model gets wrong without any perturbation, which no UAP caused")
+    key = "fooling_rate_reweighted" if rw is not None else "fooling_rate"     # the interval of the number judged
     return _row("hirano-nontargeted", _HIRANO, claim, HIRANO_NONTARGETED, "> 85 %", _HIRANO_COND, nb,
-                ours=rec.get("fooling_rate"), our_conditions=cond, reweighted=rw, verdict=(verdict, reason))
+                ours=rec.get("fooling_rate"), our_conditions=cond, reweighted=rw, verdict=(verdict, reason),
+                interval=(rec.get(f"{key}_lo"), rec.get(f"{key}_hi")))
 
 
 def _claim_targeted(results):
@@ -411,6 +414,7 @@ def _claim_chen(results, attack: str, paper: float):
                 f"white-box; n = {best.get('n')} ({best.get('n_clean_correct')} clean-correct); defense rate = "
                 "share of the clean-correct images still correct under every attack (our definition)")
     return _row(cid, _CHEN, claim, paper, _pct(paper, 2), cond, nb, ours=best["defense_rate"],
+                interval=(best.get("defense_rate_lo"), best.get("defense_rate_hi")),
                 ours_text=(f"{_pct(best['defense_rate'])} [{_pct(best.get('defense_rate_lo'))}, "
                            f"{_pct(best.get('defense_rate_hi'))}]"),
                 our_conditions=our_cond, reweighted_text="— (a rate among clean-correct images; not re-weighted)",
@@ -606,7 +610,8 @@ _COLOURS = {"reproduced": "#2e7d32", "partly": "#ef8f00", "not shown": "#8d6e63"
 
 
 def _claims_figure(claims: list[dict]) -> str | None:
-    """Ours (re-weighted where available) beside the paper's number, per claim with both numbers."""
+    """Ours (re-weighted where available) beside the paper's number, per claim with both numbers, with the 95 %
+    interval of ours where the record keeps one (the re-weighted fooling rate, the worst-case defense rates)."""
     from matplotlib.figure import Figure  # lazy: only the report's figures need matplotlib
     rows = [c for c in claims if c["paper_value"] is not None and (c["reweighted"] if c["reweighted"] is not None
                                                                    else c["ours"]) is not None]
@@ -616,7 +621,9 @@ def _claims_figure(claims: list[dict]) -> str | None:
     ax = fig.add_subplot()
     for i, c in enumerate(rows):
         ours = c["reweighted"] if c["reweighted"] is not None else c["ours"]
-        ax.plot([ours], [i], "o", ms=9, color=_COLOURS[c["verdict"]])
+        iv = c.get("interval")
+        ax.errorbar([ours], [i], xerr=None if iv is None else [[max(0.0, ours - iv[0])], [max(0.0, iv[1] - ours)]],
+                    fmt="o", ms=9, color=_COLOURS[c["verdict"]], capsize=4)
         ax.plot([c["paper_value"]], [i], "k|", ms=16, mew=2.5)
         ax.plot([min(ours, c["paper_value"]), max(ours, c["paper_value"])], [i, i], color="0.7", lw=1, zorder=0)
     names = {"hirano-targeted": "targeted (lowest target)", "hirano-nontargeted": "non-targeted (re-weighted)"}
@@ -624,12 +631,16 @@ def _claims_figure(claims: list[dict]) -> str | None:
                                      for c in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("rate (dot: ours, re-weighted where the class mix matters; bar: the paper's)")
+    ax.set_xlabel("rate (dot: ours, re-weighted where the class mix matters, with its 95 % interval where recorded; "
+                  "bar: the paper's)")
     ax.grid(axis="x", alpha=0.3)
     return _figure_png(fig)
 
 
 def _finetune_figure(results: dict) -> str | None:
+    """The fine-tuning rounds: the fresh UAP's, the old UAP's and the random control's fooling rates and the clean
+    accuracy per round, each with its 95 % band where recorded, and beside the last round the controls fine-tuned
+    without UAPs (their fresh UAP's rate with its interval): everything the Hirano rule reads."""
     from matplotlib.figure import Figure  # lazy: only the report's figures need matplotlib
     rounds = _finetune_rounds(results)
     if len(rounds) < 2:
@@ -649,6 +660,13 @@ def _finetune_figure(results: dict) -> str | None:
         ax.plot(xs, ys, style, label=label)
         if all(p[2] is not None and p[3] is not None for p in pts):
             ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], alpha=0.15)
+    controls = [c for c in results.get(NOTEBOOKS[4], []) if c.get("control") and c.get("fooling_rate") is not None]
+    for j, c in enumerate(controls):                # what the Hirano rule also reads: fine-tuning without UAPs
+        lo, hi = c.get("fooling_rate_lo"), c.get("fooling_rate_hi")
+        x = ks[-1] + 0.15 * (j + 1)
+        ax.errorbar([x], [c["fooling_rate"]], yerr=None if lo is None or hi is None else
+                    [[max(0.0, c["fooling_rate"] - lo)], [max(0.0, hi - c["fooling_rate"])]],
+                    fmt="x", ms=7, capsize=3, color=f"C{4 + j}", label=f"control: {c['control']} (fresh UAP)")
     ax.set_xlabel("UAP fine-tuning round (0 = undefended)")
     ax.set_ylabel("rate on the test split")
     ax.set_ylim(0, 1)
@@ -765,7 +783,7 @@ def _tables(report: dict) -> dict:
 
 _INTRO = ("Every claim of the two papers the course rebuilds (Hirano, Koga & Takemoto 2020, PLoS ONE; Chen, Zhao & "
           "Chen 2021, Med Phys), our number beside the paper's with the conditions of each, and a verdict computed "
-          "from the recorded results (thresholds: medadv_lib/course/report.py). Definitions: docs/papers.md. Our "
+          "from the recorded results (thresholds: medadv_lib/course/rules.py). Definitions: docs/papers.md. Our "
           "test split is 57 % COVID-19 where the paper's (COVIDx2, 100/100/31) was 13 %: where the class mix "
           "matters our per-class rates are re-weighted to the paper's mix. A claim whose notebook did not run is "
           "'not run', never filled in.")

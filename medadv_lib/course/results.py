@@ -99,7 +99,8 @@ def uap_record(name: str, info: dict, precision, metrics: dict, zeta: float, nor
     """A record of one UAP evaluation (a dict from :func:`medadv_lib.metrics.evaluate_uap`, optionally
     with the ``random_*`` keys of the widget's view) in the results schema."""
     keys = ("fooling_rate", "fooling_rate_balanced", "fooling_rate_vs_labels", "fooling_rate_reweighted",
-            "fooling_rate_vs_labels_reweighted",
+            "fooling_rate_reweighted_lo", "fooling_rate_reweighted_hi", "fooling_rate_vs_labels_reweighted",
+            "fooling_rate_vs_labels_reweighted_lo", "fooling_rate_vs_labels_reweighted_hi",
             "target_success_rate", "random_fooling_rate", "random_target_success_rate", "clean_accuracy",
             "confusion_labels_to_adv", "adv_prediction_share")
     out = {**model_record(name, info, precision), "norm": norm, "zeta": zeta, "eps": metrics.get("eps"),

@@ -27,6 +27,7 @@ from .. import LABELS, attacks
 from ..attacks import apply_uap, check_eps_255, eps_from_255, parse_norm, pgd, random_uap
 from ..attacks.result import AttackResult
 from ..models import predict  # noqa: F401  (re-exported: labels predicted in chunks)
+from ..stats import median_interval
 from ..runtime import model_device
 
 
@@ -104,6 +105,34 @@ def median_rho_adv(r: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = No
         for c, name in enumerate(names):
             out[name] = med(keep & (y == c))
     return out
+
+
+def most_fragile(r: torch.Tensor, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
+                 class_names=LABELS, level: float = 0.95) -> str:
+    """Which class sits closest to the decision boundary, said only as far as the data show it: the class with the
+    lowest median ρ_adv (among ``mask``, e.g. clean-correct and fooled) when its distribution-free ``level``
+    interval (:func:`~medadv_lib.stats.median_interval`) lies wholly below every other class's, else
+    ``"no class apart (intervals overlap)"``; a class of too few images for an interval counts as overlapping.
+
+    Example::
+        >>> import torch
+        >>> x, y = torch.ones(16, 1, 1, 1), torch.tensor([0] * 8 + [1] * 8)
+        >>> most_fragile(torch.cat([torch.full((8, 1, 1, 1), 0.01), torch.full((8, 1, 1, 1), 0.05)]), x, y,
+        ...              class_names=("a", "b"))
+        'a'
+    """
+    rho = rho_adv(r, x).cpu()
+    keep = torch.ones_like(rho, dtype=torch.bool) if mask is None else mask.cpu().bool()
+    y = y.cpu()
+    groups = {name: rho[keep & (y == c)].numpy() for c, name in enumerate(class_names)}
+    groups = {k: v for k, v in groups.items() if len(v)}
+    if len(groups) < 2:
+        return "no class apart (fewer than two classes)"
+    ivals = {k: median_interval(v, level) for k, v in groups.items()}
+    low = min(groups, key=lambda k: float(np.median(groups[k])))
+    hi = ivals[low][1]
+    apart = all(not math.isnan(hi) and not math.isnan(ivals[k][0]) and hi < ivals[k][0] for k in groups if k != low)
+    return low if apart else "no class apart (intervals overlap)"
 
 
 def _resolve_attack(attack):

@@ -433,7 +433,8 @@ def headline_rates(m: dict, targeted, transfer, labels=LABELS):
 
 
 def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, iterative_rate: float,
-                    zeta: float = 0.02, paper: float = 0.85, plateau: float = 0.02, overfit: float = 0.10):
+                    zeta: float = 0.02, paper: float = 0.85, plateau: float = 0.02, overfit: float = 0.10,
+                    victim: dict | None = None):
     """Notebook 02's section 8 verdict: each candidate explanation of the gap between our non-targeted
     fooling rate and Hirano et al.'s > ``paper`` at ζ = ``zeta``, judged from the notebook's own outputs.
 
@@ -446,6 +447,8 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
             it converged on a plateau (its ``patience × eval_every`` last steps added nothing), "not ruled out"
             when it stopped without converging.
         own: the second model's own UAP's metrics (``fooling_rate``, ``random_fooling_rate``).
+        victim: the victim's metrics with a random control drawn the way ``own``'s was (e.g. the transfer table's
+            ``victim`` row: one draw), so that "the model" compares two lifts over like controls. (Default: ``m``)
         iterative_rate: the iterative (Hirano et al.'s) UAP's test fooling rate at ``zeta``.
         plateau: unused (kept for callers of the former heuristic).
         overfit: a build − test gap above this counts as overfitting the build images (a UAP measured on its
@@ -516,9 +519,11 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
                                          "not tested here")
     else:
         rows["training-set size"] = ("no build-image rate given", "not tested here")
-    lift_v, lift_o = m["fooling_rate"] - m["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
+    v = m if victim is None else victim
+    lift_v, lift_o = v["fooling_rate"] - v["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
     rows["the model"] = (f"the second model's own UAP {own['fooling_rate']:.1%} (noise {own['random_fooling_rate']:.1%}, "
-                         f"direction adds {lift_o:+.1%}) vs the victim's {m['fooling_rate']:.1%} (adds {lift_v:+.1%})",
+                         f"direction adds {lift_o:+.1%}) vs the victim's {v['fooling_rate']:.1%} (noise "
+                         f"{v['random_fooling_rate']:.1%}, adds {lift_v:+.1%})",
                          "part of it" if own["fooling_rate"] >= paper else "not tested here")
     rows["the algorithm"] = (f"the iterative UAP {iterative_rate:.1%} vs the SGD UAP {m['fooling_rate']:.1%}",
                              "part of it" if iterative_rate >= paper else "not it")

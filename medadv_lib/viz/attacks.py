@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import LABELS
+from ..stats import median_interval  # noqa: F401  (re-exported: the figure shades it)
 from . import band, classes_in_turn, rate_bounds, show_true_scale, wilson_bounds
 
 __all__ = ["plot_robustness_curves", "median_interval", "plot_rho_hist", "adversarial_strip", "pgd_strip", "pgd_summary_html",
@@ -97,24 +98,6 @@ def plot_robustness_curves(curves: dict, metric: str = "robust_accuracy", scale:
     if title:
         ax.set_title(title)
     return ax
-
-
-def median_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free ``level`` interval of the median of ``values`` from its order statistics: ``[x_(k),
-    x_(n−k+1)]`` with the largest ``k`` whose binomial tail ``P(Bin(n, ½) ≤ k − 1)`` is at most ``(1 − level)/2``
-    (coverage ≥ ``level`` for any continuous distribution).  ``(nan, nan)`` when ``n`` is too small for one
-    (n ≤ 5 at 95 %)."""
-    v = np.sort(np.asarray(values, dtype=float).ravel())
-    n, alpha = len(v), (1 - level) / 2
-    k, tail = 0, 0.0
-    for j in range(n):                      # tail = P(B ≤ j)
-        tail += math.comb(n, j) / 2 ** n
-        if tail > alpha:
-            break
-        k = j + 1
-    if k < 1:
-        return math.nan, math.nan
-    return float(v[k - 1]), float(v[n - k])
 
 
 def plot_rho_hist(rho, y, mask=None, labels=LABELS, bins: int = 20, ax=None, title: str = "", percent: bool = True):
