@@ -386,3 +386,49 @@ def test_sparsity_curve_draws_one_curve_per_budget_even_when_eps_floats_differ_i
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["clean accuracy", "PGD-10 defense rate, ε = 2/255"]
     plt.close(fig)
+
+
+def test_the_best_arm_is_ranked_on_validation_images_and_recorded_for_the_later_notebooks(small_model, small_checkpoint,
+                                                                                          real_batch):
+    """Issue 22, item 5 (winner's curse): with a selection table (the suite on validation images) the best arm is
+    the one ranked first *there*, whatever the test images say, and the records mark it so that notebook 05 and the
+    report read the same arm; without the marks the records fall back to the rule book over the test rows."""
+    from medadv_lib.course.rules import recorded_best_arm
+    x, y = real_batch
+    s = dataclasses.replace(FAST_CHECK, suite_eps=(1 / 255,), apgd_steps=0, square_queries=0, deepfool_steps=0,
+                            large_eps=None)
+    one = robustness_table(small_model, x, y, "baseline", s)
+    test = pd.concat([one, one.assign(model="a"), one.assign(model="b")], ignore_index=True)   # a and b tie on test
+    assert course.robustness_overview(test).best == "b"                    # a tie goes to the later name
+    picks = test.copy()
+    worst = (picks.attack == "worst") & ((picks.eps - 1 / 255).abs() < 1e-9)
+    picks.loc[worst & (picks.model == "a"), "balanced_robust_accuracy"] = 0.9
+    picks.loc[worst & (picks.model == "b"), "balanced_robust_accuracy"] = 0.1
+    ov = course.robustness_overview(test, selection=picks)
+    assert ov.best == "a" and ov.best_why.startswith(f"chosen on {len(y)} validation images, judged on the test images")
+    from medadv_lib.models import read_checkpoint
+    info = {"checkpoint": small_checkpoint, "config": read_checkpoint(small_checkpoint)["meta"]["config"]}
+    study = {m: (small_model, info) for m in ("baseline", "a", "b")}
+    recs = course.defense_records(test, ov.checks, study, "fp32", best=ov.best, best_why=ov.best_why)
+    assert recorded_best_arm(recs) == ("a", ov.best_why)
+    assert recorded_best_arm([{k: v for k, v in r.items() if k != "best_arm"} for r in recs])[0] == "b"
+
+
+def test_the_validation_evaluation_attacks_validation_images_and_stays_out_of_the_sweeps_memo(small_model, small_checkpoint,
+                                                                                          tmp_path, monkeypatch):
+    import medadv_lib.course.pipelines as P
+    from medadv_lib.models import read_checkpoint
+    info = {"checkpoint": small_checkpoint, "config": read_checkpoint(small_checkpoint)["meta"]["config"]}
+    monkeypatch.setattr(P, "_PGD_ROWS", {})
+    monkeypatch.setattr(P.config, "robustness_settings",
+                        lambda fast: RobustnessSettings(eps=(1 / 255, 2 / 255), suite_eps=(1 / 255,), strong_steps=0, apgd_steps=2,
+                                                        square_queries=0, deepfool_steps=0, l2_steps=0, large_eps=None))
+    seen = []
+    real = P.eval_images
+    monkeypatch.setattr(P, "eval_images", lambda *a, **k: seen.append(a[4] if len(a) > 4 else k.get("split")) or real(*a, **k))
+    val = P.course_robustness(small_model, info, "baseline", True, output_dir=tmp_path, split="val", eps=(1 / 255,))
+    assert seen == ["val"] and not P._PGD_ROWS
+    assert set(val.attack) >= {"pgd", "worst"} and set(val.eps.round(6)) == {round(1 / 255, 6)}
+    test = P.course_robustness(small_model, info, "baseline", True, output_dir=tmp_path)
+    assert seen == ["val", "test"] and P._PGD_ROWS and len(list((tmp_path / "robustness").glob("*.json"))) == 2
+    assert set(test.eps.round(6)) >= {round(1 / 255, 6), round(2 / 255, 6)}

@@ -24,7 +24,7 @@ from ..models import load_checkpoint, predict, read_checkpoint
 from ..train import load_or_train
 from .config import adversarial_settings
 from .pipelines import course_model, course_robustness, course_uap, finetune_config
-from .rules import CHEN_PGD, best_arm, verdict_hirano
+from .rules import CHEN_PGD, recorded_best_arm, verdict_hirano
 
 METHODS = ("uap-finetune", "uat", "pgd-at")
 COVID = LABELS.index("COVID-19")
@@ -263,14 +263,15 @@ def cross_threat_table(models: dict, fast: bool, source: str = "baseline", outpu
 
 
 def best_arm_of_04(output_dir="../runs", default: str = "cbam+prune0.6", eps: float = 1 / 255) -> tuple[str, str]:
-    """Notebook 04's best defended arm by the rule book (:func:`~medadv_lib.course.rules.best_arm`: the highest
-    balanced robust accuracy under the worst case at ``eps``, masked and collapsed arms left out), read from
-    ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is missing or
+    """Notebook 04's best defended arm by the rule book (the highest balanced robust accuracy under the worst case at
+    ``eps`` on validation images, masked and collapsed arms left out: the arm its records mark, else
+    :func:`~medadv_lib.course.rules.best_arm` over its test rows; :func:`~medadv_lib.course.rules.recorded_best_arm`),
+    read from ``OUTPUT_DIR/results/04_pruning_and_attention.json``; ``(default, reason)`` when that file is missing or
     no arm qualifies.  Returns ``(arm, how it was chosen)``."""
     path = Path(output_dir) / "results" / "04_pruning_and_attention.json"
     if not path.is_file():
         return default, f"notebook 04's results are not in {path.parent.name}/: the default arm {default}"
-    arm, why = best_arm(json.loads(path.read_text()), eps)
+    arm, why = recorded_best_arm(json.loads(path.read_text()), eps)
     if arm is None:
         return default, f"notebook 04's results name no best arm ({why}): the default arm {default}"
     return arm, f"notebook 04's best arm: {why}"

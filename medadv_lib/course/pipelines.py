@@ -158,16 +158,17 @@ def transfer_examples(source, source_info: dict, x, y, eps: float = 2 / 255, ste
     return _TRANSFER_MEMO[key]
 
 
-def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0):
-    """The test images a robustness evaluation attacks: FAST a class-stratified subset of
-    ``DEFENSE_FAST.eval_images``, FULL the whole test split."""
+def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0, split: str = "test"):
+    """The images a robustness evaluation attacks: FAST a class-stratified subset of ``DEFENSE_FAST.eval_images``
+    of ``split``, FULL the whole split.  ``split="val"``: the validation images notebook 04 picks its best arm on
+    (:func:`robustness_overview`), so that the arm is judged on test images it was not chosen on."""
     d = DEFENSE_FAST if fast else DEFENSE_FULL
-    return load_split("test", image_size or settings(fast).image_size, data_dir, limit=d.eval_images, seed=seed)
+    return load_split(split, image_size or settings(fast).image_size, data_dir, limit=d.eval_images, seed=seed)
 
 
 def course_robustness(model, info: dict, name: str, fast: bool, source=None, source_info: dict | None = None,
                       output_dir="../runs", data_dir=None, seed: int = 0, progress: bool = True,
-                      with_uap: bool | None = None):
+                      with_uap: bool | None = None, split: str = "test", eps=None):
     """The course's robustness evaluation of one (defended) model, cached in ``OUTPUT_DIR/robustness``.
 
     White-box against ``model`` itself: :func:`~medadv_lib.metrics.defense.robustness_table` with
@@ -180,8 +181,14 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     ``params``, ``flops``, ``latency_ms``).  The per-image outcomes (``outcome_clean``, ``outcome_attacked``)
     make the arms' paired comparison possible (:func:`~medadv_lib.metrics.defense.paired_tests`); a cache
     written without them is evaluated again.
+
+    ``split="val"`` with ``eps`` (e.g. ``(VERDICT_EPS,)``): the selection evaluation — the worst-case suite (with
+    transfer) at those budgets only, on :func:`eval_images` of the validation split, no DeepFool, L2 or large-ε rows,
+    cached apart from the test evaluation and never mixed into the PGD rows the sparsity sweep reuses.
     """
     s = config.robustness_settings(fast)
+    if eps is not None:
+        s = dataclasses.replace(s, eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0, large_eps=None)
     size = info["config"]["image_size"]
     fp = file_fingerprint(info["checkpoint"])
     src_fp = file_fingerprint(source_info["checkpoint"]) if source_info else "none"
@@ -189,14 +196,15 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     # source, the mode, the seed and the UAP builder's settings (the "uap" row is the model's course UAP)
     with_uap = (not fast) if with_uap is None else bool(with_uap)
     key = hashlib.sha1(json.dumps([dataclasses.asdict(s), src_fp, fast, seed, name, config.uap_settings(fast).sgd, with_uap,
-                                   "transfer at every suite budget"],
+                                   "transfer at every suite budget"] + ([split] if split != "test" else []),
                                   sort_keys=True, default=str).encode()).hexdigest()[:10]
+    remember = _remember_pgd_rows if split == "test" else (lambda table, *a: table)
     path = Path(output_dir) / "robustness" / f"{name}-{fp}-{key}.json"
     if path.exists():
         cached = pd.read_json(path, orient="records", dtype={"outcome_clean": str, "outcome_attacked": str, "norm": str})
         if "outcome_attacked" in cached:      # older caches kept no per-image outcomes: evaluate again
-            return _remember_pgd_rows(cached, fp, fast, seed, s.seed, size, data_dir)
-    x, y = eval_images(fast, size, data_dir, seed)
+            return remember(cached, fp, fast, seed, s.seed, size, data_dir)
+    x, y = eval_images(fast, size, data_dir, seed, split)
     uap = course_uap(model, 0.02, "inf", fast=fast, output_dir=output_dir, data_dir=data_dir, seed=seed,
                      image_size=size) if with_uap else None
     # transfer examples at every budget of the worst-case suite (PGD-10 on the source), so that the verdict budgets'
@@ -209,7 +217,7 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     table = table.assign(defense=defense_name(info["config"].get("defense")) if info["config"].get("defense")
                          else "baseline", checkpoint_fingerprint=fp, precision=str(model.precision), **cost)
     atomic_write_text(table.to_json(orient="records", indent=1), path)
-    return _remember_pgd_rows(table, fp, fast, seed, s.seed, size, data_dir)
+    return remember(table, fp, fast, seed, s.seed, size, data_dir)
 
 
 # L∞ rows of the robustness evaluations run in this process, by (checkpoint, ε, steps, images, attack seed): the
@@ -271,12 +279,14 @@ def defended_models_table(study: dict):
 
 
 def robustness_study(study: dict, fast: bool, output_dir="../runs", data_dir=None, seed: int = 0,
-                     progress: bool = True):
+                     progress: bool = True, split: str = "test", eps=None):
     """:func:`course_robustness` of every arm of :func:`defense_study`, concatenated; the transfer
-    examples come from the undefended "baseline" (the first arm when there is none)."""
+    examples come from the undefended "baseline" (the first arm when there is none).  ``split="val"`` and
+    ``eps=(VERDICT_EPS,)``: the selection evaluation :func:`robustness_overview` picks the best arm from."""
     src_name = "baseline" if "baseline" in study else next(iter(study))
     src, src_info = study[src_name]
-    return pd.concat([course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress)
+    return pd.concat([course_robustness(m, info, name, fast, src, src_info, output_dir, data_dir, seed, progress,
+                                        split=split, eps=eps)
                       for name, (m, info) in study.items()], ignore_index=True)
 
 
@@ -443,13 +453,17 @@ def sparsity_verdict(sweep, alpha: float = 0.05) -> dict:
             "weaker": weaker}
 
 
-def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baseline", verdict_eps: float | None = None):
+def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baseline", verdict_eps: float | None = None,
+                        selection=None):
     """What notebooks 04 and 05 read from a :func:`robustness_study` table, in one call: the masking checks
     (:func:`~medadv_lib.metrics.defense.hygiene_checks`), the collapse guard against ``reference``
     (:func:`~medadv_lib.metrics.defense.collapse_flags`), the per-model summary at ``eps``
     (:func:`~medadv_lib.metrics.defense.defense_summary`, with ``collapsed``), the worst case per class at each
     ``eps`` (``by_class``: one row per model and ε) and the best arm by the rule book
     (:func:`~medadv_lib.course.rules.best_arm` at ``verdict_eps``, default :data:`~medadv_lib.course.rules.VERDICT_EPS`).
+    ``selection``: the same arms' worst case on *validation* images (:func:`robustness_study` with ``split="val"``):
+    the best arm is then ranked there — masked and collapsed arms (flagged on the test table) left out — and judged
+    on ``table``'s test images, so that it is not picked and judged on the same images (winner's curse).
     Returns a namespace with ``checks, collapse, summary, by_class, best, best_why``."""
     checks = hygiene_checks(table)
     collapse = collapse_flags(table, reference) if reference in set(table.model) else None
@@ -458,7 +472,14 @@ def robustness_overview(table, eps=(1 / 255, 2 / 255), reference: str = "baselin
         summary = summary.merge(collapse[["model", "collapsed"]], on="model", how="left")
     worst = table[table.attack == "worst"].merge(summary[["model", "masked"] + (["collapsed"] if collapse is not None
                                                                               else [])], on="model", how="left")
-    best, why = best_arm(worst, VERDICT_EPS if verdict_eps is None else verdict_eps)
+    if selection is not None:                 # rank on validation images, with the test table's flags
+        flags = worst.drop_duplicates("model").set_index("model")[[c for c in ("masked", "collapsed") if c in worst]]
+        ranked = selection[selection.attack == "worst"].drop(columns=[c for c in ("masked", "collapsed") if c in selection])
+        best, why = best_arm(ranked.join(flags, on="model"), VERDICT_EPS if verdict_eps is None else verdict_eps)
+        n_val = int(ranked.n.iloc[0]) if len(ranked) else 0
+        why = f"chosen on {n_val} validation images, judged on the test images: {why}"
+    else:
+        best, why = best_arm(worst, VERDICT_EPS if verdict_eps is None else verdict_eps)
     rows = []
     for r in worst.itertuples():
         if any(abs(r.eps - e) < 1e-9 for e in eps):

@@ -41,7 +41,7 @@ from .. import LABELS, __version__
 from ..metrics.defense import paired_tests
 from ..metrics.universal import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_rate
 from ..runtime import atomic_write_text
-from .rules import best_arm, verdict_defense, verdict_mark
+from .rules import best_arm, recorded_best_arm, verdict_defense, verdict_mark  # noqa: F401  (best_arm re-exported)
 
 __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
            "claim_lines", "cost_table", "provenance", "build_report",
@@ -406,7 +406,7 @@ def _claim_chen(results, attack: str, paper: float):
     suite = ", ".join(json.loads(best["fooled_by"])) if isinstance(best.get("fooled_by"), str) else "the suite"
     budget = (f"worst case over {suite} at L∞ ε = {eps * 255:g}/255 (the paper's budget is unstated)" if attack == "pgd"
               else f"worst case over {suite} within ζ = 2 % of the mean L2 norm (ε = {best.get('eps', 0):.3g})")
-    overall, _ = best_arm([r for r in every if r.get("attack") == "worst"], PGD_EPS)
+    overall, _ = recorded_best_arm(every, PGD_EPS)
     which = ("the only arm with both modules" if len(both) == 1 else "the arm with both modules with the highest rate")
     if overall and overall != best["defense"]:
         which += f"; the rule book's best arm overall is {overall}"

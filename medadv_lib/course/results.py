@@ -121,14 +121,17 @@ def curve_records(name: str, info: dict, precision, curve, attack: str, **settin
              **{k: row[k] for k in keys}, **settings} for _, row in curve.iterrows()]
 
 
-def defense_records(table, checks, study: dict, precision, labels: dict | None = None, collapse=None) -> list[dict]:
+def defense_records(table, checks, study: dict, precision, labels: dict | None = None, collapse=None,
+                    best: str | None = None, best_why: str | None = None) -> list[dict]:
     """Notebook 04's (and 05's) records (results schema): one per arm and attack row of the robustness
     table, with ``defense`` (the arm's key), the budget, the rates with their intervals, the per-image
     outcomes (``outcome_clean``, ``outcome_attacked``: the report's paired comparison) and the hygiene
     verdict with ``masked`` (a masking check failed); per class and balanced rates, the worst case's ``set_by``;
     with ``collapse`` (:func:`~medadv_lib.metrics.defense.collapse_flags`) ``collapsed`` and ``classes_given_up``;
     ``labels`` (``{key: shown name}``, e.g. :func:`~medadv_lib.course.method_labels`) adds
-    ``defense_label``, the name the report shows."""
+    ``defense_label``, the name the report shows.  ``best`` (the arm notebook 04 chose, e.g. on validation images:
+    :func:`~medadv_lib.course.robustness_overview`) marks that arm's records ``best_arm`` = True with ``best_arm_why``,
+    so that notebook 05 and the report read the same arm (:func:`~medadv_lib.course.rules.recorded_best_arm`)."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
             "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
@@ -148,7 +151,8 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
                     "target": None, **{k: row[k] for k in keys if k in row and _present(row[k])},
                     "verdict": verdict.get(row["model"]), "masked": masked.get(row["model"]),
                     **({"collapsed": gone[row["model"]][0], "classes_given_up": gone[row["model"]][1]}
-                       if row["model"] in gone else {})})
+                       if row["model"] in gone else {}),
+                    **({"best_arm": True, "best_arm_why": best_why} if best is not None and row["model"] == best else {})})
     return out
 
 

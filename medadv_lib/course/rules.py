@@ -9,7 +9,9 @@ The same rule holds for every sample size: an interval decides "not shown", neve
 * **Best arm** (:func:`best_arm`): among the defended arms that no masking check flags and that gave up no
   class, the highest *balanced* robust accuracy under the worst case at the verdict budget (ties: the higher
   worst-case defense rate).  Balanced, because a defense rate over an arm's own clean-correct images rewards
-  an arm that gave up the hard classes.
+  an arm that gave up the hard classes.  Notebook 04 ranks the arms on *validation* images and judges the chosen
+  one on test images (``course.robustness_overview(..., selection=...)``), and records the choice, which notebook
+  05 and the report read back (:func:`recorded_best_arm`).
 * **A defense-rate claim** (:func:`verdict_defense`): "not shown (masking)" when a masking check flags the arm;
   "not reproduced" when the worst-case defense rate's 95 % interval lies below the paper's number; "not
   shown" when it does not keep significantly more images correct than the equally fine-tuned baseline
@@ -88,6 +90,26 @@ def best_arm(rows, eps: float = VERDICT_EPS) -> tuple[str | None, str]:
     why = (f"highest balanced robust accuracy under the worst case at ε = {eps * 255:g}/255: {_pct(bal)}, "
            f"defense rate {_pct(rate)}" + (f"; left out: {', '.join(out)}" if out else ""))
     return name, why
+
+
+def recorded_best_arm(records, eps: float = VERDICT_EPS) -> tuple[str | None, str]:
+    """The best arm notebook 04 recorded (records marked ``best_arm``: chosen on validation images and judged on
+    test, :func:`~medadv_lib.course.robustness_overview`), else :func:`best_arm` over the records' worst-case rows
+    (records written before the selection existed).  Returns ``(arm, how it was chosen)``.
+
+    Example::
+        >>> recorded_best_arm([{"defense": "a", "attack": "worst", "eps": 1 / 255, "balanced_robust_accuracy": 0.9,
+        ...                     "defense_rate": 0.9}, {"defense": "b", "attack": "worst", "eps": 1 / 255,
+        ...                     "balanced_robust_accuracy": 0.5, "defense_rate": 0.5, "best_arm": True,
+        ...                     "best_arm_why": "chosen on validation images"}])
+        ('b', 'chosen on validation images')
+    """
+    recs = records.to_dict(orient="records") if hasattr(records, "to_dict") else list(records)
+    marked = [r for r in recs if r.get("best_arm")]
+    if marked:
+        r = marked[0]
+        return r.get("defense", r.get("model")), r.get("best_arm_why") or "recorded by notebook 04"
+    return best_arm(recs, eps)
 
 
 def verdict_defense(rate, lo, hi, paper: float, gain: str | None, masked: bool, collapsed: bool = False,
