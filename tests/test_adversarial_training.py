@@ -273,6 +273,11 @@ def test_rounds_narrative_reads_the_rounds_table_and_every_control():
     last_lowest.loc[last_lowest.index[-1], "fresh_uap_fooling_rate"] = 0.1
     assert "lowest fresh rate" not in course.rounds_narrative(last_lowest, {})
     assert "the controls leave a fresh UAP 31.0% (plain), 40.0% (ft):" in text
+    assert "still changes more predictions than the fresh judge" not in text      # the judge beat the old UAP every round
+    strong_old = _fake_rounds_table()
+    strong_old.loc[strong_old.index[-1], "old_uap_fooling_rate"] = 0.4             # round 2: the old UAP 40 % > the judge's 30 %
+    assert ("In round 2 the UAP the model was fine-tuned against still changes more predictions than the fresh judge "
+            "(40.0% vs 30.0%)") in course.rounds_narrative(strong_old, {})
 
 
 def test_adversarial_recap_lists_rounds_models_checks_and_goals():

@@ -39,7 +39,9 @@ import torch
 
 from .. import LABELS, __version__
 from ..metrics.defense import paired_tests
-from ..metrics.universal import HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_rate
+from ..stats import wilson_interval
+from ..metrics.universal import (HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_interval,
+                                 reweighted_rate)
 from ..runtime import atomic_write_text
 from .rules import best_arm, recorded_best_arm, verdict_defense, verdict_mark  # noqa: F401  (best_arm re-exported)
 
@@ -242,10 +244,14 @@ def _claim_targeted(results):
         our_cond += f"; random control: {rnd}"
     rw_text = (", ".join(f"→ {k} {_pct(v)}" for k, v in rw.items()) if rw else
                "not recorded (needs confusion_labels_to_adv; 57 % of our test images are COVID-19 already)")
+    shown = (min(rw, key=rw.get) if rw and None not in rw.values() else
+             min((t for t, v in rates.items() if v is not None), key=rates.get, default=None))   # the target plotted
+    rec = next((r for r in recs if r["target"] == shown), None)
     return _row("hirano-targeted", _HIRANO, claim, HIRANO_TARGETED, "> 90 %", cond, nb,
                 ours=min(v for v in rates.values() if v is not None) if any(v is not None for v in rates.values())
                 else None, ours_text=ours_text, our_conditions=our_cond,
-                reweighted=min(rw.values()) if rw else None, reweighted_text=rw_text, verdict=verdict)
+                reweighted=min(rw.values()) if rw else None, reweighted_text=rw_text, verdict=verdict,
+                interval=None if rec is None else _target_interval(rec, bool(rw) and None not in rw.values()))
 
 
 def _target_share_per_class(rec: dict) -> dict | None:
@@ -256,6 +262,20 @@ def _target_share_per_class(rec: dict) -> dict | None:
         return None
     j = LABELS.index(target)
     return {lab: (row[j] / sum(row) if sum(row) else None) for lab, row in zip(LABELS, conf)}
+
+
+def _target_interval(rec: dict, reweighted: bool):
+    """The 95 % interval of a targeted record's success rate, from ``confusion_labels_to_adv`` (true class → prediction
+    under the UAP): re-weighted to the paper's mix (:func:`~medadv_lib.metrics.universal.reweighted_interval`) or
+    plain (Wilson over all images); None when not recorded."""
+    conf, target = rec.get("confusion_labels_to_adv"), rec.get("target")
+    if not (isinstance(conf, list) and len(conf) == len(LABELS) and target in LABELS):
+        return None
+    j = LABELS.index(target)
+    counts = [(row[j], sum(row)) for row in conf]
+    if reweighted:
+        return reweighted_interval(counts, LABELS)
+    return wilson_interval(sum(k for k, _ in counts), sum(n for _, n in counts))
 
 
 def _destinations(rec: dict):
