@@ -101,7 +101,7 @@ def exercise_4(model, image_size: int, x, y, arm: str = "cbam+channels0.3", eps:
 
     Removing 30% of the channels of every layer leaves about 0.7² ≈ half of the parameters; CBAM adds few.
     Compare the fine-tuned arm's accuracy with the baseline's, then its PGD defense rate: a change smaller
-    than the rate's Wilson interval (±10–13 points on 56 images) means neither channel pruning nor attention
+    than the rate's Wilson interval (±10–15 points on 56 images; the notebook prints this run's widest) means neither channel pruning nor attention
     defended against white-box PGD here.
     """
     arms = {"baseline": model, arm: apply_defense(copy.deepcopy(model), parse_defense(arm), image_size).eval()}

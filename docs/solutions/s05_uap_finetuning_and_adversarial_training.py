@@ -74,8 +74,8 @@ def exercise_3(model, config: TrainConfig, train, val, v, x_test, y_test, shares
     rate of the UAP ``v`` trained against, per share.
 
     Share 1.0 never shows the model a clean image during fine-tuning: expect the UAP's fooling rate to fall
-    further and clean accuracy to pay for it (the model learns the perturbed distribution). Share 0.5, Hirano et al.'s
-    choice, keeps most of the clean accuracy; the trade-off is the gap between the two rows.
+    further and clean accuracy to pay for it (the model learns the perturbed distribution). Share 0.5, the course's
+    default (the paper does not publish its share), keeps most of the clean accuracy; the trade-off is the gap between the two rows.
     """
     rows = {}
     for s in shares:
@@ -110,7 +110,7 @@ def exercise_5(matrix: pd.DataFrame, eps_255: int = 2) -> pd.Series:
     the best (a defense that loses the diagnosis is no defense).
 
     The number to measure on more images first is the one whose Wilson interval (``_lo``/``_hi``) overlaps
-    the runner-up's: with 56 attacked images the PGD defense rates' intervals are ±10–13 points wide.
+    the runner-up's: with 56 attacked images the defense rates' intervals are ±10–15 points wide (the notebook prints this run's widest).
     """
     ok = matrix[matrix.clean_accuracy >= matrix.clean_accuracy.max() - 0.05]
     col = f"pgd{eps_255}_defense_rate"
