@@ -49,7 +49,7 @@ def exercise_1(model, config: TrainConfig, train, val, x_build, x_test, stats, r
 def exercise_2(model, x_test, stats, image_size: int, zeta: float = 0.02, train=(512, 1500), patience=(3, 9),
                holdout: int | None = None, fast: bool = True, data_dir=None, seed: int = 0, **sgd) -> pd.DataFrame:
     """A stronger attacker against a defended model: the course's converged UAP builder with its own effort, then
-    with about three times the build images and three times the patience (it waits three times as long for a gain
+    with 1,500 build images (three times the course builder's 512, seven times the judge's) and three times the patience (it waits three times as long for a gain
     on its held-out images before it stops). Returns per (build images, patience) the test fooling rate, the steps
     and whether it converged. ``sgd`` overrides the course's other settings (e.g. ``batch_size=8`` on a tiny model).
 

@@ -29,7 +29,7 @@ def exercise_1(models: dict, uaps: dict, x, y) -> pd.DataFrame:
 
 def exercise_2(target, surrogates: dict, x_build, x_test, stats, zeta: float = 0.02, seed: int = 0) -> pd.Series:
     """UAPs built on each surrogate ``{name: (model, sgd settings)}`` (e.g. an independently trained ResNet-18
-    with ``seed=1``, the MobileNet with 3× the epochs) applied to ``target``; last the random control.
+    with ``seed=1``, the MobileNet built on about 3× the images) applied to ``target``; last the random control.
 
     An independently trained copy of the same architecture is the fairest black-box surrogate; if its UAP
     transfers no better than the MobileNet's, architecture is not what limits transfer. If the MobileNet UAP

@@ -40,7 +40,7 @@ def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, s
     05's judge uses the validation split, which no training steps on), disjoint and
     class-stratified (seeded): ``holdout`` images the builder measures its stopping rate on and never
     steps on, then ``train`` build images from the rest.  ``None`` takes the mode's number from
-    :func:`uap_settings` (FAST 512 build and 256 held-out images; full mode builds on all the rest);
+    :func:`uap_settings` (FAST 512 build and 128 held-out images; full mode builds on all the rest);
     ``image_size`` defaults to the mode's."""
     u = uap_settings(fast, train, holdout=holdout)
     x, y = load_split(split, image_size or settings(fast).image_size, data_dir)
