@@ -472,7 +472,7 @@ def rounds_narrative(rt, controls: dict) -> str:
               f"The lowest fresh rate of any round is {later.fresh_uap_fooling_rate.min():.1%} "
               f"(round{'s' if len(low) > 1 else ''} {' and '.join(map(str, low))}). ")
     weaker = later[later.old_uap_fooling_rate > later.fresh_uap_fooling_rate]     # the judge is not the strongest UAP there
-    lowest += ("" if weaker.empty else
+    judge = ("" if weaker.empty else
                f"In round{'s' if len(weaker) > 1 else ''} {' and '.join(str(int(r)) for r in weaker['round'])} the UAP the model "
                "was fine-tuned against still changes more predictions than the fresh judge ("
                + ", ".join(f"{r.old_uap_fooling_rate:.1%} vs {r.fresh_uap_fooling_rate:.1%}" for r in weaker.itertuples())
@@ -485,7 +485,7 @@ def rounds_narrative(rt, controls: dict) -> str:
             f"**{last.fresh_uap_fooling_rate:.1%}** [{last.fresh_uap_fooling_rate_lo:.1%}, {last.fresh_uap_fooling_rate_hi:.1%}], "
             f"{last.fresh_uap_fooling_rate / r0.fresh_uap_fooling_rate:.2f}× the undefended rate, at clean accuracy "
             f"{last.clean_accuracy:.1%} (undefended {r0.clean_accuracy:.1%}, balanced {last.balanced_accuracy:.1%} vs "
-            f"{r0.balanced_accuracy:.1%}). {lowest}Fine-tuned without any UAP, the controls leave a fresh UAP "
+            f"{r0.balanced_accuracy:.1%}). {lowest}{judge}Fine-tuned without any UAP, the controls leave a fresh UAP "
             + ", ".join(f"{c['uap_fooling_rate']:.1%} ({k})" for k, c in controls.items())
             + (": the last round's interval lies below every control's, so fine-tuning alone does not explain the fall "
                "(one training run per setting; the verdicts below compare with every control)."

@@ -158,6 +158,12 @@ def transfer_examples(source, source_info: dict, x, y, eps: float = 2 / 255, ste
     return _TRANSFER_MEMO[key]
 
 
+def _suite_at(settings_, eps):
+    """``settings_`` cut to the worst-case suite at the budgets ``eps`` only: PGD-10 and the suite there, no DeepFool,
+    L2 or large-ε rows (the sparsity sweep, the validation ranking and the precision recomputation)."""
+    return dataclasses.replace(settings_, eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0, large_eps=None)
+
+
 def eval_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0, split: str = "test"):
     """The images a robustness evaluation attacks: FAST a class-stratified subset of ``DEFENSE_FAST.eval_images``
     of ``split``, FULL the whole split.  ``split="val"``: the validation images notebook 04 picks its best arm on
@@ -186,9 +192,7 @@ def course_robustness(model, info: dict, name: str, fast: bool, source=None, sou
     transfer) at those budgets only, on :func:`eval_images` of the validation split, no DeepFool, L2 or large-ε rows,
     cached apart from the test evaluation and never mixed into the PGD rows the sparsity sweep reuses.
     """
-    s = config.robustness_settings(fast)
-    if eps is not None:
-        s = dataclasses.replace(s, eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0, large_eps=None)
+    s = config.robustness_settings(fast) if eps is None else _suite_at(config.robustness_settings(fast), eps)
     size = info["config"]["image_size"]
     fp = file_fingerprint(info["checkpoint"])
     src_fp = file_fingerprint(source_info["checkpoint"]) if source_info else "none"
@@ -300,8 +304,7 @@ def sparsity_sweep(base: str, sparsities, fast: bool, output_dir="../runs", data
     rows, models = [], {}
     # the attacks' seed is the robustness evaluation's (course_robustness), not the run's SEED: the sweep's 0 % and
     # 60 % points are then notebook 04's baseline-ft and prune0.6 attacked the same way, image for image, at any SEED
-    full = config.robustness_settings(fast)
-    s = dataclasses.replace(full, eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0, large_eps=None)
+    s = _suite_at(config.robustness_settings(fast), eps)
     for sp in sparsities:
         m, info = course_defense(base, {"prune": sp}, fast, output_dir, data_dir, device, seed, progress=progress,
                                  precision=precision)
@@ -531,8 +534,7 @@ def precision_agreement(study: dict, arms, fast: bool, precision: str = "fp32", 
     src, src_info = study["baseline"]
     recorded = pd.concat([course_robustness(*study[a], a, fast, src, src_info, output_dir, data_dir, seed, False)
                           for a in arms], ignore_index=True)
-    s = dataclasses.replace(config.robustness_settings(fast), eps=tuple(eps), suite_eps=tuple(eps), deepfool_steps=0,
-                            large_eps=None)
+    s = _suite_at(config.robustness_settings(fast), eps)
     before = {a: study[a][0].precision for a in {*arms, "baseline"}}
     rows = []
     try:
@@ -541,6 +543,7 @@ def precision_agreement(study: dict, arms, fast: bool, precision: str = "fp32", 
         for a in arms:
             model, info = study[a]
             x, y = eval_images(fast, info["config"]["image_size"], data_dir, seed)
+            # crafted anew, not transfer_examples: its memo is keyed by checkpoint and would hand back the run's precision
             transfer = [{"source": "baseline", "eps": e, "x_adv": pgd(src, x, y, eps=e, steps=10, seed=seed).x_adv}
                         for e in eps]
             new = robustness_table(model, x, y, a, s, transfer=transfer)

@@ -39,11 +39,11 @@ import torch
 
 from .. import LABELS, __version__
 from ..metrics.defense import paired_tests
-from ..stats import wilson_interval
 from ..metrics.universal import (HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGETED, PAPER_TEST_MIX, reweighted_interval,
                                  reweighted_rate)
 from ..runtime import atomic_write_text
-from .rules import best_arm, recorded_best_arm, verdict_defense, verdict_mark  # noqa: F401  (best_arm re-exported)
+from ..stats import wilson_interval
+from .rules import recorded_best_arm, verdict_defense, verdict_mark
 
 __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
            "claim_lines", "cost_table", "provenance", "build_report",
