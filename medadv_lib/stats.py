@@ -90,3 +90,28 @@ def median_interval(values, level: float = 0.95) -> tuple[float, float]:
     if k < 1:
         return math.nan, math.nan
     return float(v[k - 1]), float(v[n - k])
+
+
+def paired_difference(a, b, z: float = 1.96) -> dict:
+    """The difference of two rates measured on the *same* images, ``rate(a) − rate(b)``, with an interval and
+    the exact McNemar test (:func:`mcnemar_exact`).
+
+    Only the ``d`` discordant images move the difference: ``Δ = (a_only − b_only) / n``.  Given ``d``, each
+    discordant image falls to ``a`` with some probability ``p`` and ``Δ = (d / n)(2p − 1)``; the interval is
+    the Wilson interval of ``p`` (``a_only`` of ``d``) carried through that line (conditional on ``d``; with
+    no discordant image it is ``[0, 0]``).
+
+    Returns ``{"diff", "lo", "hi", "p_value", "a_only", "b_only", "n"}``.
+
+    Example::
+        >>> r = paired_difference([1, 1, 1, 0, 0, 1], [1, 0, 0, 0, 0, 1])
+        >>> round(r["diff"], 3), r["a_only"], r["b_only"]
+        (0.333, 2, 0)
+    """
+    t = mcnemar_exact(a, b)
+    n, d = t["n"], t["discordant"]
+    if n == 0:
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_value": 1.0, "a_only": 0, "b_only": 0, "n": 0}
+    lo, hi = wilson_interval(t["a_only"], d, z) if d else (0.5, 0.5)
+    return {"diff": (t["a_only"] - t["b_only"]) / n, "lo": d / n * (2 * lo - 1), "hi": d / n * (2 * hi - 1),
+            "p_value": t["p_value"], "a_only": t["a_only"], "b_only": t["b_only"], "n": n}

@@ -211,13 +211,14 @@ def test_the_hirano_verdict_needs_to_beat_plain_fine_tuning_too():
     assert v.verdict["hirano-finetune"] == "reproduced"
 
 
-@pytest.mark.parametrize("fresh, acc_k, controls", [
-    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.40}),       # reproduced
-    ([0.45, 0.30, 0.15], 0.70, {"plain": 0.40}),       # partly: 12 points of clean accuracy paid
-    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.16}),       # partly: not separable from plain fine-tuning
-    ([0.45, 0.44, 0.43], 0.80, {}),                    # not reproduced
+@pytest.mark.parametrize("fresh, acc_k, controls, strongest", [
+    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.40}, None),       # reproduced
+    ([0.45, 0.30, 0.15], 0.70, {"plain": 0.40}, None),       # partly: 12 points of clean accuracy paid
+    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.16}, None),       # partly: not separable from plain fine-tuning
+    ([0.45, 0.44, 0.43], 0.80, {}, None),                    # not reproduced
+    ([0.45, 0.30, 0.15], 0.80, {"plain": 0.40}, [0.45, 0.30, 0.44]),   # not reproduced: round 0's UAP still fools 44 %
 ])
-def test_notebook_05_and_the_report_give_hirano_the_same_verdict(tmp_path, fresh, acc_k, controls):
+def test_notebook_05_and_the_report_give_hirano_the_same_verdict(tmp_path, fresh, acc_k, controls, strongest):
     """Issue 25, item 2: one claim, one verdict. Notebook 05's row and the report's claim come from the rule
     book's verdict_hirano on the same numbers (the rounds table the round records are written from)."""
     import pandas as pd
@@ -230,6 +231,10 @@ def test_notebook_05_and_the_report_give_hirano_the_same_verdict(tmp_path, fresh
     rt = pd.DataFrame({"round": list(range(len(fresh))), "n": n, "fresh_uap_fooling_rate": fresh,
                        "fresh_uap_fooling_rate_lo": [c[0] for c in ci], "fresh_uap_fooling_rate_hi": [c[1] for c in ci],
                        "clean_accuracy": [0.82] + [0.81] * (len(fresh) - 2) + [acc_k]})
+    if strongest is not None:
+        sci = [wilson_interval(round(f * n), n) for f in strongest]
+        rt = rt.assign(strongest_uap_fooling_rate=strongest, strongest_uap_fooling_rate_lo=[c[0] for c in sci],
+                       strongest_uap_fooling_rate_hi=[c[1] for c in sci], strongest_uap=["fresh", "fresh", "round 0"])
     summaries = {}
     for name, rate in controls.items():
         lo, hi = wilson_interval(round(rate * n), n)
@@ -245,6 +250,8 @@ def test_notebook_05_and_the_report_give_hirano_the_same_verdict(tmp_path, fresh
     hirano = claims["hirano-finetune"]
     assert nb.verdict["hirano-finetune"] == hirano["verdict"], (nb.measured["hirano-finetune"], hirano["reason"])
     assert nb.measured["hirano-finetune"] == hirano["reason"]
+    if strongest is not None:
+        assert hirano["verdict"] == "not reproduced" and "round 0's" in hirano["our_conditions"]
 
 
 def _fake_rounds_table():
@@ -276,8 +283,33 @@ def test_rounds_narrative_reads_the_rounds_table_and_every_control():
     assert "still changes more predictions than the fresh judge" not in text      # the judge beat the old UAP every round
     strong_old = _fake_rounds_table()
     strong_old.loc[strong_old.index[-1], "old_uap_fooling_rate"] = 0.4             # round 2: the old UAP 40 % > the judge's 30 %
-    assert ("In round 2 the UAP the model was fine-tuned against still changes more predictions than the fresh judge "
+    assert ("In round 2 a UAP the model was fine-tuned against still changes more predictions than the fresh judge "
             "(40.0% vs 30.0%)") in course.rounds_narrative(strong_old, {})
+    # with the strongest-UAP column (course.rounds_table), the narrative names the UAP that set it and its rate
+    strongest = _fake_rounds_table().assign(strongest_uap=["fresh", "fresh", "round 0"],
+                                            strongest_uap_fooling_rate=[0.5, 0.2, 0.45],
+                                            strongest_uap_fooling_rate_lo=[0.45, 0.16, 0.40],
+                                            strongest_uap_fooling_rate_hi=[0.55, 0.25, 0.51])
+    text = course.rounds_narrative(strongest, {"plain": {"uap_fooling_rate": 0.6, "uap_fooling_rate_lo": 0.55}})
+    assert "(round 0's 45.0% vs 30.0%)" in text and "after the last round **45.0%** [40.0%, 51.0%]" in text
+    assert "the last round's interval lies below every control's" in text        # 51 % < 55 %: read on the strongest
+
+
+def test_the_hirano_verdict_reads_the_strongest_uap_of_each_round():
+    """Issue 21, item 4: a fresh judge weaker than a UAP the model was fine-tuned against cannot make the defense
+    look better: the rule reads the strongest UAP of the round where the rounds table has it."""
+    from medadv_lib.course.rules import judge_column, verdict_hirano
+    r0 = {"round": 0, "fresh_uap_fooling_rate": 0.5, "fresh_uap_fooling_rate_lo": 0.45, "fresh_uap_fooling_rate_hi": 0.55,
+          "strongest_uap_fooling_rate": 0.5, "strongest_uap_fooling_rate_lo": 0.45, "strongest_uap_fooling_rate_hi": 0.55,
+          "clean_accuracy": 0.8}
+    rk = {"round": 3, "fresh_uap_fooling_rate": 0.2, "fresh_uap_fooling_rate_lo": 0.16, "fresh_uap_fooling_rate_hi": 0.25,
+          "clean_accuracy": 0.8}
+    assert verdict_hirano(r0, rk)[0] == "reproduced"                    # records without the column: the fresh judge
+    strong = {**rk, "strongest_uap_fooling_rate": 0.49, "strongest_uap_fooling_rate_lo": 0.44,
+              "strongest_uap_fooling_rate_hi": 0.54}
+    kind, why = verdict_hirano(r0, strong)
+    assert judge_column(strong) == "strongest_uap_fooling_rate" and kind == "not reproduced"
+    assert why.startswith("strongest-UAP fooling rate 50.0 % (round 0) → 49.0 % (round 3)")
 
 
 def test_adversarial_recap_lists_rounds_models_checks_and_goals():

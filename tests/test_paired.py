@@ -180,3 +180,63 @@ def test_error_bars_of_a_rate_at_its_bound_are_not_negative():
     from medadv_lib.viz.defense import _err
     err = _err([1.0, 0.0, 0.5], [0.8, 0.0, 0.4], [1.0 - 1e-16, 0.2, 0.6])
     assert (err >= 0).all() and err[1, 0] == 0.0
+
+
+def _replicates(rows) -> pd.DataFrame:
+    """A fabricated course.seed_replicates table: (arm, seed, shown) rows, every_seed as the function derives it."""
+    t = pd.DataFrame([{"arm": a, "finetune_seed": s, "shown": sh, "n": 56, "eps": 1 / 255, "robust_accuracy": 0.5,
+                       "reference_robust_accuracy": 0.4, "p_holm": 0.01 if sh != "not shown" else 0.5}
+                      for a, s, sh in rows])
+    agg = t.groupby("arm").shown.agg(lambda s: "higher" if set(s) == {"higher"} else "lower" if set(s) == {"lower"}
+                                     else "not shown" if set(s) == {"not shown"} else "not at every seed")
+    return t.assign(every_seed=t.arm.map(agg))
+
+
+def test_a_verdict_holds_only_if_every_fine_tuning_seed_says_so():
+    """Issue 22, item 6: prune0.6 is shown better than baseline-ft at fine-tuning seed 0 but not at seed 1, so the
+    ablation no longer counts it, in notebook 04 and in the report alike; confirmed at both seeds, it counts."""
+    n = 56
+    base, ft = _kept(n, (0, 40)), _kept(n, (0, 42))
+    cbam, prune = _kept(n, (0, 42), lost=[(0, 1)]), _kept(n, (0, 54))
+    t = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": prune}, attack="worst")
+    assert course.replicate_arms(t, "cbam") == ["cbam", "prune0.6"]          # the best arm and the arm shown better
+    wobbly = _replicates([("cbam", 0, "not shown"), ("cbam", 1, "not shown"), ("prune0.6", 0, "higher"),
+                          ("prune0.6", 1, "not shown")])
+    v = course.ablation_verdict(t, replicates=wobbly)
+    assert v["verdict"] == "not shown" and "prune0.6 was shown higher at the first fine-tuning seed but not at every seed" in v["text"]
+    assert v["vs_control"].set_index("model").shown["prune0.6"] == "not at every seed"
+    steady = _replicates([("cbam", 0, "not shown"), ("cbam", 1, "not shown"), ("prune0.6", 0, "higher"),
+                          ("prune0.6", 1, "higher")])
+    assert course.ablation_verdict(t, replicates=steady)["verdict"] == "partly"
+    text = course.replicate_text(wobbly)
+    assert "**prune0.6** — seed 0:" in text and "→ **not at every seed**" in text
+
+
+def test_the_report_reads_the_seed_replicates_notebook_04_records(tmp_path, monkeypatch):
+    from medadv_lib.course import report as rep
+    from medadv_lib.course.results import defense_records, record
+    n = 56
+    base, ft = _kept(n, (0, 40)), _kept(n, (0, 42))
+    both = _kept(n, (0, 56))                                                  # +14: shown at seed 0
+    t = _table({"baseline": base, "baseline-ft": ft, "cbam+prune0.6": both}, attack="worst")
+    t = t.assign(n_clean_correct=n, defense_rate_lo=t.defense_rate - 0.1, defense_rate_hi=t.defense_rate + 0.05)
+    info = {"config": {"model": "resnet18_w0.5", "image_size": 112}, "checkpoint": "x.pt"}
+    study = {m: (None, info) for m in t.model}
+    checks = pd.DataFrame({"model": list(t.model), "verdict": ["no masking detected"] * 3, "failed": [[]] * 3})
+
+    import medadv_lib.course.results as res
+    monkeypatch.setattr(res, "model_record", lambda *a, **k: {"model": "resnet18_w0.5", "data_fingerprint": "d",
+                                                               "checkpoint_fingerprint": "c", "precision": "fp32"})
+
+    def chen(replicates):                      # (no checkpoint file behind the fake study: model_record is faked)
+        recs = defense_records(t, checks, study, "fp32", replicates=replicates)
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        record("04_pruning_and_attention", recs, out)
+        claims = {c["id"]: c for c in rep.claims_table(rep.load_results(out))}
+        return claims["chen-pgd"], claims["chen-ablation"], recs
+    c, a, _ = chen(None)
+    assert c["verdict"] == "reproduced" and a["verdict"] == "partly"
+    c, a, recs = chen(_replicates([("cbam+prune0.6", 0, "higher"), ("cbam+prune0.6", 1, "not shown")]))
+    assert [r.get("every_seed") for r in recs] == [None, None, "not at every seed"]
+    assert c["verdict"] == "not shown" and "not at every seed" in c["reason"]
+    assert a["verdict"] == "not shown" and "an arm counts only if it is shown at every seed" in a["our_conditions"]

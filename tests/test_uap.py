@@ -514,3 +514,76 @@ def test_the_random_control_is_drawn_several_times_with_its_spread(tiny):
     assert one["random_fooling_rate"] == pytest.approx(rates[0]) and one["random_draws"] == 1
     with pytest.raises(ValueError, match="draws"):
         grid_point_metrics(model, x, y, uaps, (0.05, "inf", None), draws=0)
+
+
+# ----------------------------------------------------------------------------- section 8: levers as experiments
+
+def test_paired_difference_interval_by_hand():
+    from medadv_lib.stats import paired_difference
+    a = np.array([1] * 30 + [0] * 70, dtype=bool)
+    b = np.array([1] * 10 + [0] * 90, dtype=bool)        # b ⊂ a: 20 discordant images, all for a
+    d = paired_difference(a, b)
+    assert d["diff"] == pytest.approx(0.20) and d["a_only"] == 20 and d["b_only"] == 0
+    assert d["lo"] > 0.1 and d["hi"] == pytest.approx(0.20) and d["p_value"] < 1e-5
+    same = paired_difference(a, a)                      # no discordant image: no difference, no doubt
+    assert (same["diff"], same["lo"], same["hi"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    r = paired_difference(b, a)                          # the mirror image
+    assert r["diff"] == pytest.approx(-0.20) and r["hi"] == pytest.approx(-d["lo"]) and r["lo"] == pytest.approx(-d["hi"])
+
+
+def _lever(lo, hi, rw=0.55, head_rw=0.50, p=0.5):
+    return {"variant": "4× the steps", "fooling_rate": 0.45, "headline_fooling_rate": 0.40, "diff": 0.05,
+            "diff_lo": 0.0, "diff_hi": 0.1, "p_value": p, "fooling_rate_reweighted": rw,
+            "headline_fooling_rate_reweighted": head_rw, "rw_diff": rw - head_rw, "rw_diff_lo": lo, "rw_diff_hi": hi}
+
+
+def test_lever_verdicts_follow_the_paired_interval_of_the_reweighted_rates():
+    from medadv_lib.metrics.universal import lever_verdict
+    gap = 0.30
+    assert lever_verdict(_lever(0.02, 0.08), gap)[1] == "part of it"            # the interval lies above 0
+    assert lever_verdict(_lever(-0.02, 0.04), gap)[1] == "not it"               # holds 0, ends 26 points short
+    assert lever_verdict(_lever(-0.10, 0.35), gap)[1] == "not ruled out"        # too few images to tell
+    assert lever_verdict(_lever(-0.08, -0.02, rw=0.45), gap)[1] == "not it"     # the variant is weaker
+    assert lever_verdict(_lever(0.35, 0.45, rw=0.9), gap)[1] == "explains it"
+    say = lever_verdict(_lever(-0.02, 0.04), gap)[0]
+    assert "re-weighted 55.0% vs 50.0%, difference +5.0 points [-2.0, +4.0]" in say and "McNemar p = 0.5" in say
+
+
+def test_the_paired_reweighted_difference_by_hand():
+    from medadv_lib.metrics.universal import paired_reweighted_difference
+    y = np.array([0] * 20 + [1] * 20 + [2] * 20)
+    a = np.zeros(60, bool)
+    a[:10] = True                                            # half the normal images
+    d = paired_reweighted_difference(a, np.zeros(60, bool), y)
+    assert d["diff"] == pytest.approx(0.5 * 100 / 231) and d["lo"] > 0 and d["hi"] <= 100 / 231
+    same = paired_reweighted_difference(a, a, y)
+    assert (same["diff"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
+    assert paired_reweighted_difference(a[:40], a[:40], y[:40]) is None          # no COVID-19 image
+
+
+def test_paper_gap_table_decides_the_levers_by_their_experiments():
+    """A builder whose rate keeps rising: its 4×-steps experiment finds significantly more fooled images, so
+    "iterations" is part of the gap; an experiment that cannot tell leaves it "not ruled out"."""
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from medadv_lib.metrics.universal import paper_gap_table
+    m = {"fooling_rate": 0.30, "fooling_rate_balanced": 0.45, "fooling_rate_vs_labels": 0.33,
+         "fooling_rate_reweighted": 0.42, "random_fooling_rate": 0.05,
+         "confusion_clean_to_adv": [[50, 20, 0], [0, 60, 10], [0, 0, 200]]}
+    conv = SimpleNamespace(history=[{"fooling_rate": 0.5, "on": "holdout"}] * 4, fooling_rate=0.31, converged=True,
+                           stop_reason="plateau", params={"patience": 3, "eval_every": 8, "steps": 48})
+    rising = pd.DataFrame({"iterations": _lever(0.08, 0.16, rw=0.54, head_rw=0.42),
+                           "training-set size": _lever(-0.03, 0.03, rw=0.42, head_rw=0.42),
+                           "the algorithm": _lever(-0.35, -0.25, rw=0.12, head_rw=0.42)}).T
+    t = paper_gap_table(m, {("inf", 0.02): 0.3}, {(0.02, "inf", None): conv}, conv,
+                        {"fooling_rate": 0.4, "random_fooling_rate": 0.2}, 0.03, experiments=rising)
+    v = t["verdict"]
+    assert v["iterations"] == "part of it"          # the plateau said "converged"; the experiment overrules it
+    assert v["training-set size"] == "not it" and v["the algorithm"] == "not it"
+    assert list(t.index) == ["which fooling rate", "the budget", "iterations", "training-set size", "the model",
+                             "the algorithm", "image size"]
+    wide = rising.copy()
+    wide.loc["iterations", ["rw_diff", "rw_diff_lo", "rw_diff_hi"]] = [0.05, -0.10, 0.50]
+    assert paper_gap_table(m, {("inf", 0.02): 0.3}, {}, conv, {"fooling_rate": 0.4, "random_fooling_rate": 0.2}, 0.03,
+                           experiments=wide)["verdict"]["iterations"] == "not ruled out"

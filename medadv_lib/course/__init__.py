@@ -14,13 +14,15 @@ from .config import (ADVERSARIAL_FAST, ADVERSARIAL_FULL, ATTACKS_FAST, ATTACKS_F
 from .pipelines import (ablation_verdict, best_arm_text, robustness_overview, course_defense, course_model, course_robustness, course_uap, defend_checkpoint,  # noqa: F401
                         uap_build_images,
                         defended_models_table, defense_study, eval_images, finetune_config, robustness_study,
-                        leaders, precision_agreement, sparsity_sweep, sparsity_verdict, transfer_examples)
+                        leaders, precision_agreement, replicate_arms, replicate_text, seed_replicates, sparsity_sweep,
+                        sparsity_verdict, transfer_examples)
 from .adversarial import (METHODS, adversarial_finetune, adversarial_recap, adversarial_training,  # noqa: F401
                           adversarial_verdicts, best_arm_of_04, course_adversarial_training, course_uap_finetune,
                           cross_threat_table, fresh_rate_trend, method_label, method_labels, old_uap_before_after, old_uap_closed, pattern_change_text, rounds_narrative, rounds_table,
                           uap_fooling_summary, judge_uap, attacker_text,
                           uap_finetune_rounds)
 from .transfer import DEFENDED, transfer_study  # noqa: F401
+from .uap_experiments import LEVERS, gap_experiments, gap_variants  # noqa: F401
 from .results import (RECORD_KEYS, classifier_record, curve_records, defense_records, json_safe,  # noqa: F401
                       file_fingerprint, model_record, record, round_records, transfer_records, uap_record,
                       control_records)

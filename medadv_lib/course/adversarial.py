@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -24,9 +25,11 @@ from ..models import load_checkpoint, predict, read_checkpoint
 from ..train import load_or_train
 from .config import adversarial_settings
 from .pipelines import course_model, course_robustness, course_uap, finetune_config
-from .rules import CHEN_PGD, recorded_best_arm, verdict_hirano
+from .rules import CHEN_PGD, judge_column, recorded_best_arm, verdict_hirano
 
 METHODS = ("uap-finetune", "uat", "pgd-at")
+RANDOM_DRAWS = 5
+"""Draws of the rounds' random control (the fresh UAP shuffled), as notebook 02's; the strongest is the control."""
 COVID = LABELS.index("COVID-19")
 
 
@@ -163,20 +166,28 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
     Columns: ``defense``, ``round``, ``pool`` (UAPs trained on), ``clean_accuracy`` (with its Wilson ``_lo``/``_hi``), ``balanced_accuracy``, ``sensitivity_<class>``;
     ``old_uap_fooling_rate`` (the UAP the round was fine-tuned against, on the fine-tuned model;
     empty for round 0), ``fresh_uap_fooling_rate`` (a new white-box UAP against the round's model,
-    same budget and effort) and ``random_fooling_rate`` (noise of the fresh UAP's norm), each with
+    same budget and effort) and ``random_fooling_rate`` (the control: the strongest of :data:`RANDOM_DRAWS` draws of the
+    fresh UAP's own pixels shuffled, so of its very L2 and L∞ norm; ``random_fooling_rate_mean`` their mean), each with
     its Wilson 95 % interval (``_lo``/``_hi``) and the fresh rate per class; ``cosine_to_previous``:
     cosine similarity of the fresh UAP to the previous round's (does the attacker's pattern change?);
-    ``fresh_uap_attacker`` (:func:`attacker_text`), ``fresh_uap_steps``, ``fresh_uap_converged``.
+    ``fresh_uap_attacker`` (:func:`attacker_text`), ``fresh_uap_steps``, ``fresh_uap_converged``;
+    ``strongest_uap_fooling_rate`` (with ``_lo``/``_hi`` and ``_reweighted``): the highest fooling rate of any UAP
+    the attacker has against the round's model — its fresh UAP and every UAP of the round's pool (the fresh UAPs
+    of the earlier rounds, which the fine-tuning saw) — and ``strongest_uap`` which one set it (``"fresh"`` or
+    ``"round j"``).  A judge that is not the strongest UAP there would flatter the defense, so the verdict reads
+    this column (:func:`~medadv_lib.course.rules.verdict_hirano`).
     Fooling rate = prediction changed by the perturbation (:mod:`medadv_lib.metrics.universal`).
     """
     size = rounds[0]["info"]["config"]["image_size"]
     x, y = load_split("test", size, data_dir)
     n, rows, prev_v = len(y), [], None
-    for r in rounds:
+    for i, r in enumerate(rounds):
         m, fresh = r["model"], r["fresh"]
         clean = predict(m, x)
         ev = _uap_eval(m, x, y, fresh.v, clean)
-        rnd = _uap_eval(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, seed=seed), clean)
+        draws = [_uap_eval(m, x, y, random_uap(fresh.v, fresh.eps, fresh.norm, kind="shuffle", seed=seed + d), clean)
+                 for d in range(RANDOM_DRAWS)]          # the fresh UAP's own pixels, shuffled: same L2 and L∞
+        rnd = max(draws, key=lambda e: e["fooling_rate"])
         row = {"defense": defense, "round": r["round"], "pool": r.get("pool", 0),
                **_rate_cols("clean_accuracy", round(ev["clean_accuracy"] * n), n),
                "balanced_accuracy": float(sum(ev["sensitivity_clean"]) / len(LABELS)),
@@ -191,6 +202,14 @@ def rounds_table(rounds: list[dict], data_dir=None, seed: int = 0, defense: str 
         row.update({f"fresh_uap_fooling_rate_{lab}": f for lab, f in zip(LABELS, ev["fooling_rate_per_class"])})
         row["fresh_uap_fooling_rate_reweighted"] = ev["fooling_rate_reweighted"]
         row.update(_rate_cols("random_fooling_rate", round(rnd["fooling_rate"] * n), n))
+        row.update(random_fooling_rate_mean=float(np.mean([e["fooling_rate"] for e in draws])), random_draws=len(draws))
+        best, best_ev = "fresh", ev
+        for earlier in rounds[:i]:                       # the pool the round was fine-tuned on
+            e = old if earlier["fresh"] is r["trained_against"] else _uap_eval(m, x, y, earlier["fresh"].v, clean)
+            if e["fooling_rate"] > best_ev["fooling_rate"]:
+                best, best_ev = f"round {earlier['round']}", e
+        row.update(_rate_cols("strongest_uap_fooling_rate", round(best_ev["fooling_rate"] * n), n))
+        row.update(strongest_uap_fooling_rate_reweighted=best_ev["fooling_rate_reweighted"], strongest_uap=best)
         v = fresh.v.flatten().float().cpu()
         row["cosine_to_previous"] = (float(torch.nn.functional.cosine_similarity(v, prev_v, dim=0))
                                      if prev_v is not None else float("nan"))
@@ -462,7 +481,7 @@ def rounds_narrative(rt, controls: dict) -> str:
     """Notebook 05's reading of its :func:`rounds_table` ``rt`` as a Markdown paragraph: the fresh UAP before
     any fine-tuning (and random noise), the old and fresh UAP after round 1, the fresh UAP after the last
     round (interval, ratio to the undefended rate, clean and balanced accuracy), the round with the lowest
-    fresh rate, the rounds where the old UAP still beats the fresh judge (the judge then understates the threat),
+    fresh rate, the rounds where a UAP of the pool still beats the fresh judge (the verdicts then read the strongest UAP),
     and what the ``controls`` fine-tuned without UAPs (``{name: uap_fooling_summary dict}``)
     leave a fresh UAP."""
     r0, last = rt.iloc[0], rt.iloc[-1]
@@ -471,13 +490,20 @@ def rounds_narrative(rt, controls: dict) -> str:
     lowest = ("" if low == [int(last["round"])] else          # the last round is the lowest: said already
               f"The lowest fresh rate of any round is {later.fresh_uap_fooling_rate.min():.1%} "
               f"(round{'s' if len(low) > 1 else ''} {' and '.join(map(str, low))}). ")
-    weaker = later[later.old_uap_fooling_rate > later.fresh_uap_fooling_rate]     # the judge is not the strongest UAP there
-    judge = ("" if weaker.empty else
-               f"In round{'s' if len(weaker) > 1 else ''} {' and '.join(str(int(r)) for r in weaker['round'])} the UAP the model "
-               "was fine-tuned against still changes more predictions than the fresh judge ("
-               + ", ".join(f"{r.old_uap_fooling_rate:.1%} vs {r.fresh_uap_fooling_rate:.1%}" for r in weaker.itertuples())
-               + "): the judge, built on validation images, is not the strongest UAP there, so read the fresh rates "
-                 "— and the verdicts on them — as optimistic for the defense. ")
+    strongest = "strongest_uap" in rt
+    beat = (later[later.strongest_uap != "fresh"] if strongest else
+            later[later.old_uap_fooling_rate > later.fresh_uap_fooling_rate])    # the judge is not the strongest UAP there
+    col = judge_column(last.to_dict())
+    judge = ("" if beat.empty else
+             f"In round{'s' if len(beat) > 1 else ''} {' and '.join(str(int(r)) for r in beat['round'])} a UAP the model "
+             "was fine-tuned against still changes more predictions than the fresh judge ("
+             + ", ".join((f"{r.strongest_uap}'s {r.strongest_uap_fooling_rate:.1%}" if strongest else
+                          f"{r.old_uap_fooling_rate:.1%}") + f" vs {r.fresh_uap_fooling_rate:.1%}" for r in beat.itertuples())
+             + "): the judge, built on validation images, is not the strongest UAP there. "
+             + (f"So every round is judged by its strongest UAP, and the verdicts read that rate: after the last round "
+                f"**{last.strongest_uap_fooling_rate:.1%}** [{last.strongest_uap_fooling_rate_lo:.1%}, "
+                f"{last.strongest_uap_fooling_rate_hi:.1%}]. " if strongest else
+                "Read the fresh rates — and the verdicts on them — as optimistic for the defense. "))
     return (f"Before any fine-tuning a fresh UAP changes **{r0.fresh_uap_fooling_rate:.1%}** of the {int(r0.n)} test "
             f"predictions (random noise: {r0.random_fooling_rate:.1%}). After round 1 the UAP it trained on changes only "
             f"**{rt.iloc[1].old_uap_fooling_rate:.1%}**, and a fresh one built against the fine-tuned model "
@@ -490,7 +516,7 @@ def rounds_narrative(rt, controls: dict) -> str:
             + (": the last round's interval lies below every control's, so fine-tuning alone does not explain the fall "
                "(one training run per setting; the verdicts below compare with every control)."
                if controls and all(c.get("uap_fooling_rate_lo") is not None
-                                   and last.fresh_uap_fooling_rate_hi < c["uap_fooling_rate_lo"] for c in controls.values())
+                                   and last[col + "_hi"] < c["uap_fooling_rate_lo"] for c in controls.values())
                else ": fine-tuning alone moves this rate by as much as the defense does, in either direction — one "
                "training run per setting cannot separate the two, which is why the verdicts below compare with every "
                "control."))

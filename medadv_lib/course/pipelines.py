@@ -31,7 +31,7 @@ from ..train import TrainConfig, load_or_train
 from . import config
 from .config import DEFENSE_FAST, DEFENSE_FULL, model_config, parse_defense, settings, uap_settings
 from .results import file_fingerprint
-from .rules import CHEN_PGD, VERDICT_EPS, best_arm, verdict_ablation, verdict_mark
+from .rules import CHEN_PGD, VERDICT_EPS, best_arm, confirm_by_seeds, verdict_ablation, verdict_mark
 
 
 def uap_build_images(fast: bool, image_size: int | None = None, data_dir=None, seed: int = 0,
@@ -101,17 +101,20 @@ def course_model(name: str, fast: bool, output_dir="../runs", data_dir=None, dev
 
 
 def finetune_config(checkpoint, fast: bool, epochs: int | None = None, defense: dict | None = None,
-                    perturbation: dict | None = None) -> TrainConfig:
+                    perturbation: dict | None = None, seed: int | None = None) -> TrainConfig:
     """The :class:`~medadv_lib.train.TrainConfig` that fine-tunes the model in ``checkpoint`` with the
     course's defense settings (:data:`DEFENSE_FAST`/:data:`DEFENSE_FULL`; ``epochs`` overrides) on the
     training configuration the checkpoint records (size, crop, seed), with a model ``defense``
     (attention/pruning) and/or a per-batch ``perturbation`` description (notebook 05's hooks).
-    Every defense of notebooks 04 and 05 is fine-tuned with this very configuration."""
+    Every defense of notebooks 04 and 05 is fine-tuned with this very configuration.  ``seed`` is the fine-tuning's
+    own seed (batch order, pruning and attention initialisation; ``None``: the checkpoint's training seed), so that
+    a defense can be fine-tuned twice from the same model (:func:`seed_replicates`)."""
     base = read_checkpoint(checkpoint).get("meta", {}).get("config")
     if not isinstance(base, dict):
         raise ValueError(f"{checkpoint} records no training configuration; train it with `medadv train` or notebook 01")
     d = DEFENSE_FAST if fast else DEFENSE_FULL
     cfg = TrainConfig(**{k: v for k, v in base.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = cfg if seed is None else dataclasses.replace(cfg, seed=int(seed))
     return dataclasses.replace(cfg, epochs=epochs or d.epochs, lr=d.lr, warmup_epochs=d.warmup_epochs, patience=None,
                                train_limit=min((v for v in (d.train_limit, cfg.train_limit) if v), default=None),
                                init_from=str(checkpoint), perturbation=perturbation, weights=None,
@@ -119,28 +122,31 @@ def finetune_config(checkpoint, fast: bool, epochs: int | None = None, defense: 
 
 
 def defend_checkpoint(checkpoint, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None,
-                      device=None, epochs: int | None = None, progress: bool = True, precision=None):
+                      device=None, epochs: int | None = None, progress: bool = True, precision=None,
+                      finetune_seed: int | None = None):
     """Apply ``defense`` (see :mod:`medadv_lib.defenses`; ``None`` = fine-tune only) to the trained
     model in ``checkpoint`` and fine-tune it (:func:`finetune_config`) through
     :func:`~medadv_lib.train.load_or_train`: cached under its own key.  Returns ``(model, info)``.
     ``medadv defend`` and :func:`course_defense` both come here."""
-    cfg = finetune_config(checkpoint, fast, epochs, defense)
+    cfg = finetune_config(checkpoint, fast, epochs, defense, seed=finetune_seed)
     return load_or_train(cfg, out_dir=output_dir, data_dir=data_dir, device=device, progress=progress,
                          precision=precision)
 
 
 def course_defense(base: str, defense: dict | None, fast: bool, output_dir="../runs", data_dir=None, device=None,
-                   seed: int = 0, epochs: int | None = None, progress: bool = True, precision=None):
+                   seed: int = 0, epochs: int | None = None, progress: bool = True, precision=None,
+                   finetune_seed: int | None = None):
     """The course's defended version of model ``base`` (``defense``: see :mod:`medadv_lib.defenses`;
     ``None`` = the fine-tuned baseline): notebook 01's model is loaded (or trained), then
-    :func:`defend_checkpoint`.  Returns ``(model, info)``.
+    :func:`defend_checkpoint`.  ``seed`` picks notebook 01's model; ``finetune_seed`` the fine-tuning's own seed
+    (``None``: the same as the model's).  Returns ``(model, info)``.
 
     Example::
         >>> model, info = course.course_defense("resnet18", {"attention": "cbam"}, fast=True, output_dir=OUTPUT_DIR)
     """
     _, base_info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
     return defend_checkpoint(base_info["checkpoint"], defense, fast, output_dir, data_dir, device, epochs, progress,
-                             precision)
+                             precision, finetune_seed)
 
 
 _TRANSFER_MEMO: dict = {}
@@ -332,7 +338,7 @@ def _min_discordant(family: int, alpha: float = 0.05) -> int:
 
 
 def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, control: str = "baseline-ft",
-                     undefended: str = "baseline", alpha: float = 0.05, checks=None) -> dict:
+                     undefended: str = "baseline", alpha: float = 0.05, checks=None, replicates=None) -> dict:
     """Notebook 04's verdict on "pruning and attention raise robustness", from a
     :func:`robustness_study` table: every defended arm against the equally fine-tuned ``control`` and
     against the ``undefended`` model, image by image on the shared attacked images — "correct under
@@ -349,6 +355,9 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
     reproduced" when none does and some arm keeps significantly fewer, else "not shown".  The text marks the
     word with the claim's key (:func:`~medadv_lib.course.rules.verdict_mark`).
 
+    ``replicates`` (:func:`seed_replicates`): an arm counts as shown only if it is shown at every fine-tuning seed
+    (:func:`~medadv_lib.course.rules.confirm_by_seeds`; its ``shown`` becomes "not at every seed" otherwise).
+
     Returns ``{"verdict", "text"`` (Markdown), ``"vs_control", "vs_undefended"`` (the two
     :func:`paired_tests` tables), ``"best"}``.
     """
@@ -358,6 +367,12 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
         best = w.loc[w.defense_rate.idxmax(), "model"]
     vs_c = paired_tests(table, control, "worst", eps, arms, alpha)
     vs_u = paired_tests(table, undefended, "worst", eps, arms, alpha)
+    first = vs_c.set_index("model").shown
+    if replicates is not None:
+        every = dict(zip(replicates.arm, replicates.every_seed))
+        confirmed = confirm_by_seeds({r["model"]: r for r in vs_c.to_dict(orient="records")}, every)
+        vs_c = vs_c.assign(shown=[confirmed[m]["shown"] for m in vs_c.model])
+    unconfirmed = [m for m in vs_c.model if vs_c.set_index("model").shown[m] == "not at every seed"]
     masked = set() if checks is None else {m for m, f in zip(checks.model, checks.failed) if f}
     bc, bu = (t.set_index("model").loc[best].to_dict() | {"model": best} for t in (vs_c, vs_u))
     w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
@@ -389,6 +404,10 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
                + (f"; {', '.join(down.model)} keep{'s' if len(down) == 1 else ''} significantly fewer" if len(down) else "")
                + f"; at least {_min_discordant(len(arms), alpha)} discordant images, all one way, would be needed for one "
                "arm to show)")
+    if unconfirmed:
+        why += (f"; {', '.join(unconfirmed)} {'was' if len(unconfirmed) == 1 else 'were'} shown "
+                f"{'/'.join(sorted({first[m] for m in unconfirmed}))} at the first fine-tuning seed but not at every seed, "
+                "so it does not count")
     return {"verdict": verdict, "text": intro + " Verdict on Chen et al.'s ablation claim (the rule book's, as in the "
             f"report): {verdict_mark('chen-ablation', verdict)}: {why}.", "vs_control": vs_c,
             "vs_undefended": vs_u, "best": best}
@@ -563,3 +582,81 @@ def precision_agreement(study: dict, arms, fast: bool, precision: str = "fp32", 
         for a, p in before.items():
             study[a][0].set_precision(p)
     return pd.DataFrame(rows)
+
+
+def replicate_arms(table, best: str | None, eps: float = VERDICT_EPS, control: str = "baseline-ft",
+                   undefended: str = "baseline", alpha: float = 0.05) -> list[str]:
+    """The arms a verdict rests on, which a second fine-tuning seed must confirm (:func:`seed_replicates`):
+    ``best`` (the rule book's best arm), the attention-and-pruning arm with the highest worst-case defense rate at
+    ``eps`` (Chen et al.'s row of the report), and every arm the paired test finds better than ``control`` at
+    ``eps`` (the ablation's "shown"), in the table's order; ``control`` is always fine-tuned again beside them."""
+    arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
+    w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
+    both = [a for a in arms if a in w.index and "+" in a]
+    pick = {best} if best else set()
+    if both:
+        pick.add(max(both, key=lambda a: w.at[a, "defense_rate"]))
+    shown = paired_tests(table, control, "worst", eps, arms, alpha)
+    pick |= set(shown.model[shown.shown == "higher"])
+    return [a for a in arms if a in pick]
+
+
+def seed_replicates(base: str, table, arms, fast: bool, seeds=(1,), output_dir="../runs", data_dir=None, device=None,
+                    seed: int = 0, precision=None, progress: bool = True, eps: float = VERDICT_EPS,
+                    control: str = "baseline-ft", alpha: float = 0.05) -> pd.DataFrame:
+    """Issue 22, item 6: do the arms' paired verdicts hold for another fine-tuning seed?
+
+    ``control`` and each of ``arms`` are fine-tuned again from the same notebook-01 model with each fine-tuning seed
+    of ``seeds`` (:func:`course_defense` ``finetune_seed``; cached), attacked with the worst-case suite at ``eps`` on
+    the same test images as ``table`` (:func:`course_robustness`, transfer from the undefended baseline included),
+    and each arm is compared with the ``control`` of its own seed, image by image (exact McNemar test, Holm over the
+    arms).  Seed 0's rows are read from ``table`` (notebook 04's evaluation).
+
+    Returns one row per (arm, fine-tuning seed): ``arm, finetune_seed, n, robust_accuracy,
+    reference_robust_accuracy, model_only, reference_only, p_value, p_holm, shown, defense_rate`` (the worst case
+    over the arm's own clean-correct images), plus ``every_seed``: the arm's verdict across seeds — ``"higher"``
+    when it is shown better than the control at every seed, ``"lower"`` when shown worse at every seed, else
+    ``"not at every seed"`` (or ``"not shown"`` when no seed shows a difference)."""
+    arms = [a for a in arms if a != control]
+    frames = []
+    first = paired_tests(table, control, "worst", eps, arms, alpha).assign(finetune_seed=seed)
+    w0 = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model").defense_rate
+    frames.append(first.assign(defense_rate=[float(w0[a]) for a in first.model]))
+    src, src_info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
+    for s in seeds:
+        rows = []
+        for name in [control, *arms]:
+            m, info = course_defense(base, parse_defense(name), fast, output_dir, data_dir, device, seed,
+                                     progress=progress, precision=precision, finetune_seed=s)
+            rows.append(course_robustness(m, info, f"{name}-ftseed{s}", fast, src, src_info, output_dir, data_dir, seed,
+                                          progress, eps=(eps,)).assign(model=name))
+        t = pd.concat(rows, ignore_index=True)
+        p = paired_tests(t, control, "worst", eps, arms, alpha).assign(finetune_seed=s)
+        ws = t[(t.attack == "worst") & ((t.eps - eps).abs() < 1e-9)].set_index("model").defense_rate
+        frames.append(p.assign(defense_rate=[float(ws[a]) for a in p.model]))
+    out = pd.concat(frames, ignore_index=True).rename(columns={"model": "arm"})
+
+    def across(shown):
+        s = set(shown)
+        return ("higher" if s == {"higher"} else "lower" if s == {"lower"} else
+                "not shown" if s == {"not shown"} else "not at every seed")
+    out["every_seed"] = out.arm.map(out.groupby("arm").shown.agg(across))
+    return out
+
+
+def replicate_text(reps) -> str:
+    """:func:`seed_replicates` in one Markdown paragraph: per arm, its worst-case robust accuracy against baseline-ft's
+    at each fine-tuning seed (Holm-adjusted p) and whether the paired verdict holds at every seed."""
+    if reps is None or not len(reps):
+        return "No arm was fine-tuned again."
+    n = int(reps.n.iloc[0])
+    seeds = sorted(set(reps.finetune_seed))
+    parts = []
+    for arm, g in reps.groupby("arm", sort=False):
+        by = "; ".join(f"seed {int(r.finetune_seed)}: {round(r.robust_accuracy * n)} vs {round(r.reference_robust_accuracy * n)} "
+                       f"(p_holm = {r.p_holm:.2g}, {r.shown})" for r in g.itertuples())
+        parts.append(f"**{arm}** — {by} → **{g.every_seed.iloc[0]}**")
+    return (f"Correct under every attack of the suite at ε = {float(reps.eps.iloc[0]) * 255:g}/255, of the same {n} test "
+            f"images, each arm against the baseline-ft fine-tuned with the same seed (fine-tuning seeds "
+            f"{', '.join(map(str, seeds))}): " + "; ".join(parts) + ". A verdict counts an arm as better (or worse) than "
+            "baseline-ft only if every seed says so.")

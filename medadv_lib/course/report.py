@@ -43,7 +43,7 @@ from ..metrics.universal import (HEADLINE_ZETA, HIRANO_NONTARGETED, HIRANO_TARGE
                                  reweighted_rate)
 from ..runtime import atomic_write_text
 from ..stats import wilson_interval
-from .rules import recorded_best_arm, verdict_defense, verdict_mark
+from .rules import confirm_by_seeds, recorded_best_arm, verdict_defense, verdict_mark
 
 __all__ = ["NOTEBOOKS", "VERDICTS", "load_results", "missing_notebooks", "incomplete_text", "claims_table",
            "claim_lines", "cost_table", "provenance", "build_report",
@@ -63,7 +63,7 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "mar
 # medadv_lib.metrics.universal, where the UAP plots read them too; Chen et al.'s in the rule book (.rules).
 from .rules import CHEN_DEEPFOOL, CHEN_PGD, VERDICT_EPS  # noqa: E402  (the rule book's, defined once)
 from .rules import (FINETUNE_ACC_COST, FINETUNE_DROP, FINETUNE_MIN_DROP,  # noqa: E402,F401  (re-exported)
-                    verdict_beyond_controls, verdict_finetune, verdict_hirano)
+                    judge_column, verdict_beyond_controls, verdict_finetune, verdict_hirano)
 
 # --- the thresholds of the verdicts: the rule book's (.rules), re-exported -----------------------------------
 from .rules import (MIN_GAP, NEAR, RANDOM_MAX, RANDOM_RATIO, VERDICTS,  # noqa: E402,F401  (re-exported)
@@ -354,15 +354,19 @@ def _claim_finetune(results):
                     verdict=("not run", why))
     r0, rk = rounds[0], rounds[-1]
     verdict = verdict_hirano(r0, rk, results.get(nb, []))      # the rule notebook 05 prints too
-    rw0, rwk = r0.get("fresh_uap_fooling_rate_reweighted"), rk.get("fresh_uap_fooling_rate_reweighted")
+    c0, ck = judge_column(r0), judge_column(rk)
+    rw0, rwk = r0.get(c0 + "_reweighted"), rk.get(ck + "_reweighted")
     old = rk.get("old_uap_fooling_rate")
     attacker = rk.get("fresh_uap_attacker")
+    judge = ("" if ck != "strongest_uap_fooling_rate" else
+             f"; each round judged by the strongest of its fresh UAP and the {rk.get('pool', '?')} UAPs it was fine-tuned "
+             f"against (after the last round: {'the fresh one' if rk.get('strongest_uap') == 'fresh' else rk.get('strongest_uap') + chr(39) + 's'})")
     our_cond = (f"{rk.get('model', '?')}; {int(rk['round'])} rounds; fresh white-box ζ = {_pct(rk.get('zeta'), 0)} "
-                f"UAP per round" + (f" ({attacker})" if attacker else "") + (f"; n = {rk['n']}" if rk.get("n") else "") +
+                f"UAP per round" + (f" ({attacker})" if attacker else "") + judge + (f"; n = {rk['n']}" if rk.get("n") else "") +
                 (f"; the UAP it was trained against fools {_pct(old)} after the last round" if old is not None else ""))
     return _row("hirano-finetune", _HIRANO, claim, None, "lower fresh-UAP fooling rate", cond, nb,
-                ours=rk["fresh_uap_fooling_rate"],
-                ours_text=f"{_pct(r0['fresh_uap_fooling_rate'])} → {_pct(rk['fresh_uap_fooling_rate'])}",
+                ours=rk[ck],
+                ours_text=f"{_pct(r0[c0])} → {_pct(rk[ck])}",
                 our_conditions=our_cond, reweighted=rwk,
                 reweighted_text=(f"{_pct(rw0)} → {_pct(rwk)}" if rw0 is not None and rwk is not None else "—"),
                 verdict=verdict)
@@ -408,7 +412,7 @@ def _claim_chen(results, attack: str, paper: float):
     best = max(both, key=lambda r: r["defense_rate"])
     base, ft = _rate_at(at, "baseline", row_attack), _rate_at(at, "baseline-ft", row_attack)
     gain = None
-    paired = _ablation_paired(at, row_attack, eps if eps is not None else best.get("eps"))
+    paired = _confirmed(_ablation_paired(at, row_attack, eps if eps is not None else best.get("eps")), at)
     if paired and best["defense"] in paired:
         gain = paired[best["defense"]]["shown"]
     verdict, reason = verdict_defense(best["defense_rate"], best.get("defense_rate_lo"), best.get("defense_rate_hi"),
@@ -457,6 +461,14 @@ def _ablation_paired(recs: list[dict], attack: str = "worst", eps: float | None 
     return {r["model"]: r for r in tests.to_dict(orient="records")}
 
 
+def _confirmed(paired: dict | None, recs: list[dict]) -> dict | None:
+    """``paired`` with every arm's "shown" confirmed across fine-tuning seeds where notebook 04 recorded a replicate
+    (``every_seed``, :func:`~medadv_lib.course.rules.confirm_by_seeds`)."""
+    if not paired:
+        return paired
+    return confirm_by_seeds(paired, {r["defense"]: r["every_seed"] for r in recs if r.get("every_seed")})
+
+
 def _claim_ablation(results):
     nb = NOTEBOOKS[3]
     claim = "Each module (pruning, attention) improves robustness (ablation)"
@@ -470,7 +482,7 @@ def _claim_ablation(results):
         why = (_missing(results, nb) if nb not in results else
                "notebook 04 recorded no worst-case ablation at this budget (results from before the attack suite: rerun 04)")
         return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, verdict=("not run", why))
-    paired = _ablation_paired(recs)
+    paired = _confirmed(_ablation_paired(recs), recs)
     masked = {r["defense"] for r in recs if r.get("masked")}
     verdict = verdict_ablation(arms, (ref.get("defense_rate"), ref.get("defense_rate_lo"), ref.get("defense_rate_hi")),
                                paired, masked)
@@ -481,6 +493,10 @@ def _claim_ablation(results):
     rule = ("paired: the same attacked images for every arm, exact McNemar test on 'correct under every attack of the "
             "suite' (Holm over the arms; p < 0.05 = shown; an arm a masking check flags never counts)" if paired
             else "overlapping intervals = not shown")
+    seeds = sorted({s for r in recs for s in (r.get("finetune_seeds") or [])})
+    if seeds:
+        rule += (f"; {', '.join(sorted(r['defense'] for r in recs if r.get('every_seed')))} fine-tuned again with the "
+                 f"fine-tuning seeds {', '.join(map(str, seeds))}: an arm counts only if it is shown at every seed")
     return _row("chen-ablation", _CHEN, claim, None, "each module helps", cond, nb, ours=arms[best][0],
                 ours_text=(f"highest arm {best} {_pct(arms[best][0])} vs baseline-ft {_pct(ref.get('defense_rate'))}"
                            + (f" ({', '.join(gave_up)} left out: collapsed)" if gave_up else "")),

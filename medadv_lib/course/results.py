@@ -122,7 +122,7 @@ def curve_records(name: str, info: dict, precision, curve, attack: str, **settin
 
 
 def defense_records(table, checks, study: dict, precision, labels: dict | None = None, collapse=None,
-                    best: str | None = None, best_why: str | None = None) -> list[dict]:
+                    best: str | None = None, best_why: str | None = None, replicates=None) -> list[dict]:
     """Notebook 04's (and 05's) records (results schema): one per arm and attack row of the robustness
     table, with ``defense`` (the arm's key), the budget, the rates with their intervals, the per-image
     outcomes (``outcome_clean``, ``outcome_attacked``: the report's paired comparison) and the hygiene
@@ -131,7 +131,10 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
     ``labels`` (``{key: shown name}``, e.g. :func:`~medadv_lib.course.method_labels`) adds
     ``defense_label``, the name the report shows.  ``best`` (the arm notebook 04 chose, e.g. on validation images:
     :func:`~medadv_lib.course.robustness_overview`) marks that arm's records ``best_arm`` = True with ``best_arm_why``,
-    so that notebook 05 and the report read the same arm (:func:`~medadv_lib.course.rules.recorded_best_arm`)."""
+    so that notebook 05 and the report read the same arm (:func:`~medadv_lib.course.rules.recorded_best_arm`).
+    ``replicates`` (:func:`~medadv_lib.course.seed_replicates`) adds, on the replicated arms' ``worst`` records at the
+    replicates' budget, ``every_seed`` (the paired verdict against baseline-ft across fine-tuning seeds) and
+    ``finetune_seeds``, which the report's verdicts read (:func:`~medadv_lib.course.rules.confirm_by_seeds`)."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
             "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
@@ -143,8 +146,16 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
     gone = {} if collapse is None else {r.model: (bool(r.collapsed), list(r.classes_given_up))
                                         for r in collapse.itertuples()}
     labels = labels or {}
+    again = {}
+    if replicates is not None and len(replicates):
+        eps_r = float(replicates.eps.iloc[0])
+        for arm, g in replicates.groupby("arm", sort=False):
+            again[arm] = {"every_seed": g.every_seed.iloc[0], "finetune_seeds": [int(v) for v in g.finetune_seed],
+                          "shown_by_seed": [str(v) for v in g.shown]}
     out = []
     for row in table.to_dict(orient="records"):
+        rep = (again.get(row["model"]) if again and row.get("attack") == "worst"
+               and abs(float(row.get("eps", -1)) - eps_r) < 1e-9 else None)
         _, info = study[row["model"]]
         out.append({**model_record(info["config"]["model"], info, precision), "defense": row["model"],
                     **({"defense_label": labels[row["model"]]} if row["model"] in labels else {}),
@@ -152,7 +163,8 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
                     "verdict": verdict.get(row["model"]), "masked": masked.get(row["model"]),
                     **({"collapsed": gone[row["model"]][0], "classes_given_up": gone[row["model"]][1]}
                        if row["model"] in gone else {}),
-                    **({"best_arm": True, "best_arm_why": best_why} if best is not None and row["model"] == best else {})})
+                    **({"best_arm": True, "best_arm_why": best_why} if best is not None and row["model"] == best else {}),
+                    **(rep or {})})
     return out
 
 

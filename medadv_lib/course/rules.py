@@ -153,12 +153,13 @@ def _pts(x) -> str:
 
 
 def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
-                     rounds: int | None = None) -> tuple[str, str]:
+                     rounds: int | None = None, what: str = "fresh-UAP") -> tuple[str, str]:
     """A claim "fine-tuning on UAP-perturbed images lowers the fooling rate of UAPs made afterwards".
 
     ``r0``/``rk``: the fooling rate of a fresh white-box UAP against the undefended model (round 0) and
     after the last round; ``acc0``/``acck`` their clean accuracies; ``r0_lo``/``rk_hi`` the Wilson 95 %
-    bounds.
+    bounds; ``what`` names the rate in the reason ("fresh-UAP", or "strongest-UAP" for the strongest of the fresh
+    UAP and the UAPs fine-tuned against).
 
     * "not run" when ``r0`` or ``rk`` is missing (or there was no fine-tuning round);
     * "reproduced" when the rate falls by at least :data:`FINETUNE_DROP` (10 points), the intervals do not
@@ -169,7 +170,7 @@ def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
     if r0 is None or rk is None or rounds == 0:
         return _v("not run", "no UAP fine-tuning round recorded")
     drop = r0 - rk
-    text = f"fresh-UAP fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
+    text = f"{what} fooling rate {_pct(r0)} (round 0) → {_pct(rk)}" + (f" (round {rounds})" if rounds else "")
     cost = None if acc0 is None or acck is None else acc0 - acck
     cost_text = "" if cost is None else f"; clean accuracy {_pct(acc0)} → {_pct(acck)}"
     separated = r0_lo is None or rk_hi is None or rk_hi < r0_lo
@@ -203,19 +204,29 @@ def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict
 
 def verdict_hirano(r0: dict, rk: dict, controls=()) -> tuple[str, str]:
     """Hirano et al.'s claim "fine-tuning with UAPs makes the model more robust to UAPs", as notebook 05 and the
-    report both decide it: :func:`verdict_finetune` on round 0 and the last round (``fresh_uap_fooling_rate`` with
-    ``_lo``/``_hi``, ``clean_accuracy``, ``round``: a row of ``course.rounds_table`` or a round record), then
+    report both decide it: :func:`verdict_finetune` on round 0 and the last round (:func:`judge_column`: the
+    strongest UAP's fooling rate, else the fresh one's, with ``_lo``/``_hi``, ``clean_accuracy``, ``round``: a row of ``course.rounds_table`` or a round record), then
     :func:`verdict_beyond_controls` against the models fine-tuned without UAPs (``controls``: dicts with
     ``control``, ``fooling_rate``, ``fooling_rate_lo``, as ``course.control_records`` writes them)."""
     def get(d, k):
         v = d.get(k)
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
     rounds = None if rk.get("round") is None else int(rk["round"])
-    verdict = verdict_finetune(get(r0, "fresh_uap_fooling_rate"), get(rk, "fresh_uap_fooling_rate"),
-                               get(r0, "clean_accuracy"), get(rk, "clean_accuracy"), get(r0, "fresh_uap_fooling_rate_lo"),
-                               get(rk, "fresh_uap_fooling_rate_hi"), rounds=rounds)
-    return verdict_beyond_controls(verdict, get(rk, "fresh_uap_fooling_rate_hi"),
+    col = judge_column(rk)
+    verdict = verdict_finetune(get(r0, judge_column(r0)), get(rk, col),
+                               get(r0, "clean_accuracy"), get(rk, "clean_accuracy"), get(r0, judge_column(r0) + "_lo"),
+                               get(rk, col + "_hi"), rounds=rounds,
+                               what="strongest-UAP" if col.startswith("strongest") else "fresh-UAP")
+    return verdict_beyond_controls(verdict, get(rk, col + "_hi"),
                                    [c for c in controls if c.get("control") is not None and c.get("fooling_rate") is not None])
+
+
+def judge_column(row) -> str:
+    """The fooling-rate column a UAP fine-tuning round is judged by: ``strongest_uap_fooling_rate`` (the strongest
+    of the round's fresh UAP and every UAP it was fine-tuned against, ``course.rounds_table``) where the row has
+    it, else ``fresh_uap_fooling_rate`` (records written before that column existed)."""
+    v = row.get("strongest_uap_fooling_rate")
+    return "fresh_uap_fooling_rate" if v is None or (isinstance(v, float) and math.isnan(v)) else "strongest_uap_fooling_rate"
 
 
 # --- Hirano et al.'s UAP claims and Chen et al.'s ablation: the report's rows, decided here -------------------
@@ -338,6 +349,27 @@ def verdict_defense_rate(value, paper: float, hi=None, baseline=None, what: str 
     return verdict, reason
 
 
+def confirm_by_seeds(paired: dict, every_seed: dict) -> dict:
+    """Issue 22, item 6: a paired "shown" holds only if it holds for every fine-tuning seed.  ``paired``: arm → a
+    row of :func:`~medadv_lib.metrics.defense.paired_tests` against baseline-ft (the first seed); ``every_seed``:
+    arm → ``course.seed_replicates``' ``every_seed`` ("higher", "lower", "not shown", "not at every seed").  An arm
+    shown higher or lower whose ``every_seed`` differs becomes ``shown = "not at every seed"``; arms without a
+    replicate keep their row.  Returns a new dict.
+
+    Example::
+        >>> confirm_by_seeds({"cbam": {"shown": "higher"}}, {"cbam": "not at every seed"})["cbam"]["shown"]
+        'not at every seed'
+    """
+    out = {}
+    for arm, row in paired.items():
+        row = dict(row)
+        again = every_seed.get(arm)
+        if again is not None and row.get("shown") in ("higher", "lower") and again != row["shown"]:
+            row["shown"] = "not at every seed"
+        out[arm] = row
+    return out
+
+
 def verdict_ablation(arms: dict, reference, paired: dict | None = None, masked=()) -> tuple[str, str]:
     """A claim "each module (attention, pruning) helps" (Chen et al.'s ablation).
 
@@ -365,7 +397,9 @@ def verdict_ablation(arms: dict, reference, paired: dict | None = None, masked=(
     if paired:
         shown = [a for a, t in paired.items() if t["shown"] == "higher"]
         listing = "; ".join(f"{a}: kept correct by it alone {int(t['model_only'])}, by baseline-ft alone "
-                            f"{int(t['reference_only'])} (Holm-adjusted p = {t['p_holm']:.3g})" for a, t in paired.items())
+                            f"{int(t['reference_only'])} (Holm-adjusted p = {t['p_holm']:.3g}"
+                            + ("; not at every fine-tuning seed" if t["shown"] == "not at every seed" else "") + ")"
+                            for a, t in paired.items())
         listing += ("; the ablation arms only: notebook 04's sparsity sweep is judged there, with its collapse guard "
                     "(no transfer attack in the sweep)")
         ref = ("baseline-ft (image by image: exact McNemar test on 'correct under every attack of the suite', "

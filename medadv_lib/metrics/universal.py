@@ -85,6 +85,39 @@ def reweighted_interval(counts, labels=LABELS, mix: dict = PAPER_TEST_MIX, level
     return float(np.quantile(sample, a)), float(np.quantile(sample, 1 - a))
 
 
+def paired_reweighted_difference(a, b, y, labels=LABELS, mix: dict = PAPER_TEST_MIX, level: float = 0.95,
+                                 n_boot: int = 4000, seed: int = 0) -> dict | None:
+    """The difference of two re-weighted rates (:func:`reweighted_rate`) measured on the *same* images — ``a`` and
+    ``b`` per-image outcomes (e.g. "fooled by UAP A", "fooled by UAP B"), ``y`` the true classes — with a paired,
+    class-stratified bootstrap interval: each draw resamples the images within each true class and keeps both
+    outcomes of an image together.  ``None`` when a class of the mix has no image.
+
+    Returns ``{"diff", "lo", "hi", "a", "b"}`` (``a``/``b``: the two re-weighted rates).
+
+    Example::
+        >>> import numpy as np
+        >>> y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+        >>> paired_reweighted_difference(y < 1, np.zeros(30, bool), y)["diff"]   # all normal images: weight 100/231
+        0.4329004329004329
+    """
+    a, b, y = (np.asarray(v).ravel() for v in (a, b, y))
+    a, b = a.astype(float), b.astype(float)
+    idx = {lab: np.flatnonzero(y == i) for i, lab in enumerate(labels)}
+    if any(idx.get(k) is None or idx[k].size == 0 for k in mix):
+        return None
+    total = sum(mix.values())
+    g = np.random.default_rng(seed)
+    point_a = sum(a[idx[k]].mean() * n / total for k, n in mix.items())
+    point_b = sum(b[idx[k]].mean() * n / total for k, n in mix.items())
+    boot = np.zeros(n_boot)
+    for k, n in mix.items():
+        d = (a - b)[idx[k]]
+        boot += d[g.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1) * n / total
+    q = (1 - level) / 2
+    return {"diff": float(point_a - point_b), "lo": float(np.quantile(boot, q)), "hi": float(np.quantile(boot, 1 - q)),
+            "a": float(point_a), "b": float(point_b)}
+
+
 def _labels_for(num_classes: int) -> tuple:
     return tuple(LABELS) if num_classes == len(LABELS) else tuple(str(i) for i in range(num_classes))
 
@@ -432,9 +465,36 @@ def headline_rates(m: dict, targeted, transfer, labels=LABELS):
     return pd.Series(out, name="rate")
 
 
+def lever_verdict(row, gap: float, paper: float = 0.85) -> tuple[str, str]:
+    """The verdict on one lever from its experiment (a :func:`~medadv_lib.course.uap_experiments.gap_experiments`
+    row) and the ``gap`` between the paper's number and the headline's re-weighted rate (the rate held against it),
+    read from the paired difference of the re-weighted rates and its 95 % interval (``rw_diff``, ``rw_diff_lo``,
+    ``rw_diff_hi``: :func:`paired_reweighted_difference`):
+
+    - "explains it": the variant's re-weighted rate reaches ``paper``;
+    - "part of it": the interval lies above 0 (a real gain), short of the gap;
+    - "not it": the interval lies below 0 (the variant is weaker), or its upper end is below the ``gap`` (the lever
+      cannot close it at this size);
+    - "not ruled out": the interval holds 0 and still reaches the gap (too few images to tell).
+
+    The plain rates, their paired difference and McNemar's p on the same images are quoted beside it.
+    Returns ``(what the outputs say, verdict)``."""
+    say = (f"{row['variant']}: re-weighted {row['fooling_rate_reweighted']:.1%} vs {row['headline_fooling_rate_reweighted']:.1%}, "
+           f"difference {100 * row['rw_diff']:+.1f} points [{100 * row['rw_diff_lo']:+.1f}, {100 * row['rw_diff_hi']:+.1f}] "
+           f"(plain {row['fooling_rate']:.1%} vs {row['headline_fooling_rate']:.1%}, McNemar p = {row['p_value']:.2g})")
+    if row["fooling_rate_reweighted"] >= paper:
+        return say + f": reaches {paper:.0%}", "explains it"
+    if row["rw_diff_lo"] > 0:
+        return say + f": a real gain, short of the {100 * gap:.1f}-point gap", "part of it"
+    if row["rw_diff_hi"] < 0:
+        return say + ": the variant is weaker", "not it"
+    if row["rw_diff_hi"] < gap:
+        return say + f": no real gain, and at most {100 * row['rw_diff_hi']:.1f} of the {100 * gap:.1f}-point gap", "not it"
+    return say + f": no real gain, but the interval still reaches the {100 * gap:.1f}-point gap", "not ruled out"
+
 def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, iterative_rate: float,
                     zeta: float = 0.02, paper: float = 0.85, plateau: float = 0.02, overfit: float = 0.10,
-                    victim: dict | None = None, reweighted_rates=None):
+                    victim: dict | None = None, reweighted_rates=None, experiments=None):
     """Notebook 02's section 8 verdict: each candidate explanation of the gap between our non-targeted
     fooling rate and Hirano et al.'s > ``paper`` at ζ = ``zeta``, judged from the notebook's own outputs.
 
@@ -453,6 +513,11 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
             ``fooling_rate_reweighted``): "the budget" then reads it, the rate the paper's > 85 % is held against.
             (Default: None, the plain ``test_rates``)
         iterative_rate: the iterative (Hirano et al.'s) UAP's test fooling rate at ``zeta``.
+        experiments: :func:`~medadv_lib.course.uap_experiments.gap_experiments`' table: the "iterations",
+            "training-set size" and "the algorithm" rows are then decided by their experiment
+            (:func:`lever_verdict`: the paired difference of the re-weighted rates to the headline UAP's and its
+            interval, against the gap between ``paper`` and the headline's re-weighted rate); without it they
+            fall back to the build curve and the section-7 comparison.
         plateau: unused (kept for callers of the former heuristic).
         overfit: a build − test gap above this counts as overfitting the build images (a UAP measured on its
             build images); within it, a held-out rate close to the test rate says the UAP generalises.
@@ -494,46 +559,54 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
     else:
         rows["the budget"] = (f"not reached within the curve: a {which} of {linf[-1][1]:.1%} at the largest ζ = "
                               f"{linf[-1][0]:.0%} ({linf[-1][0] / zeta:.1f}× the paper's budget)", "not alone")
-    hist = [h["fooling_rate"] for h in headline.history]
-    rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
-    gap = paper - m["fooling_rate"]
-    params = getattr(headline, "params", {}) or {}
-    held_out = bool(headline.history) and headline.history[-1].get("on") == "holdout"
-    if getattr(headline, "converged", False) and getattr(headline, "stop_reason", "") == "plateau":
-        extra = (params.get("patience") or 0) * (params.get("eval_every") or 0)
-        rows["iterations"] = (f"the builder converged: after its best measurement, {extra} more steps (to step "
-                              f"{params.get('steps')}) added nothing on its held-out images", "not it")
-    elif getattr(headline, "converged", False):
-        rows["iterations"] = ("the builder reached its stopping rate", "not it")
-    else:
-        rows["iterations"] = (f"the builder stopped without converging ({getattr(headline, 'stop_reason', '?')}); its rate "
-                              f"moved {100 * rise:+.1f} points in its last measurement, against a gap of {100 * gap:.1f} "
-                              "points: more steps may close part of it", "not ruled out")
-    key = (zeta, "inf", None)
-    where = "held-out training images" if held_out else "build images"
-    if key in build_uaps:
-        b = build_uaps[key].fooling_rate
-        if b - m["fooling_rate"] > overfit and not held_out:
-            rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}: the UAP overfits its "
-                                         "build images", "part of it")
+    if experiments is not None:
+        gap = paper - (m.get("fooling_rate_reweighted") or m["fooling_rate"])
+        for lever in ("iterations", "training-set size", "the algorithm"):
+            if lever in experiments.index:
+                rows[lever] = lever_verdict(experiments.loc[lever], gap, paper)
+    if "iterations" not in rows:
+        hist = [h["fooling_rate"] for h in headline.history]
+        rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
+        gap = paper - m["fooling_rate"]
+        params = getattr(headline, "params", {}) or {}
+        held_out = bool(headline.history) and headline.history[-1].get("on") == "holdout"
+        if getattr(headline, "converged", False) and getattr(headline, "stop_reason", "") == "plateau":
+            extra = (params.get("patience") or 0) * (params.get("eval_every") or 0)
+            rows["iterations"] = (f"the builder converged: after its best measurement, {extra} more steps (to step "
+                                  f"{params.get('steps')}) added nothing on its held-out images", "not it")
+        elif getattr(headline, "converged", False):
+            rows["iterations"] = ("the builder reached its stopping rate", "not it")
         else:
-            rows["training-set size"] = (f"{where} {b:.1%} vs test {m['fooling_rate']:.1%}"
-                                         + (": the UAP generalises to images it never stepped on" if held_out and
-                                            abs(b - m["fooling_rate"]) <= overfit else "")
-                                         + "; whether more build images make a stronger UAP is exercise 3's experiment",
-                                         "not tested here")
-    else:
-        rows["training-set size"] = ("no build-image rate given", "not tested here")
+            rows["iterations"] = (f"the builder stopped without converging ({getattr(headline, 'stop_reason', '?')}); its rate "
+                                  f"moved {100 * rise:+.1f} points in its last measurement, against a gap of {100 * gap:.1f} "
+                                  "points: more steps may close part of it", "not ruled out")
+        key = (zeta, "inf", None)
+        where = "held-out training images" if held_out else "build images"
+        if key in build_uaps:
+            b = build_uaps[key].fooling_rate
+            if b - m["fooling_rate"] > overfit and not held_out:
+                rows["training-set size"] = (f"build images {b:.1%} vs test {m['fooling_rate']:.1%}: the UAP overfits its "
+                                             "build images", "part of it")
+            else:
+                rows["training-set size"] = (f"{where} {b:.1%} vs test {m['fooling_rate']:.1%}"
+                                             + (": the UAP generalises to images it never stepped on" if held_out and
+                                                abs(b - m["fooling_rate"]) <= overfit else "")
+                                             + "; whether more build images make a stronger UAP is exercise 3's experiment",
+                                             "not tested here")
+        else:
+            rows["training-set size"] = ("no build-image rate given", "not tested here")
     v = m if victim is None else victim
     lift_v, lift_o = v["fooling_rate"] - v["random_fooling_rate"], own["fooling_rate"] - own["random_fooling_rate"]
     rows["the model"] = (f"the second model's own UAP {own['fooling_rate']:.1%} (noise {own['random_fooling_rate']:.1%}, "
                          f"direction adds {lift_o:+.1%}) vs the victim's {v['fooling_rate']:.1%} (noise "
                          f"{v['random_fooling_rate']:.1%}, adds {lift_v:+.1%})",
                          "part of it" if own["fooling_rate"] >= paper else "not tested here")
-    rows["the algorithm"] = (f"the iterative UAP {iterative_rate:.1%} vs the SGD UAP {m['fooling_rate']:.1%}",
-                             "part of it" if iterative_rate >= paper else "not it")
+    rows.setdefault("the algorithm", (f"the iterative UAP {iterative_rate:.1%} vs the SGD UAP {m['fooling_rate']:.1%}",
+                                      "part of it" if iterative_rate >= paper else "not it"))
     rows["image size"] = ("FAST runs one size only; full mode (224 px) tests it", "not tested here")
-    return pd.DataFrame(rows, index=["what the outputs say", "verdict"]).T.rename_axis("explanation")
+    order = ["which fooling rate", "the budget", "iterations", "training-set size", "the model", "the algorithm",
+             "image size"]
+    return pd.DataFrame({k: rows[k] for k in order}, index=["what the outputs say", "verdict"]).T.rename_axis("explanation")
 
 
 def _and(items) -> str:
