@@ -200,6 +200,18 @@ def full_precision(device_type: str):
     return torch.autocast(device_type, enabled=False)
 
 
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX tiles for bf16 (``amx_bf16`` in the kernel's flags, or torch's capability says AMX)."""
+    return "amx_bf16" in _cpu_flags() or "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
+
+
+BF16_WITHOUT_AMX = "its bf16 runs slower than fp32 (bench/bench_precision.py), so auto stays in fp32"
+"""Why ``auto`` keeps a CPU with AVX512-BF16 but no AMX in fp32: its bf16 is native but not faster.  Measured with
+``bench/bench_precision.py`` on a 2-core Intel Xeon with AVX512-BF16 and no AMX (2026-12-08): bf16 + channels_last
+ran a training epoch at 0.87× (ResNet-18, half width) and 0.66× (MobileNetV3-small) and PGD-10 at 0.85× and 0.66×
+the speed of plain fp32, where fp32 + channels_last ran at 1.19×/1.25× and 1.15×/1.02×."""
+
+
 def resolve_precision(requested: str | Precision | None = None, device: torch.device | str | None = None) -> Precision:
     """The precision policy for ``device``: the one place that decides dtype and memory format.
 
@@ -209,10 +221,12 @@ def resolve_precision(requested: str | Precision | None = None, device: torch.de
         device: the compute device (default: :func:`get_device`).
 
     ``auto`` picks, on CUDA, bf16 autocast where the GPU supports it (else fp16) with
-    ``channels_last``; on a CPU with native bf16 (:func:`cpu_bf16_native`), bf16 autocast with
-    ``channels_last``; otherwise fp32 (``channels_last`` on a CPU as well: measured faster for the
-    course's ResNet-18 in fp32, see ``bench/bench_precision.py``).  An explicit ``bf16`` on a CPU
-    without native support is honoured (emulated, slower; useful for tests).
+    ``channels_last``; on a CPU with native bf16 (:func:`cpu_bf16_native`) *and* AMX (:func:`cpu_has_amx`), bf16
+    autocast with ``channels_last``; otherwise fp32 (``channels_last`` on a CPU as well: measured faster for the
+    course's ResNet-18 in fp32, see ``bench/bench_precision.py``).  AVX512-BF16 without AMX computes bf16
+    natively but more slowly than fp32 (:data:`BF16_WITHOUT_AMX`), so ``auto`` stays in fp32 there; an explicit
+    ``bf16`` runs it natively.  An explicit ``bf16`` on a CPU without native support is honoured (emulated, slower;
+    useful for tests).
     """
     if isinstance(requested, Precision):
         return requested
@@ -238,6 +252,8 @@ def resolve_precision(requested: str | Precision | None = None, device: torch.de
         raise ValueError("precision 'fp16' is for CUDA; on a CPU use 'bf16' or 'fp32' (or 'auto')")
     native, why = cpu_bf16_native()
     if key == "auto":
+        if native and not cpu_has_amx():
+            return Precision("fp32", "cpu", True, f"{why} but no AMX: {BF16_WITHOUT_AMX}")
         return Precision("bf16", "cpu", True, why) if native else Precision("fp32", "cpu", True, why)
     if key == "bf16":
         return Precision("bf16", "cpu", True, why if native else f"bf16 requested, emulated: {why}")

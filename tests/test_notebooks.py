@@ -121,23 +121,26 @@ def second_configuration() -> dict:
     """What the second notebook pass runs: ``{"seed", "model_seed", "precision", "notebooks"}``.
 
     Trained weights differ between CPUs (bf16 rounding, fp32 kernels), so the claims must hold for other
-    weights and other random choices.  On a CPU with native bf16 (default policy bf16) the pass retrains
-    notebook 01's models under **fp32 with SEED = 1** and runs 02–03 on them: other weights, other
-    arithmetic.  On a CPU without native bf16 the default policy is fp32 already, the course is about three
-    times slower and retraining would push CI past its limit, so the pass runs 03 with **SEED = 1 on the
-    main pass's models** (``MODEL_SEED = 0``): every random choice after training — the UAP's build and
-    held-out images and batch order, the noise controls, the attacked images, PGD's random starts — drawn
-    anew.  (02 under SEED = 1 costs about twelve minutes there since its UAPs run until they converge; the
-    whole course under another seed is ``make tutorial SEED=1``.)
+    weights and other random choices.  The pass retrains notebook 01's models with **SEED = 1** in the *other*
+    arithmetic this CPU runs natively, and runs 02–03 on them: on a CPU with AMX (default policy bf16) under
+    **fp32**; on a CPU with AVX512-BF16 but no AMX (default policy fp32: its bf16 is slower) under **bf16**, native
+    there.  On a CPU without native bf16 the default policy is fp32 already, bf16 would be emulated (about 20×
+    slower), the course is about three times slower and retraining would push CI past its limit, so the pass
+    runs 03 with **SEED = 1 on the main pass's models** (``MODEL_SEED = 0``): every random choice after training —
+    the UAP's build and held-out images and batch order, the noise controls, the attacked images, PGD's random
+    starts — drawn anew.  (02 under SEED = 1 costs about twelve minutes there since its UAPs run until they
+    converge; the whole course under another seed is ``make tutorial SEED=1``.)
     ``$MEDADV_SECOND_SEED``, ``$MEDADV_SECOND_MODEL_SEED`` (``none``: retrain with the seed),
     ``$MEDADV_SECOND_PRECISION`` and ``$MEDADV_SECOND_NOTEBOOKS`` (e.g. ``01,02,03,04``) override it."""
-    from medadv_lib.runtime import resolve_precision
-    native_bf16 = resolve_precision("auto", "cpu").name == "bf16"
+    from medadv_lib.runtime import cpu_bf16_native, resolve_precision
+    auto = resolve_precision("auto", "cpu").name
+    native_bf16 = cpu_bf16_native()[0]
+    other = "fp32" if auto == "bf16" else "bf16"
     model_seed = os.environ.get("MEDADV_SECOND_MODEL_SEED", "none" if native_bf16 else "0")
     names = os.environ.get("MEDADV_SECOND_NOTEBOOKS", "01,02,03" if native_bf16 else "03")
     return {"seed": int(os.environ.get("MEDADV_SECOND_SEED", "1")),
             "model_seed": None if model_seed == "none" else int(model_seed),
-            "precision": os.environ.get("MEDADV_SECOND_PRECISION", "fp32"),
+            "precision": os.environ.get("MEDADV_SECOND_PRECISION", other if native_bf16 else "fp32"),
             "notebooks": [nb for nb in NOTEBOOKS if nb.name[:2] in names.split(",")]}
 
 

@@ -37,13 +37,24 @@ def test_auto_falls_back_to_fp32_without_native_bf16(fake_cpu, monkeypatch):
     assert "no AMX-BF16/AVX512-BF16" in p.reason
 
 
-@pytest.mark.parametrize("flag", ["amx_bf16", "avx512_bf16"])
-def test_auto_picks_bf16_channels_last_with_native_bf16(fake_cpu, monkeypatch, flag):
+def test_auto_picks_bf16_channels_last_with_amx(fake_cpu, monkeypatch):
     monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
-    fake_cpu({"avx512f", flag})
+    fake_cpu({"avx512f", "avx512_bf16", "amx_bf16"})
     p = resolve_precision(None, "cpu")
     assert (p.name, p.channels_last, p.dtype) == ("bf16", True, torch.bfloat16)
-    assert flag in p.reason
+    assert "amx_bf16" in p.reason
+
+
+def test_auto_stays_in_fp32_with_avx512_bf16_but_no_amx(fake_cpu, monkeypatch):
+    """Native but slower (bench/bench_precision.py on such a CPU): auto keeps fp32 + channels_last and says why;
+    an explicit bf16 runs natively, not emulated."""
+    monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
+    fake_cpu({"avx512f", "avx512_bf16"})
+    p = resolve_precision(None, "cpu")
+    assert (p.name, p.channels_last, p.dtype) == ("fp32", True, None)
+    assert "avx512_bf16" in p.reason and "no AMX" in p.reason and "slower than fp32" in p.reason
+    b = resolve_precision("bf16", "cpu")
+    assert b.name == "bf16" and "emulated" not in b.reason
 
 
 def test_overrides_and_bad_values(fake_cpu, monkeypatch):

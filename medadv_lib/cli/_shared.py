@@ -12,7 +12,7 @@ def add_runtime_args(p) -> None:
     """``--device`` and ``--precision``: every command that runs a model takes both."""
     p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="precision policy: auto (bf16 + channels_last where the hardware has native bf16, "
+                   help="precision policy: auto (bf16 + channels_last on a bf16 GPU or a CPU with AMX, "
                         "else fp32), fp32, bf16, fp16 (CUDA); default $MEDADV_PRECISION or auto")
 
 

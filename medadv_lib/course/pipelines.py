@@ -543,7 +543,7 @@ def precision_agreement(study: dict, arms, fast: bool, precision: str = "fp32", 
     """Notebook 04's worst case of ``arms`` recomputed under another arithmetic (issue 22, item 7).
 
     The recorded rows are :func:`course_robustness`'s (cached, computed under the precision the run used,
-    ``bf16`` on a CPU with native bf16); the same models, images, attack settings and seeds are then attacked
+    ``bf16`` on a CPU with AMX); the same models, images, attack settings and seeds are then attacked
     again with every model — the transfer source included — switched to ``precision``.  Per arm and ε, the
     worst-case robust accuracy and defense rate of both, the recorded Wilson 95 % interval, the images whose
     outcome changed (``flipped_up``: correct only in the recomputation, ``flipped_down``) with the exact McNemar
