@@ -240,3 +240,18 @@ def test_the_report_reads_the_seed_replicates_notebook_04_records(tmp_path, monk
     assert [r.get("every_seed") for r in recs] == [None, None, "not at every seed"]
     assert c["verdict"] == "not shown" and "not at every seed" in c["reason"]
     assert a["verdict"] == "not shown" and "an arm counts only if it is shown at every seed" in a["our_conditions"]
+
+
+def test_one_median_of_rho_adv_in_every_table(small_model, real_batch):
+    """Issue 22, item 8: the robustness table's DeepFool median ρ_adv is the course's one median (numpy's: the mean of
+    the two middle values for an even count), the one the histograms and metrics.median_rho_adv show."""
+    from medadv_lib.attacks import deepfool
+    from medadv_lib.metrics import rho_adv
+    from medadv_lib.metrics.defense import RobustnessSettings, robustness_table
+    x, y = real_batch
+    s = RobustnessSettings(eps=(), suite_eps=(), deepfool_steps=5, l2_steps=0, square_queries=0, large_eps=None)
+    row = robustness_table(small_model, x, y, "m", s).set_index("attack").loc["deepfool"]
+    correct = small_model(x).argmax(1) == y
+    df = deepfool(small_model, x, y, norm="2", steps=5)
+    rho = rho_adv(df.delta, x)[correct & df.success].numpy()
+    assert rho.size >= 2 and row.median_rho_adv == pytest.approx(float(np.median(rho)), rel=1e-5)

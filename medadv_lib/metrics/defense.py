@@ -44,7 +44,7 @@ from ..attacks import deepfool, pgd
 from ..models import predict
 from ..runtime import model_device
 from ..stats import mcnemar_exact, wilson_interval  # noqa: F401  (re-exported)
-from .robustness import bits_outcome, outcome_bits, rho_adv  # noqa: F401  (re-exported)
+from .robustness import bits_outcome, median_rho_adv, outcome_bits, rho_adv  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -320,10 +320,9 @@ def robustness_table(model, x: torch.Tensor, y: torch.Tensor, name: str = "model
         budget = s.deepfool_zeta * (float(norms.mean()) if mean_norm_2 is None else mean_norm_2)
         df = _batched(deepfool, model, x, y, batch_size, norm="2", steps=s.deepfool_steps)
         fooled = df.success & (df.delta_norm <= budget * (1 + 1e-6))
-        rho = rho_adv(df.delta, x)[correct & df.success]
+        rho = median_rho_adv(df.delta, x, mask=correct & df.success)["overall"]     # the course's one median
         rows.append(robustness_row(name, "deepfool", "2", budget, correct, ~fooled, y, steps=s.deepfool_steps,
-                                   restarts=1, zeta=s.deepfool_zeta,
-                                   median_rho_adv=float(rho.median()) if rho.numel() else math.nan,
+                                   restarts=1, zeta=s.deepfool_zeta, median_rho_adv=rho,
                                    not_converged=int((correct & ~df.success).sum())))
         if s.l2_steps:
             rows += _cascade(name, model, x, y, correct, ~fooled, "deepfool", budget, "2",
