@@ -92,14 +92,10 @@ def median_interval(values, level: float = 0.95) -> tuple[float, float]:
     return float(v[k - 1]), float(v[n - k])
 
 
-def paired_difference(a, b, z: float = 1.96) -> dict:
-    """The difference of two rates measured on the *same* images, ``rate(a) − rate(b)``, with an interval and
-    the exact McNemar test (:func:`mcnemar_exact`).
-
-    Only the ``d`` discordant images move the difference: ``Δ = (a_only − b_only) / n``.  Given ``d``, each
-    discordant image falls to ``a`` with some probability ``p`` and ``Δ = (d / n)(2p − 1)``; the interval is
-    the Wilson interval of ``p`` (``a_only`` of ``d``) carried through that line (conditional on ``d``; with
-    no discordant image it is ``[0, 0]``).
+def paired_difference(a, b, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> dict:
+    """The difference of two rates measured on the *same* images, ``rate(a) − rate(b)``, with a paired bootstrap
+    interval (images resampled with both outcomes kept together, seeded; percentiles) and the exact McNemar test
+    (:func:`mcnemar_exact`).  Only the discordant images move the difference: ``Δ = (a_only − b_only) / n``.
 
     Returns ``{"diff", "lo", "hi", "p_value", "a_only", "b_only", "n"}``.
 
@@ -109,9 +105,11 @@ def paired_difference(a, b, z: float = 1.96) -> dict:
         (0.333, 2, 0)
     """
     t = mcnemar_exact(a, b)
-    n, d = t["n"], t["discordant"]
+    n = t["n"]
     if n == 0:
         return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_value": 1.0, "a_only": 0, "b_only": 0, "n": 0}
-    lo, hi = wilson_interval(t["a_only"], d, z) if d else (0.5, 0.5)
-    return {"diff": (t["a_only"] - t["b_only"]) / n, "lo": d / n * (2 * lo - 1), "hi": d / n * (2 * hi - 1),
+    d = np.asarray(a, dtype=float).ravel() - np.asarray(b, dtype=float).ravel()
+    boot = d[np.random.default_rng(seed).integers(0, n, size=(n_boot, n))].mean(axis=1)
+    q = (1 - level) / 2
+    return {"diff": float(d.mean()), "lo": float(np.quantile(boot, q)), "hi": float(np.quantile(boot, 1 - q)),
             "p_value": t["p_value"], "a_only": t["a_only"], "b_only": t["b_only"], "n": n}

@@ -185,6 +185,7 @@ def test_error_bars_of_a_rate_at_its_bound_are_not_negative():
 def _replicates(rows) -> pd.DataFrame:
     """A fabricated course.seed_replicates table: (arm, seed, shown) rows, every_seed as the function derives it."""
     t = pd.DataFrame([{"arm": a, "finetune_seed": s, "shown": sh, "n": 56, "eps": 1 / 255, "robust_accuracy": 0.5,
+                       "defense_rate": 0.6 + 0.1 * s,
                        "reference_robust_accuracy": 0.4, "p_holm": 0.01 if sh != "not shown" else 0.5}
                       for a, s, sh in rows])
     agg = t.groupby("arm").shown.agg(lambda s: "higher" if set(s) == {"higher"} else "lower" if set(s) == {"lower"}
@@ -200,6 +201,8 @@ def test_a_verdict_holds_only_if_every_fine_tuning_seed_says_so():
     cbam, prune = _kept(n, (0, 42), lost=[(0, 1)]), _kept(n, (0, 54))
     t = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "prune0.6": prune}, attack="worst")
     assert course.replicate_arms(t, "cbam") == ["cbam", "prune0.6"]          # the best arm and the arm shown better
+    worse = _table({"baseline": base, "baseline-ft": ft, "cbam": cbam, "channels0.3": _kept(n, (0, 30))}, attack="worst")
+    assert course.replicate_arms(worse, "cbam") == ["cbam", "channels0.3"]    # an arm shown worse is re-run too
     wobbly = _replicates([("cbam", 0, "not shown"), ("cbam", 1, "not shown"), ("prune0.6", 0, "higher"),
                           ("prune0.6", 1, "not shown")])
     v = course.ablation_verdict(t, replicates=wobbly)
@@ -210,6 +213,7 @@ def test_a_verdict_holds_only_if_every_fine_tuning_seed_says_so():
     assert course.ablation_verdict(t, replicates=steady)["verdict"] == "partly"
     text = course.replicate_text(wobbly)
     assert "**prune0.6** — seed 0:" in text and "→ **not at every seed**" in text
+    assert "Holm over the 2 re-run arms" in text and "baseline-ft itself keeps 22/56 at seed 0, 22/56 at seed 1" in text
 
 
 def test_the_report_reads_the_seed_replicates_notebook_04_records(tmp_path, monkeypatch):
@@ -239,6 +243,7 @@ def test_the_report_reads_the_seed_replicates_notebook_04_records(tmp_path, monk
     c, a, recs = chen(_replicates([("cbam+prune0.6", 0, "higher"), ("cbam+prune0.6", 1, "not shown")]))
     assert [r.get("every_seed") for r in recs] == [None, None, "not at every seed"]
     assert c["verdict"] == "not shown" and "not at every seed" in c["reason"]
+    assert "fine-tuned again with another seed: 60.0 % at fine-tuning seed 0, 70.0 % at fine-tuning seed 1" in c["reason"]
     assert a["verdict"] == "not shown" and "an arm counts only if it is shown at every seed" in a["our_conditions"]
 
 

@@ -446,7 +446,7 @@ def test_paper_gap_table_judges_each_explanation_from_the_outputs():
     assert v["training-set size"] == "part of it"               # 42 % on the build images vs 30 % on test
     assert v["the model"] == "not tested here" and v["the algorithm"] == "not it"
     s = paper_gap_summary(t)
-    assert s.startswith("**Verdict:**") and "iterations cannot be ruled out" in s and "rule out the algorithm" in s
+    assert s.startswith("**Verdict:**") and "iterations cannot be ruled out" in s and "the algorithm does not account for it" in s
     conv = SimpleNamespace(history=[{"fooling_rate": 0.5, "on": "holdout"}] * 4, fooling_rate=0.31, converged=True,
                            stop_reason="plateau", params={"patience": 3, "eval_every": 8, "steps": 48})
     t2 = paper_gap_table(m, test_rates, {(0.02, "inf", None): conv}, conv, {"fooling_rate": 0.4, "random_fooling_rate": 0.2},
@@ -524,7 +524,7 @@ def test_paired_difference_interval_by_hand():
     b = np.array([1] * 10 + [0] * 90, dtype=bool)        # b ⊂ a: 20 discordant images, all for a
     d = paired_difference(a, b)
     assert d["diff"] == pytest.approx(0.20) and d["a_only"] == 20 and d["b_only"] == 0
-    assert d["lo"] > 0.1 and d["hi"] == pytest.approx(0.20) and d["p_value"] < 1e-5
+    assert 0.1 < d["lo"] < 0.2 < d["hi"] < 0.3 and d["p_value"] < 1e-5
     same = paired_difference(a, a)                      # no discordant image: no difference, no doubt
     assert (same["diff"], same["lo"], same["hi"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
     r = paired_difference(b, a)                          # the mirror image

@@ -391,6 +391,9 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
     if controls:
         m = pd.concat([m, pd.DataFrame(list(controls.values()), index=list(controls))])
     u0, ud, ur = (m.loc[k, "uap_fooling_rate"] for k in (base, defended, reference))
+    judge = "a fresh UAP"
+    if rounds is not None and judge_column(rounds.iloc[-1].to_dict()) == "strongest_uap_fooling_rate":
+        ud, judge = float(rounds.iloc[-1]["strongest_uap_fooling_rate"]), "its strongest UAP"   # as the claim reads it
     ratio = ud / u0 if u0 else float("nan")
     loss = m.loc[base, "clean_accuracy"] - m.loc[defended, "clean_accuracy"]
     at1, lo1, hi1 = (m.loc[reference, f"worst1_defense_rate{s}"] for s in ("", "_lo", "_hi"))
@@ -408,7 +411,7 @@ def adversarial_verdicts(matrix, base: str = "baseline", defended: str = "uap-fi
         return f"{lab(a if m.loc[a, col] < m.loc[b, col] else b)} leaves the lower {what}"
 
     rows = [
-        ("finetune-uap-ratio", "goal", f"{defended}: a fresh UAP fools ≤ {max_ratio:.0%} as many test images as on the undefended model",
+        ("finetune-uap-ratio", "goal", f"{defended}: {judge} fools ≤ {max_ratio:.0%} as many test images as a fresh UAP on the undefended model",
          f"{u0:.1%} → {ud:.1%} ({ratio:.2f}×)", bool(ratio <= max_ratio)),
         ("finetune-accuracy", "goal", f"{defended}: clean accuracy loss ≤ {max_acc_loss * 100:.0f} points",
          f"{abs(loss) * 100:.1f} points {'lost' if loss >= 0 else 'gained'}", bool(loss <= max_acc_loss)),

@@ -589,7 +589,8 @@ def replicate_arms(table, best: str | None, eps: float = VERDICT_EPS, control: s
     """The arms a verdict rests on, which a second fine-tuning seed must confirm (:func:`seed_replicates`):
     ``best`` (the rule book's best arm), the attention-and-pruning arm with the highest worst-case defense rate at
     ``eps`` (Chen et al.'s row of the report), and every arm the paired test finds better than ``control`` at
-    ``eps`` (the ablation's "shown"), in the table's order; ``control`` is always fine-tuned again beside them."""
+    ``eps`` or worse (the ablation's "shown" either way), in the table's order; ``control`` is always fine-tuned again
+    beside them."""
     arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
     w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
     both = [a for a in arms if a in w.index and "+" in a]
@@ -597,7 +598,7 @@ def replicate_arms(table, best: str | None, eps: float = VERDICT_EPS, control: s
     if both:
         pick.add(max(both, key=lambda a: w.at[a, "defense_rate"]))
     shown = paired_tests(table, control, "worst", eps, arms, alpha)
-    pick |= set(shown.model[shown.shown == "higher"])
+    pick |= set(shown.model[shown.shown.isin(["higher", "lower"])])
     return [a for a in arms if a in pick]
 
 
@@ -651,12 +652,17 @@ def replicate_text(reps) -> str:
         return "No arm was fine-tuned again."
     n = int(reps.n.iloc[0])
     seeds = sorted(set(reps.finetune_seed))
+    ref = reps.groupby("finetune_seed").reference_robust_accuracy.first()
     parts = []
     for arm, g in reps.groupby("arm", sort=False):
         by = "; ".join(f"seed {int(r.finetune_seed)}: {round(r.robust_accuracy * n)} vs {round(r.reference_robust_accuracy * n)} "
                        f"(p_holm = {r.p_holm:.2g}, {r.shown})" for r in g.itertuples())
         parts.append(f"**{arm}** — {by} → **{g.every_seed.iloc[0]}**")
+    arms = reps.arm.nunique()
     return (f"Correct under every attack of the suite at ε = {float(reps.eps.iloc[0]) * 255:g}/255, of the same {n} test "
             f"images, each arm against the baseline-ft fine-tuned with the same seed (fine-tuning seeds "
-            f"{', '.join(map(str, seeds))}): " + "; ".join(parts) + ". A verdict counts an arm as better (or worse) than "
+            f"{', '.join(map(str, seeds))}; p_holm: Holm over the {arms} re-run arm{'s' if arms > 1 else ''} at each seed): "
+            + "; ".join(parts) + ". baseline-ft itself keeps " + ", ".join(
+                f"{round(v * n)}/{n} at seed {int(k)}" for k, v in ref.items())
+            + " correct: the seed alone moves a model by this much. A verdict counts an arm as better (or worse) than "
             "baseline-ft only if every seed says so.")

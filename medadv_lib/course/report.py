@@ -418,6 +418,10 @@ def _claim_chen(results, attack: str, paper: float):
     verdict, reason = verdict_defense(best["defense_rate"], best.get("defense_rate_lo"), best.get("defense_rate_hi"),
                                       paper, gain, bool(best.get("masked")), bool(best.get("collapsed")),
                                       what=f"{best['defense']}")
+    if best.get("defense_rate_by_seed") and best.get("finetune_seeds"):
+        reason += ("; fine-tuned again with another seed: " + ", ".join(
+            f"{_pct(r)} at fine-tuning seed {s}" for s, r in zip(best["finetune_seeds"], best["defense_rate_by_seed"]))
+            + f" (paired against baseline-ft: {best.get('every_seed')})")
     if base is not None:
         reason += f"; the undefended baseline: {_pct(base.get('defense_rate'))}"
     if ft is not None:

@@ -133,8 +133,8 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
     :func:`~medadv_lib.course.robustness_overview`) marks that arm's records ``best_arm`` = True with ``best_arm_why``,
     so that notebook 05 and the report read the same arm (:func:`~medadv_lib.course.rules.recorded_best_arm`).
     ``replicates`` (:func:`~medadv_lib.course.seed_replicates`) adds, on the replicated arms' ``worst`` records at the
-    replicates' budget, ``every_seed`` (the paired verdict against baseline-ft across fine-tuning seeds) and
-    ``finetune_seeds``, which the report's verdicts read (:func:`~medadv_lib.course.rules.confirm_by_seeds`)."""
+    replicates' budget, ``every_seed`` (the paired verdict against baseline-ft across fine-tuning seeds),
+    ``finetune_seeds``, ``shown_by_seed`` and ``defense_rate_by_seed``, which the report's verdicts read (:func:`~medadv_lib.course.rules.confirm_by_seeds`)."""
     keys = ("attack", "norm", "eps", "zeta", "steps", "restarts", "n", "n_clean_correct", "clean_accuracy",
             "robust_accuracy", "robust_accuracy_lo", "robust_accuracy_hi", "defense_rate", "defense_rate_lo",
             "defense_rate_hi", "median_rho_adv", "fooling_rate", "target_success_rate", "target_success_rate_non_target",
@@ -151,7 +151,8 @@ def defense_records(table, checks, study: dict, precision, labels: dict | None =
         eps_r = float(replicates.eps.iloc[0])
         for arm, g in replicates.groupby("arm", sort=False):
             again[arm] = {"every_seed": g.every_seed.iloc[0], "finetune_seeds": [int(v) for v in g.finetune_seed],
-                          "shown_by_seed": [str(v) for v in g.shown]}
+                          "shown_by_seed": [str(v) for v in g.shown],
+                          "defense_rate_by_seed": [float(v) for v in g.defense_rate]}
     out = []
     for row in table.to_dict(orient="records"):
         rep = (again.get(row["model"]) if again and row.get("attack") == "worst"

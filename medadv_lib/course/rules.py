@@ -184,7 +184,8 @@ def verdict_finetune(r0, rk, acc0=None, acck=None, r0_lo=None, rk_hi=None,
     return _v("not reproduced", f"{text}: fresh UAPs fool as many images as before{cost_text}")
 
 
-def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict]) -> tuple[str, str]:
+def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict],
+                            what: str = "the fresh UAP") -> tuple[str, str]:
     """Hirano et al.'s claim against the models notebook 05 fine-tuned *without* UAPs (its control
     records: ``control``, ``fooling_rate`` and ``fooling_rate_lo``): a "reproduced" or "partly" of
     :func:`verdict_finetune` stays so only when the last round's interval (upper end ``rk_hi``) lies below
@@ -196,8 +197,8 @@ def verdict_beyond_controls(verdict: tuple[str, str], rk_hi, controls: list[dict
     text = "; ".join(f"{c['control']} {_pct(c['fooling_rate'])}" for c in controls)
     if rk_hi is not None and all(c.get("fooling_rate_lo") is not None and rk_hi < c["fooling_rate_lo"]
                                  for c in controls):
-        return _v(kind, f"{reason}; the fresh UAP fools fewer images than on every model fine-tuned without UAPs "
-                              f"({text})")
+        return _v(kind, f"{reason}; {what} fools fewer images than a fresh UAP does on every model fine-tuned without "
+                              f"UAPs ({text})")
     return _v("partly", f"{reason}; but fine-tuning without UAPs leaves a fresh UAP {text}: the fall is not "
                         "separable from fine-tuning alone")
 
@@ -218,7 +219,8 @@ def verdict_hirano(r0: dict, rk: dict, controls=()) -> tuple[str, str]:
                                get(rk, col + "_hi"), rounds=rounds,
                                what="strongest-UAP" if col.startswith("strongest") else "fresh-UAP")
     return verdict_beyond_controls(verdict, get(rk, col + "_hi"),
-                                   [c for c in controls if c.get("control") is not None and c.get("fooling_rate") is not None])
+                                   [c for c in controls if c.get("control") is not None and c.get("fooling_rate") is not None],
+                                   what="the strongest UAP" if col.startswith("strongest") else "the fresh UAP")
 
 
 def judge_column(row) -> str:
@@ -533,14 +535,16 @@ def rules_text() -> str:
         "the most frequent prediction but holds half or less.",
         f"- **The random control**: reproduced when the control changes at most {_pct(RANDOM_MAX, 0)} of the predictions and the "
         f"UAP at least {RANDOM_RATIO:g}× and {_pts(NEAR)} more; partly when the UAP is at least {_pts(MIN_GAP)} above it.",
-        f"- **UAP fine-tuning** (Hirano et al.): reproduced when the fresh UAP's rate falls by at least {_pts(FINETUNE_DROP)} "
+        f"- **UAP fine-tuning** (Hirano et al.): each round is judged by its strongest UAP (the fresh one or any UAP it was "
+        f"fine-tuned against); reproduced when that rate falls by at least {_pts(FINETUNE_DROP)} "
         f"with the 95 % intervals apart and at most {_pts(FINETUNE_ACC_COST)} of clean accuracy lost; partly when it falls by "
         f"at least {_pts(FINETUNE_MIN_DROP)} but a condition fails; else not reproduced. A reproduced stays so only when "
-        "the last round's interval lies below that of every model fine-tuned as long without UAPs (else partly).",
+        "the last round's interval lies below a fresh UAP's on every model fine-tuned without UAPs (else partly).",
         f"- **A defense rate** (Chen et al., worst case over the attack suite): not shown (masking) when a masking check "
         "flags the arm; not reproduced when the whole 95 % interval lies below the paper's number; not shown when the arm "
         f"collapsed or keeps no significantly more images correct than the equally fine-tuned baseline (exact McNemar, "
-        f"Holm, α = {ALPHA:g}); else reproduced.",
+        f"Holm, α = {ALPHA:g}) at every fine-tuning seed; else reproduced.",
         "- **The ablation**: reproduced when both modules (attention, pruning) are shown to help on the same images; "
-        "partly when one is; not shown when neither is; not reproduced when an arm is shown worse.",
+        "partly when one is; not shown when neither is; not reproduced when an arm is shown worse. An arm counts as "
+        "shown better (or worse) only if every fine-tuning seed it was trained with says so.",
     ])

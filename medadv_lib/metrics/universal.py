@@ -465,32 +465,36 @@ def headline_rates(m: dict, targeted, transfer, labels=LABELS):
     return pd.Series(out, name="rate")
 
 
-def lever_verdict(row, gap: float, paper: float = 0.85) -> tuple[str, str]:
+def lever_verdict(row, gap: float, paper: float = 0.85, gap_range: tuple | None = None) -> tuple[str, str]:
     """The verdict on one lever from its experiment (a :func:`~medadv_lib.course.uap_experiments.gap_experiments`
-    row) and the ``gap`` between the paper's number and the headline's re-weighted rate (the rate held against it),
-    read from the paired difference of the re-weighted rates and its 95 % interval (``rw_diff``, ``rw_diff_lo``,
-    ``rw_diff_hi``: :func:`paired_reweighted_difference`):
+    row) and the ``gap`` between the paper's number and the headline's re-weighted rate (the rate held against it;
+    ``gap_range``: the same from the ends of that rate's 95 % interval, quoted), read from the paired difference of the
+    re-weighted rates and its 95 % interval (``rw_diff``, ``rw_diff_lo``, ``rw_diff_hi``:
+    :func:`paired_reweighted_difference`), in this order:
 
     - "explains it": the variant's re-weighted rate reaches ``paper``;
     - "part of it": the interval lies above 0 (a real gain), short of the gap;
-    - "not it": the interval lies below 0 (the variant is weaker), or its upper end is below the ``gap`` (the lever
-      cannot close it at this size);
+    - "not it": the interval lies below 0 (the variant is weaker with the budget it was given), or it holds 0 and its
+      upper end falls short of the ``gap`` (no detectable effect, and not enough to close the gap alone);
     - "not ruled out": the interval holds 0 and still reaches the gap (too few images to tell).
 
-    The plain rates, their paired difference and McNemar's p on the same images are quoted beside it.
+    The plain rates and McNemar's p on the same images are quoted beside it.
     Returns ``(what the outputs say, verdict)``."""
     say = (f"{row['variant']}: re-weighted {row['fooling_rate_reweighted']:.1%} vs {row['headline_fooling_rate_reweighted']:.1%}, "
            f"difference {100 * row['rw_diff']:+.1f} points [{100 * row['rw_diff_lo']:+.1f}, {100 * row['rw_diff_hi']:+.1f}] "
            f"(plain {row['fooling_rate']:.1%} vs {row['headline_fooling_rate']:.1%}, McNemar p = {row['p_value']:.2g})")
+    of_gap = f"the {100 * gap:.1f}-point gap" + ("" if gap_range is None else
+                                                 f" ({100 * gap_range[0]:.1f} to {100 * gap_range[1]:.1f} points over the "
+                                                 "headline's 95 % interval)")
     if row["fooling_rate_reweighted"] >= paper:
         return say + f": reaches {paper:.0%}", "explains it"
     if row["rw_diff_lo"] > 0:
-        return say + f": a real gain, short of the {100 * gap:.1f}-point gap", "part of it"
+        return say + f": a real gain, short of {of_gap}", "part of it"
     if row["rw_diff_hi"] < 0:
-        return say + ": the variant is weaker", "not it"
+        return say + ": the variant is weaker with the budget it was given", "not it"
     if row["rw_diff_hi"] < gap:
-        return say + f": no real gain, and at most {100 * row['rw_diff_hi']:.1f} of the {100 * gap:.1f}-point gap", "not it"
-    return say + f": no real gain, but the interval still reaches the {100 * gap:.1f}-point gap", "not ruled out"
+        return say + f": no detectable effect, at most {100 * row['rw_diff_hi']:.1f} points of {of_gap}", "not it"
+    return say + f": no detectable effect, but the interval still reaches {of_gap}", "not ruled out"
 
 def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, iterative_rate: float,
                     zeta: float = 0.02, paper: float = 0.85, plateau: float = 0.02, overfit: float = 0.10,
@@ -561,9 +565,11 @@ def paper_gap_table(m: dict, test_rates, build_uaps: dict, headline, own: dict, 
                               f"{linf[-1][0]:.0%} ({linf[-1][0] / zeta:.1f}× the paper's budget)", "not alone")
     if experiments is not None:
         gap = paper - (m.get("fooling_rate_reweighted") or m["fooling_rate"])
+        lo, hi = m.get("fooling_rate_reweighted_lo"), m.get("fooling_rate_reweighted_hi")
+        rng = None if lo is None or hi is None else (paper - hi, paper - lo)
         for lever in ("iterations", "training-set size", "the algorithm"):
             if lever in experiments.index:
-                rows[lever] = lever_verdict(experiments.loc[lever], gap, paper)
+                rows[lever] = lever_verdict(experiments.loc[lever], gap, paper, rng)
     if "iterations" not in rows:
         hist = [h["fooling_rate"] for h in headline.history]
         rise = hist[-1] - hist[-2] if len(hist) > 1 else float("nan")
@@ -631,7 +637,7 @@ def paper_gap_summary(table, paper: float = 0.85) -> str:
     if by["unlikely"]:
         parts.append(f"the outputs make {', '.join(by['unlikely'])} unlikely")
     if by["not it"]:
-        parts.append(f"the outputs rule out {_and(by['not it'])}")
+        parts.append(f"{_and(by['not it'])} {'does' if len(by['not it']) == 1 else 'do'} not account for it (see the rows)")
     if by["not ruled out"]:
         parts.append(f"{', '.join(by['not ruled out'])} cannot be ruled out (the attacker did not converge)")
     if by["not tested here"]:
