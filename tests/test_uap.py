@@ -587,3 +587,33 @@ def test_paper_gap_table_decides_the_levers_by_their_experiments():
     wide.loc["iterations", ["rw_diff", "rw_diff_lo", "rw_diff_hi"]] = [0.05, -0.10, 0.50]
     assert paper_gap_table(m, {("inf", 0.02): 0.3}, {}, conv, {"fooling_rate": 0.4, "random_fooling_rate": 0.2}, 0.03,
                            experiments=wide)["verdict"]["iterations"] == "not ruled out"
+
+
+def test_gap_variants_change_one_lever_each_and_are_measured_on_the_same_images(small_model, tmp_path):
+    """notebook 02's section-8 experiments end to end on a small model at 64 px: the 4x-steps variant runs 4x the
+    headline's steps on the same images, the training-set variant steps on every training image not held out, the
+    iterative variant gets at least the headline's gradient budget; every variant is paired with the headline on the
+    same test images (the plain difference is the difference of the two plain rates)."""
+    from medadv_lib import course
+    from medadv_lib.attacks.uap.cache import precompute_uaps
+    from medadv_lib.data import image_norm_stats, load_split
+    from conftest import SMALL_SIZE
+    xb, _, xh = course.uap_build_images(True, SMALL_SIZE, train=64, holdout=32)
+    sgd = {"method": "sgd", "epochs": 2, "batch_size": 16, "eval_every": 2, "patience": 2, "lr_ratio": 0.5}
+    stats = image_norm_stats(SMALL_SIZE)
+    head = precompute_uaps(small_model, xb, zetas=(0.02,), norms=("inf",), stats=stats, cache_dir=tmp_path, seed=0,
+                           holdout=xh, **sgd)[(0.02, "inf", None)]
+    v = course.gap_variants(small_model, head, xb, xh, sgd, fast=True, stats=stats, cache_dir=tmp_path, iter_passes=1)
+    steps = head.params["steps"]
+    it, size, alg = v["iterations"][0], v["training-set size"][0], v["the algorithm"][0]
+    assert it.params["steps"] == 4 * steps and it.params["n"] == len(xb)
+    n_train = len(load_split("train", SMALL_SIZE)[1])
+    assert v["training-set size"][2] == size.params["n"] == n_train - len(xh)
+    assert size.params["steps"] * 16 >= size.params["n"]                      # every build image stepped on
+    assert alg.method == "iterative" and alg.params["max_iter"] * len(xb) >= steps * 16
+    xt, yt = load_split("test", SMALL_SIZE, limit=60, seed=0)
+    t = course.gap_experiments(small_model, head, v, xt, yt)
+    assert list(t.index) == list(course.LEVERS)
+    for r in t.itertuples():
+        assert r.diff == pytest.approx(r.fooling_rate - r.headline_fooling_rate)
+        assert r.rw_diff_lo <= r.rw_diff <= r.rw_diff_hi and r.diff_lo <= r.diff <= r.diff_hi
