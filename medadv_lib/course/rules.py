@@ -542,8 +542,8 @@ def rules_text() -> str:
         "the last round's interval lies below a fresh UAP's on every model fine-tuned without UAPs (else partly).",
         f"- **A defense rate** (Chen et al., worst case over the attack suite): not shown (masking) when a masking check "
         "flags the arm; not reproduced when the whole 95 % interval lies below the paper's number; not shown when the arm "
-        f"collapsed or keeps no significantly more images correct than the equally fine-tuned baseline (exact McNemar, "
-        f"Holm, α = {ALPHA:g}) at every fine-tuning seed; else reproduced.",
+        "collapsed, or when it does not keep significantly more images correct than the equally fine-tuned baseline at "
+        f"every fine-tuning seed it was trained with (exact McNemar, Holm, α = {ALPHA:g}); else reproduced.",
         "- **The ablation**: reproduced when both modules (attention, pruning) are shown to help on the same images; "
         "partly when one is; not shown when neither is; not reproduced when an arm is shown worse. An arm counts as "
         "shown better (or worse) only if every fine-tuning seed it was trained with says so.",
