@@ -1,5 +1,6 @@
 """The course layer: settings shared by every notebook (:mod:`.config`), the pipelines that build or load
-the course's models, UAPs, defenses and robustness tables (:mod:`.pipelines`), results as data
+the course's models, UAPs, defenses and robustness tables (:mod:`.pipelines`), notebook 02's section-8 experiments
+on the levers of the gap to the paper (:mod:`.uap_experiments`), results as data
 (:mod:`.results`), the papermill runner (:mod:`.runner`, ``python -m medadv_lib.course.runner``) and the
 "terms before use" check of the notebooks against the glossary (:mod:`.terms`).
 
