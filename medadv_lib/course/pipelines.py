@@ -337,6 +337,11 @@ def _min_discordant(family: int, alpha: float = 0.05) -> int:
     return d
 
 
+def _worst_at(table, eps: float):
+    """The ``worst`` rows of a robustness table at budget ``eps``, indexed by model."""
+    return table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
+
+
 def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, control: str = "baseline-ft",
                      undefended: str = "baseline", alpha: float = 0.05, checks=None, replicates=None) -> dict:
     """Notebook 04's verdict on "pruning and attention raise robustness", from a
@@ -372,10 +377,10 @@ def ablation_verdict(table, eps: float = 1 / 255, best: str | None = None, contr
         every = dict(zip(replicates.arm, replicates.every_seed))
         confirmed = confirm_by_seeds({r["model"]: r for r in vs_c.to_dict(orient="records")}, every)
         vs_c = vs_c.assign(shown=[confirmed[m]["shown"] for m in vs_c.model])
-    unconfirmed = [m for m in vs_c.model if vs_c.set_index("model").shown[m] == "not at every seed"]
+    unconfirmed = list(vs_c.model[vs_c.shown == "not at every seed"])
     masked = set() if checks is None else {m for m, f in zip(checks.model, checks.failed) if f}
     bc, bu = (t.set_index("model").loc[best].to_dict() | {"model": best} for t in (vs_c, vs_u))
-    w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
+    w = _worst_at(table, eps)
 
     def rate(m):
         return tuple(None if c not in w or pd.isna(w.at[m, c]) else float(w.at[m, c])
@@ -592,7 +597,7 @@ def replicate_arms(table, best: str | None, eps: float = VERDICT_EPS, control: s
     ``eps`` or worse (the ablation's "shown" either way), in the table's order; ``control`` is always fine-tuned again
     beside them."""
     arms = [m for m in dict.fromkeys(table.model) if m not in (control, undefended)]
-    w = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model")
+    w = _worst_at(table, eps)
     both = [a for a in arms if a in w.index and "+" in a]
     pick = {best} if best else set()
     if both:
@@ -621,7 +626,7 @@ def seed_replicates(base: str, table, arms, fast: bool, seeds=(1,), output_dir="
     arms = [a for a in arms if a != control]
     frames = []
     first = paired_tests(table, control, "worst", eps, arms, alpha).assign(finetune_seed=seed)
-    w0 = table[(table.attack == "worst") & ((table.eps - eps).abs() < 1e-9)].set_index("model").defense_rate
+    w0 = _worst_at(table, eps).defense_rate
     frames.append(first.assign(defense_rate=[float(w0[a]) for a in first.model]))
     src, src_info = course_model(base, fast, output_dir, data_dir, device, seed, progress=progress, precision=precision)
     for s in seeds:
@@ -633,7 +638,7 @@ def seed_replicates(base: str, table, arms, fast: bool, seeds=(1,), output_dir="
                                           progress, eps=(eps,)).assign(model=name))
         t = pd.concat(rows, ignore_index=True)
         p = paired_tests(t, control, "worst", eps, arms, alpha).assign(finetune_seed=s)
-        ws = t[(t.attack == "worst") & ((t.eps - eps).abs() < 1e-9)].set_index("model").defense_rate
+        ws = _worst_at(t, eps).defense_rate
         frames.append(p.assign(defense_rate=[float(ws[a]) for a in p.model]))
     out = pd.concat(frames, ignore_index=True).rename(columns={"model": "arm"})
 

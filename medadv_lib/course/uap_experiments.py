@@ -1,7 +1,8 @@
 """Notebook 02's section 8 as experiments: each candidate lever of the gap between our UAP and Hirano et al.'s
 (more steps, more build images, their algorithm) is a UAP that changes that one lever of the course's headline
-UAP, measured on the same test images, and judged from the paired difference with its interval
-(:func:`medadv_lib.stats.paired_difference`) — not extrapolated from a build curve."""
+UAP, measured on the same test images, and judged from the paired difference of the re-weighted rates with its
+interval (:func:`~medadv_lib.metrics.universal.paired_reweighted_difference`, McNemar's test on the plain rates
+beside it) — not extrapolated from a build curve."""
 from __future__ import annotations
 
 import math
@@ -45,11 +46,15 @@ def gap_variants(model, headline, x_build, x_hold, sgd: dict, *, fast: bool, sta
     n = len(x_build)
     more = factor * steps
     every = int(sgd.get("eval_every") or 1)
-    # a fixed step budget, but the same selection rule as the headline: the best UAP measured on the held-out images
-    # (a patience longer than the run never stops it early, and keeps the best measurement)
-    it = precompute_uaps(model, x_build, zetas=(zeta,), norms=(norm,), stats=stats, cache_dir=cache_dir, seed=seed,
-                         progress=progress, **{**sgd, "holdout": x_hold, "patience": math.ceil(more / every) + 1,
-                                               "max_steps": more, "epochs": math.ceil(more * batch / n) + 1})[(zeta, norm, None)]
+
+    def fixed_budget(x, budget):
+        """The headline's builder on ``x`` for exactly ``budget`` steps, but with its selection rule: the best UAP
+        measured on the held-out images (a patience longer than the run never stops it early)."""
+        return precompute_uaps(model, x, zetas=(zeta,), norms=(norm,), stats=stats, cache_dir=cache_dir, seed=seed,
+                               progress=progress, **{**sgd, "holdout": x_hold, "patience": math.ceil(budget / every) + 1,
+                                                     "max_steps": budget,
+                                                     "epochs": math.ceil(budget * batch / len(x)) + 1})[(zeta, norm, None)]
+    it = fixed_budget(x_build, more)
     size = x_build.shape[-1]
     x_all, _, _ = uap_build_images(fast, size, data_dir, seed, train=10 ** 9, holdout=len(x_hold))
     if len(x_all) > n:
@@ -60,10 +65,7 @@ def gap_variants(model, headline, x_build, x_hold, sgd: dict, *, fast: bool, sta
     # no plateau stop: the plateau can come before the builder has stepped on every image (a variant that returned
     # the UAP of its 16th step would have seen 256 of 1,500 images); at least the headline's steps, and one full pass
     size_steps = max(steps, math.ceil(len(x_size) / batch))
-    sz = precompute_uaps(model, x_size, zetas=(zeta,), norms=(norm,), stats=stats, cache_dir=cache_dir, seed=seed,
-                         progress=progress, **{**sgd, "holdout": x_hold, "patience": math.ceil(size_steps / every) + 1,
-                                               "max_steps": size_steps,
-                                               "epochs": math.ceil(size_steps * batch / len(x_size)) + 1})[(zeta, norm, None)]
+    sz = fixed_budget(x_size, size_steps)
     size_text += (f", every one stepped on ({size_steps} SGD steps, no plateau stop; the headline ran {steps}); the best "
                   "UAP measured on the held-out images, as the headline's")
     passes = max(math.ceil(steps * batch / n), int(iter_passes or 0))
